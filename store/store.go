@@ -1,0 +1,84 @@
+// Package store keeps the relay's four kinds of data per Jira instance in
+// etcd: instance data, user data, the admin's configuration, and mappings of
+// e-mails to Jira issues. Nothing else is stored: no e-mail content, no Jira
+// issue data beyond id, key and project id, no credentials (client and admin
+// keys only as SHA-256 hashes).
+//
+// Instances and configurations are served from a watch-fed in-memory cache,
+// so the hot paths (key checks, config reads) make no etcd round trip and keep
+// working for known instances while etcd has no quorum.
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Prefix is where every key lives; it must end in "/". Default "/jira-relay/".
+	Prefix string
+	// Timeout bounds one store operation. Default 5s.
+	Timeout time.Duration
+	// Now is the clock for timestamps. Default time.Now.
+	Now func() time.Time
+	// Logger receives the cache's notes (re-lists, watch errors). Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is the relay's data layer over etcd. It is safe for concurrent use.
+type Store struct {
+	kv      clientv3.KV
+	watcher clientv3.Watcher
+	k       keys
+	timeout time.Duration
+	now     func() time.Time
+	log     *slog.Logger
+	cache   *cache
+}
+
+// New returns a Store over an etcd KV and Watcher (a *clientv3.Client is
+// both). Call Run to feed the caches.
+func New(kv clientv3.KV, w clientv3.Watcher, o Options) (*Store, error) {
+	if o.Prefix == "" {
+		o.Prefix = "/jira-relay/"
+	}
+	if !strings.HasSuffix(o.Prefix, "/") {
+		return nil, errors.New("store: prefix must end in /")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{
+		kv: kv, watcher: w, k: keys{prefix: o.Prefix}, timeout: o.Timeout,
+		now: o.Now, log: o.Logger, cache: newCache(),
+	}, nil
+}
+
+// Prefix is the key prefix every record lives under.
+func (s *Store) Prefix() string { return s.k.prefix }
+
+func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return waitCtx(parent, s.timeout)
+}
+
+// Ping reports whether etcd answers a linearizable read (it needs a quorum).
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.kv.Get(ctx, s.k.prefix+"ping", clientv3.WithCountOnly())
+	return etcdErr("ping", err)
+}
+
+func (s *Store) nowUTC() time.Time { return s.now().UTC().Truncate(time.Millisecond) }

@@ -1,0 +1,492 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+const prefix = "/jira-relay/"
+
+// newStore starts an embedded etcd and a Store whose cache runs until the
+// test ends.
+func newStore(t *testing.T) (*store.Store, *clientv3.Client) {
+	t.Helper()
+	_, cli := etcdtest.Start(t)
+	return runStore(t, cli), cli
+}
+
+func runStore(t *testing.T, cli *clientv3.Client) *store.Store {
+	t.Helper()
+	s, err := store.New(cli, cli, store.Options{Prefix: prefix, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-s.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("cache did not sync")
+	}
+	return s
+}
+
+func register(t *testing.T, s *store.Store, url string) *store.Registration {
+	t.Helper()
+	r, err := s.Register(context.Background(), store.NewInstance{
+		URL: url, JiraVersion: "1001.0.0-SNAPSHOT", AddinVersion: "4.2.0",
+		License: &store.License{Key: "LIC-1", ExpiresAt: time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC), Seats: 250},
+	})
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	return r
+}
+
+// keysUnder lists every key under p, as an operator's `etcdctl get --prefix --keys-only` would.
+func keysUnder(t *testing.T, cli *clientv3.Client, p string) []string {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		out = append(out, string(kv.Key))
+	}
+	return out
+}
+
+func TestRegisterAuthenticateAndRoles(t *testing.T) {
+	s, cli := newStore(t)
+	r := register(t, s, "https://acme.atlassian.net")
+	ctx := context.Background()
+
+	if !store.ValidInstanceID(r.Instance.ID) {
+		t.Fatalf("instance id %q has not the documented form", r.Instance.ID)
+	}
+	if len(r.ClientKey) < 36 || len(r.AdminKey) < 36 || r.ClientKey == r.AdminKey {
+		t.Fatalf("keys too short or equal: %q %q", r.ClientKey, r.AdminKey)
+	}
+	for _, tc := range []struct {
+		key  string
+		want store.Role
+	}{
+		{r.ClientKey, store.RoleClient},
+		{r.AdminKey, store.RoleAdmin},
+		{"", store.RoleNone},
+		{r.ClientKey + "x", store.RoleNone},
+		{store.HashKey([]byte(r.ClientKey)), store.RoleNone}, // the stored hash is not a key
+	} {
+		_, role, err := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(tc.key))
+		if err != nil || role != tc.want {
+			t.Errorf("Authenticate(%q) = %v, %v; want %v", tc.key, role, err, tc.want)
+		}
+	}
+	if _, _, err := s.Authenticate(ctx, []byte("aaaaaaaaaaaaaaaaaaaaaaaaaa"), []byte(r.ClientKey)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown instance: err = %v, want ErrNotFound", err)
+	}
+
+	// The keys themselves are nowhere in etcd; only their hashes are.
+	resp, _ := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Value), r.ClientKey) || strings.Contains(string(kv.Value), r.AdminKey) {
+			t.Fatalf("a key is stored in clear under %s", kv.Key)
+		}
+	}
+
+	// The same URL twice → ErrExists.
+	_, err := s.Register(ctx, store.NewInstance{URL: "https://acme.atlassian.net", JiraVersion: "1", AddinVersion: "1"})
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second register: err = %v, want ErrExists", err)
+	}
+}
+
+func TestRegisterRejectsBadFields(t *testing.T) {
+	s, cli := newStore(t)
+	for _, n := range []store.NewInstance{
+		{URL: "https://a.atlassian.net", JiraVersion: "", AddinVersion: "1"},
+		{URL: "https://a.atlassian.net", JiraVersion: "1", AddinVersion: "4.2 beta"},
+		{URL: "https://a.atlassian.net", JiraVersion: strings.Repeat("1", 65), AddinVersion: "1"},
+		{URL: "https://a.atlassian.net", JiraVersion: "1", AddinVersion: "1", License: &store.License{Key: ""}},
+		{URL: "https://a.atlassian.net", JiraVersion: "1", AddinVersion: "1", License: &store.License{Key: "k", Seats: 1}},
+		{URL: "https://a.atlassian.net", JiraVersion: "1", AddinVersion: "1", License: &store.License{Key: "k", ExpiresAt: time.Now(), Seats: -1}},
+	} {
+		if _, err := s.Register(context.Background(), n); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Register(%+v) err = %v, want ErrInvalid", n, err)
+		}
+	}
+	if k := keysUnder(t, cli, prefix); len(k) != 0 {
+		t.Fatalf("rejected registrations wrote %v", k)
+	}
+}
+
+func TestRotateClientKeyStopsOldKeyAtOnce(t *testing.T) {
+	s, _ := newStore(t)
+	r := register(t, s, "https://acme.atlassian.net")
+	ctx := context.Background()
+	nk, _, err := s.RotateClientKey(ctx, r.Instance.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, role, _ := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.ClientKey)); role != store.RoleNone {
+		t.Fatalf("old client key still has role %v", role)
+	}
+	if _, role, _ := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(nk)); role != store.RoleClient {
+		t.Fatalf("new client key has role %v", role)
+	}
+	if _, role, _ := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.AdminKey)); role != store.RoleAdmin {
+		t.Fatalf("admin key changed by a client key rotation: %v", role)
+	}
+}
+
+func TestSecondRelaySeesChangesThroughItsWatch(t *testing.T) {
+	_, cli := etcdtest.Start(t)
+	a, b := runStore(t, cli), runStore(t, cli)
+	ctx := context.Background()
+	r := register(t, a, "https://acme.atlassian.net")
+
+	// b finds an instance registered on a moments ago (cache or fallback).
+	if _, role, err := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.ClientKey)); err != nil || role != store.RoleClient {
+		t.Fatalf("b: %v %v", role, err)
+	}
+	nk, _, err := a.RotateClientKey(ctx, r.Instance.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutConfig(ctx, r.Instance.ID, []byte(`{"theme":"dark"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		_, role, _ := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(nk))
+		d, _ := b.Config(ctx, r.Instance.ID)
+		return role == store.RoleClient && string(d.Body) == `{"theme":"dark"}`
+	})
+	if _, role, _ := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.ClientKey)); role != store.RoleNone {
+		t.Fatal("b still accepts the rotated key")
+	}
+	if err := a.DeleteInstance(ctx, r.Instance.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		n, _ := b.CacheSizes()
+		return n == 0
+	})
+	if _, _, err := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(nk)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("b after delete: %v", err)
+	}
+}
+
+func TestCacheRelistsAfterCompaction(t *testing.T) {
+	_, cli := etcdtest.Start(t)
+	s := runStore(t, cli)
+	ctx := context.Background()
+	r := register(t, s, "https://acme.atlassian.net")
+	// Changes made behind the store's back, then compacted: the watch must
+	// notice ErrCompacted or keep up, and the cache must end up current.
+	other := runStore(t, cli)
+	for i := range 20 {
+		if _, err := other.PutConfig(ctx, r.Instance.ID, []byte(fmt.Sprintf(`{"n":%d}`, i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, _ := cli.Get(ctx, "x")
+	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		d, _ := s.Config(ctx, r.Instance.ID)
+		return string(d.Body) == `{"n":19}`
+	})
+}
+
+func TestConfigCompareAndSwap(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	r := register(t, s, "https://acme.atlassian.net")
+	id := r.Instance.ID
+
+	d, err := s.Config(ctx, id)
+	if err != nil || string(d.Body) != "{}" || d.Revision != 0 {
+		t.Fatalf("fresh config = %q@%d, %v; want {}@0", d.Body, d.Revision, err)
+	}
+	zero := int64(0)
+	d1, err := s.PutConfig(ctx, id, []byte(`{"a":1}`), &zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutConfig(ctx, id, []byte(`{"a":2}`), &zero); !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("stale revision: %v, want ErrPrecondition", err)
+	}
+	d2, err := s.PutConfig(ctx, id, []byte(`{"a":3}`), &d1.Revision)
+	if err != nil || d2.Revision <= d1.Revision {
+		t.Fatalf("CAS with current revision: %v", err)
+	}
+	got, _ := s.Config(ctx, id)
+	if string(got.Body) != `{"a":3}` || got.Revision != d2.Revision {
+		t.Fatalf("config = %s@%d", got.Body, got.Revision)
+	}
+	if _, err := s.PutConfig(ctx, "aaaaaaaaaaaaaaaaaaaaaaaaaa", []byte(`{}`), nil); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("config of unknown instance: %v", err)
+	}
+}
+
+func mapping(conv, mail, user, issueID, key string) store.Mapping {
+	return store.Mapping{ConversationID: conv, MailID: mail, UserID: user, App: "Jira",
+		Jira: store.JiraRef{ID: issueID, Key: key, ProjectID: "10200"}}
+}
+
+func TestMappingsLinkIdempotentLookupPageUnlink(t *testing.T) {
+	s, cli := newStore(t)
+	ctx := context.Background()
+	id := register(t, s, "https://acme.atlassian.net").Instance.ID
+	conv := "AAQkADQ2ZWI1NWUzLWFjNTgtNDhkNi05MTRlLTE0ZjkzYjhiZmIxYgAQACGaySOzKTNItlx6EtoJ8kc="
+	mail := "<AM4PR0501MB272391106D5F7A7805F586AD9CC40@AM4PR0501MB2723.eurprd05.prod.outlook.com>"
+
+	m := mapping(conv, mail, "1220", "10710", "ITSM-34")
+	if _, created, err := s.LinkMapping(ctx, id, m); err != nil || !created {
+		t.Fatalf("first link: created=%v err=%v", created, err)
+	}
+	if _, created, err := s.LinkMapping(ctx, id, m); err != nil || created {
+		t.Fatalf("same link again: created=%v err=%v (want idempotent)", created, err)
+	}
+	// 250 more mails of the same conversation, by two users.
+	for i := range 250 {
+		user := []string{"1220", "u/2"}[i%2]
+		mm := mapping(conv, fmt.Sprintf("<m%d@x>", i), user, fmt.Sprint(20000+i), fmt.Sprintf("ITSM-%d", 100+i))
+		if _, _, err := s.LinkMapping(ctx, id, mm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := func(q store.MappingQuery) []store.Mapping {
+		var all []store.Mapping
+		for {
+			ms, next, err := s.Mappings(ctx, id, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, ms...)
+			if next == "" {
+				return all
+			}
+			q.Cursor = next
+		}
+	}
+	if got := page(store.MappingQuery{By: store.ByConversation, Value: conv, Limit: 7}); len(got) != 251 {
+		t.Fatalf("by conversation, paged by 7: %d mappings, want 251", len(got))
+	}
+	if got := page(store.MappingQuery{By: store.ByConversation, Value: conv, UserID: "u/2", Limit: 1000}); len(got) != 125 {
+		t.Fatalf("by conversation of user u/2: %d, want 125", len(got))
+	}
+	if got := page(store.MappingQuery{By: store.ByMail, Value: mail}); len(got) != 1 || got[0].Jira.Key != "ITSM-34" {
+		t.Fatalf("by mail: %+v", got)
+	}
+	if got := page(store.MappingQuery{By: store.ByIssueID, Value: "10710"}); len(got) != 1 {
+		t.Fatalf("by issue id: %+v", got)
+	}
+	if got := page(store.MappingQuery{By: store.ByIssueKey, Value: "ITSM-34"}); len(got) != 1 {
+		t.Fatalf("by issue key: %+v", got)
+	}
+
+	// The issue moved to another project: the same link is updated in place,
+	// the old key no longer finds it, the new one does.
+	moved := m
+	moved.Jira.Key, moved.Jira.ProjectID = "NEW-1", "10300"
+	if got, created, err := s.LinkMapping(ctx, id, moved); err != nil || created || got.Jira.Key != "NEW-1" {
+		t.Fatalf("relink moved issue: %+v created=%v err=%v", got, created, err)
+	}
+	if got := page(store.MappingQuery{By: store.ByIssueKey, Value: "ITSM-34"}); len(got) != 0 {
+		t.Fatalf("old key still finds %d mappings", len(got))
+	}
+	if got := page(store.MappingQuery{By: store.ByIssueKey, Value: "NEW-1"}); len(got) != 1 {
+		t.Fatalf("new key finds %d mappings", len(got))
+	}
+
+	// Unlink: afterwards no key of that mapping remains.
+	before := len(keysUnder(t, cli, prefix))
+	if n, err := s.UnlinkMappings(ctx, id, mail, "10710", ""); err != nil || n != 1 {
+		t.Fatalf("unlink: n=%d err=%v", n, err)
+	}
+	if after := len(keysUnder(t, cli, prefix)); before-after != 5 {
+		t.Fatalf("unlink removed %d keys, want 5 (record + 4 index entries)", before-after)
+	}
+	if _, err := s.UnlinkMappings(ctx, id, mail, "10710", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second unlink: %v", err)
+	}
+}
+
+func TestMappingQueriesRejectBadInput(t *testing.T) {
+	s, _ := newStore(t)
+	id := register(t, s, "https://acme.atlassian.net").Instance.ID
+	for _, q := range []store.MappingQuery{
+		{By: "subject", Value: "x"},
+		{By: store.ByConversation, Value: ""},
+		{By: store.ByConversation, Value: "a\nb"},
+		{By: store.ByConversation, Value: strings.Repeat("a", 1025)},
+		{By: store.ByIssueID, Value: "ITSM-1"},
+		{By: store.ByIssueKey, Value: "itsm-1"},
+		{By: store.ByMail, Value: "x", Limit: 1001},
+		{By: store.ByMail, Value: "x", Limit: -1},
+		{By: store.ByMail, Value: "x", Cursor: "!!!"},
+		{By: store.ByMail, Value: "x", UserID: "\x00"},
+	} {
+		if _, _, err := s.Mappings(context.Background(), id, q); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Mappings(%+v) err = %v, want ErrInvalid", q, err)
+		}
+	}
+	for _, m := range []store.Mapping{
+		mapping("c", "", "u", "1", "A-1"),
+		mapping("c", "m", "", "1", "A-1"),
+		mapping("c", "m", "u", "x1", "A-1"),
+		mapping("c", "m", "u", "1", "a-1"),
+		mapping("c", "m", "u", "1", "A1"),
+		mapping("c\r\n", "m", "u", "1", "A-1"),
+		{MailID: "m", UserID: "u", Jira: store.JiraRef{ID: "1", Key: "AB-1", ProjectID: "p"}},
+	} {
+		if _, _, err := s.LinkMapping(context.Background(), id, m); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("LinkMapping(%+v) err = %v, want ErrInvalid", m, err)
+		}
+	}
+}
+
+func TestDeleteUserErasesEveryKeyOfTheUser(t *testing.T) {
+	s, cli := newStore(t)
+	ctx := context.Background()
+	id := register(t, s, "https://acme.atlassian.net").Instance.ID
+	if _, created, err := s.PutUser(ctx, id, store.User{UserID: "mia", Name: "Mia Krystof", Email: "mia@example.com"}); err != nil || !created {
+		t.Fatalf("put user: %v %v", created, err)
+	}
+	if _, created, _ := s.PutUser(ctx, id, store.User{UserID: "mia", Name: "Mia K.", Email: "mia@example.com"}); created {
+		t.Fatal("replacing a user reported created")
+	}
+	if _, _, err := s.PutUser(ctx, id, store.User{UserID: "bob", Name: "Bob", Email: "bob@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 { // more than one 128-op transaction's worth
+		if _, _, err := s.LinkMapping(ctx, id, mapping("c", fmt.Sprintf("<%d@x>", i), "mia", fmt.Sprint(i+1), fmt.Sprintf("AB-%d", i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.LinkMapping(ctx, id, mapping("c", "<b@x>", "bob", "1", "AB-1")); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := s.ExportUser(ctx, id, "mia")
+	if err != nil || exp.User.Name != "Mia K." || len(exp.Mappings) != 60 {
+		t.Fatalf("export: %+v %v", exp, err)
+	}
+	if err := s.DeleteUser(ctx, id, "mia"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keysUnder(t, cli, prefix) {
+		if strings.Contains(k, "mia") {
+			t.Errorf("key of the erased user remains: %s", k)
+		}
+	}
+	if exp, err := s.ExportUser(ctx, id, "bob"); err != nil || len(exp.Mappings) != 1 {
+		t.Fatalf("bob's data was touched: %+v %v", exp, err)
+	}
+	if err := s.DeleteUser(ctx, id, "mia"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("erasing again: %v", err)
+	}
+	for _, u := range []store.User{
+		{UserID: "x", Name: "", Email: "a@b.c"},
+		{UserID: "x", Name: "X", Email: "not-an-address"},
+		{UserID: "x", Name: "X", Email: "X <x@b.c>"},
+		{UserID: "x\n", Name: "X", Email: "x@b.c"},
+		{UserID: "x", Name: strings.Repeat("n", 257), Email: "x@b.c"},
+	} {
+		if _, _, err := s.PutUser(ctx, id, u); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("PutUser(%+v) err = %v, want ErrInvalid", u, err)
+		}
+	}
+}
+
+func TestDeleteInstanceErasesTheTenant(t *testing.T) {
+	s, cli := newStore(t)
+	ctx := context.Background()
+	a := register(t, s, "https://acme.atlassian.net").Instance.ID
+	b := register(t, s, "https://other.atlassian.net").Instance.ID
+	for _, id := range []string{a, b} {
+		if _, _, err := s.PutUser(ctx, id, store.User{UserID: "u", Name: "U", Email: "u@x.io"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.LinkMapping(ctx, id, mapping("c", "<m@x>", "u", "1", "AB-1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PutConfig(ctx, id, []byte(`{}`), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteInstance(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keysUnder(t, cli, prefix) {
+		if strings.Contains(k, a) || strings.Contains(k, "acme") {
+			t.Errorf("key of the deleted instance remains: %s", k)
+		}
+	}
+	if n := len(keysUnder(t, cli, prefix+"instances/"+b+"/")); n != 8 {
+		t.Errorf("the other tenant has %d keys, want 8 (instance, config, user, mapping + 4 index)", n)
+	}
+	// The URL is free again.
+	register(t, s, "https://acme.atlassian.net")
+	// Writes to a deleted instance are refused, not left as orphans.
+	if _, _, err := s.PutUser(ctx, a, store.User{UserID: "u", Name: "U", Email: "u@x.io"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("user write to deleted instance: %v", err)
+	}
+	if _, _, err := s.LinkMapping(ctx, a, mapping("c", "<m@x>", "u", "1", "AB-1")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("mapping write to deleted instance: %v", err)
+	}
+	if err := s.DeleteInstance(ctx, a); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+// TestKeyLayout pins the documented layout (docs/key-layout.md): operators
+// paste these prefixes into etcdctl.
+func TestKeyLayout(t *testing.T) {
+	s, cli := newStore(t)
+	ctx := context.Background()
+	r := register(t, s, "https://acme.atlassian.net")
+	id := r.Instance.ID
+	s.PutUser(ctx, id, store.User{UserID: "1220", Name: "Mia", Email: "mia@example.com"})
+	s.PutConfig(ctx, id, []byte(`{"x":1}`), nil)
+	s.LinkMapping(ctx, id, mapping("AAQk/x+y=", "<a/b@c>", "1220", "10710", "ITSM-34"))
+	got := keysUnder(t, cli, prefix)
+	want := []string{
+		prefix + "instances/" + id + "/config",
+		prefix + "instances/" + id + "/index/conversation/AAQk%2Fx+y=/1220/%3Ca%2Fb@c%3E/10710",
+		prefix + "instances/" + id + "/index/issue/10710/1220/%3Ca%2Fb@c%3E",
+		prefix + "instances/" + id + "/index/issuekey/ITSM-34/1220/%3Ca%2Fb@c%3E/10710",
+		prefix + "instances/" + id + "/index/user/1220/%3Ca%2Fb@c%3E/10710",
+		prefix + "instances/" + id + "/instance",
+		prefix + "instances/" + id + "/mappings/%3Ca%2Fb@c%3E/1220/10710",
+		prefix + "instances/" + id + "/users/1220",
+		prefix + "urls/https%3A%2F%2Facme.atlassian.net",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("key layout:\n got %q\nwant %q", got, want)
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// User is what the relay keeps about an add-in user: a name and an e-mail
+// address, nothing more.
+type User struct {
+	UserID    string    `json:"userId"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// UserExport is everything held about one user.
+type UserExport struct {
+	User     *User     `json:"user"`
+	Mappings []Mapping `json:"mappings"`
+}
+
+func validName(n string) error {
+	if strings.TrimSpace(n) == "" {
+		return invalid("name", "is required")
+	}
+	if utf8.RuneCountInString(n) > 256 || !ValidOpaqueID(n) {
+		return invalid("name", "must be at most 256 printable characters")
+	}
+	return nil
+}
+
+func validEmail(e string) error {
+	if e == "" {
+		return invalid("email", "is required")
+	}
+	if len(e) > 254 || !ValidOpaqueID(e) {
+		return invalid("email", "is not an e-mail address")
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Address != e || a.Name != "" {
+		return invalid("email", "is not an e-mail address")
+	}
+	return nil
+}
+
+// PutUser creates or replaces a user of the instance; created says which.
+func (s *Store) PutUser(ctx context.Context, id string, u User) (*User, bool, error) {
+	if !ValidOpaqueID(u.UserID) {
+		return nil, false, invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
+	}
+	if err := validName(u.Name); err != nil {
+		return nil, false, err
+	}
+	if err := validEmail(u.Email); err != nil {
+		return nil, false, err
+	}
+	u.UpdatedAt = s.nowUTC()
+	val, _ := json.Marshal(u)
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.k.user(id, u.UserID)
+	resp, err := s.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(s.k.instance(id)), ">", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithPrevKV())).Commit()
+	if err != nil {
+		return nil, false, etcdErr("put user", err)
+	}
+	if !resp.Succeeded {
+		return nil, false, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+	}
+	created := resp.Responses[0].GetResponsePut().PrevKv == nil
+	return &u, created, nil
+}
+
+// User returns one user of the instance.
+func (s *Store) User(ctx context.Context, id, userID string) (*User, error) {
+	if !ValidOpaqueID(userID) {
+		return nil, invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Get(ctx, s.k.user(id, userID))
+	if err != nil {
+		return nil, etcdErr("get user", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("store: user: %w", ErrNotFound)
+	}
+	u := new(User)
+	if err := json.Unmarshal(resp.Kvs[0].Value, u); err != nil {
+		return nil, fmt.Errorf("store: decode user: %w", err)
+	}
+	return u, nil
+}
+
+// ExportUser returns the user record and every mapping of the user.
+func (s *Store) ExportUser(ctx context.Context, id, userID string) (*UserExport, error) {
+	u, err := s.User(ctx, id, userID)
+	if err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	ms, err := s.allMappings(ctx, s.k.index(id, "user", userID))
+	if err != nil {
+		return nil, err
+	}
+	if u == nil && len(ms) == 0 {
+		return nil, fmt.Errorf("store: user: %w", ErrNotFound)
+	}
+	if ms == nil {
+		ms = []Mapping{}
+	}
+	return &UserExport{User: u, Mappings: ms}, nil
+}
+
+// DeleteUser erases the user and every mapping of the user. Mappings go in
+// batches (etcd allows 128 operations per transaction), each batch removing
+// whole mappings with all their index entries; the user record goes last.
+// Calling it again finishes an erase that was interrupted.
+func (s *Store) DeleteUser(ctx context.Context, id, userID string) error {
+	if !ValidOpaqueID(userID) {
+		return invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
+	}
+	ms, err := s.allMappings(ctx, s.k.index(id, "user", userID))
+	if err != nil {
+		return err
+	}
+	deleted, err := s.deleteMappings(ctx, id, ms)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Delete(cctx, s.k.user(id, userID))
+	if err != nil {
+		return etcdErr("delete user", err)
+	}
+	if resp.Deleted == 0 && deleted == 0 {
+		return fmt.Errorf("store: user: %w", ErrNotFound)
+	}
+	return nil
+}
