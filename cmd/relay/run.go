@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/proxy"
+	"github.com/jira-relay/jira-relay/store"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// run is the whole life of the relay: configuration, etcd (embedded or
+// external), the store's cache, the front door, and a drain on ctx's end.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	cfg, err := configs.LoadEnviron(args, environ)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stdout, "Usage: relay [flags]   (every flag is also RELAY_<FLAG> and a key of --config FILE)")
+		configs.Usage(stdout)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\nrun 'relay -h' for the flags\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("relay stopped", "err", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
+	endpoints := cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		dir := filepath.Join(cfg.DataDir, "etcd")
+		e, err := store.StartEmbedded(store.EmbedConfig{Dir: dir, ClientURL: cfg.EtcdListen, PeerURL: cfg.EtcdPeerListen})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			e.Close()
+			log.Info("embedded etcd stopped")
+		}()
+		endpoints = e.Endpoints()
+		log.Info("embedded etcd started", "client_url", cfg.EtcdListen, "peer_url", cfg.EtcdPeerListen, "dir", dir)
+	}
+	cli, err := etcdClient(cfg, endpoints)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	st, err := store.New(cli, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	cacheCtx, stopCache := context.WithCancel(context.Background())
+	cacheDone := make(chan struct{})
+	go func() { st.Run(cacheCtx); close(cacheDone) }()
+	defer func() { stopCache(); <-cacheDone }()
+	select {
+	case <-st.Synced():
+	case <-time.After(cfg.EtcdDialTimeout):
+		log.Warn("store cache not filled yet; serving anyway, reads fall back to etcd", "endpoints", endpoints)
+	case <-ctx.Done():
+		return nil
+	}
+
+	srv, err := proxy.New(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		tc, err := proxy.TLSConfig(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, tc)
+		scheme = "https"
+	}
+	log.Info("relay listening", "addr", ln.Addr().String(), "scheme", scheme, "etcd", endpoints, "prefix", cfg.EtcdPrefix)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("draining", "deadline", cfg.DrainTimeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain deadline passed; closing remaining connections", "err", err)
+	}
+	<-served
+	log.Info("relay stopped")
+	return nil
+}
+
+func etcdClient(cfg configs.Config, endpoints []string) (*clientv3.Client, error) {
+	cc := clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          cfg.EtcdDialTimeout,
+		Username:             cfg.EtcdUsername,
+		Password:             cfg.EtcdPassword,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		Logger:               zap.NewNop(),
+	}
+	if cfg.EtcdCA != "" || cfg.EtcdCert != "" {
+		ti := transport.TLSInfo{TrustedCAFile: cfg.EtcdCA, CertFile: cfg.EtcdCert, KeyFile: cfg.EtcdKey}
+		tc, err := ti.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd tls: %w", err)
+		}
+		cc.TLS = tc
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return cli, nil
+}

@@ -1,0 +1,76 @@
+// Package relaytest starts a whole relay inside a test: an embedded etcd on
+// random ports, the store with its cache, and the front door on a real
+// loopback socket.
+package relaytest
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/proxy"
+	"github.com/jira-relay/jira-relay/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Relay is a running relay for one test.
+type Relay struct {
+	URL    string // http://127.0.0.1:port
+	Config configs.Config
+	Store  *store.Store
+	Etcd   *clientv3.Client
+	Server *proxy.Server
+}
+
+// Start runs a relay whose configuration is Defaults changed by mutate; it
+// stops when the test ends.
+func Start(t testing.TB, mutate func(*configs.Config)) *Relay {
+	t.Helper()
+	_, cli := etcdtest.Start(t)
+	return StartWithEtcd(t, cli, mutate)
+}
+
+// StartWithEtcd runs a relay over an existing etcd client.
+func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Config)) *Relay {
+	t.Helper()
+	cfg := configs.Defaults()
+	cfg.AllowHTTPUpstream = true
+	cfg.AllowedUpstreams = []string{"127.0.0.1", "localhost", "*.atlassian.net", "api.atlassian.com"}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	st, err := store.New(cli, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { st.Run(ctx); close(done) }()
+	select {
+	case <-st.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("relaytest: store cache did not sync")
+	}
+	srv, err := proxy.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		scancel()
+		<-served
+		cancel()
+		<-done
+	})
+	return &Relay{URL: "http://" + ln.Addr().String(), Config: cfg, Store: st, Etcd: cli, Server: srv}
+}

@@ -1,0 +1,215 @@
+// Package proxy is the relay's front door: the JSON API over the store, and
+// the attachment stream between the Outlook add-in and Jira Cloud. It runs on
+// fasthttp with request bodies streamed, never buffered whole.
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+
+	"github.com/fasthttp/router"
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/store"
+	"github.com/valyala/fasthttp"
+)
+
+// Server is the relay's HTTP front door.
+type Server struct {
+	cfg      configs.Config
+	store    *store.Store
+	log      *slog.Logger
+	urls     urlPolicy
+	router   *router.Router
+	fast     *fasthttp.Server
+	draining atomic.Bool
+}
+
+// New builds the front door over a store. cfg must have passed Validate.
+func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, store: st, log: log,
+		urls: urlPolicy{patterns: lowerAll(cfg.AllowedUpstreams), allowHTTP: cfg.AllowHTTPUpstream},
+	}
+	s.router = s.routes()
+	s.fast = &fasthttp.Server{
+		Handler:                      s.handle,
+		Name:                         "jira-relay",
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		// With streaming on, fasthttp pre-reads min(MaxRequestBodySize, 8 KiB)
+		// of a body before the handler runs. One byte keeps refusals decided
+		// from the headers (401, 413, 429) from waiting on the body; the
+		// handlers enforce their own limits while they read.
+		MaxRequestBodySize:    1,
+		ReadBufferSize:        16 << 10,
+		ReadTimeout:           cfg.HeaderReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         false,
+		CloseOnShutdown:       true,
+		Logger:                quietLogger{log: log},
+		ErrorHandler:          s.transportError,
+	}
+	return s, nil
+}
+
+func lowerAll(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, v := range in {
+		out = append(out, strings.ToLower(strings.TrimSpace(v)))
+	}
+	return out
+}
+
+// quietLogger keeps fasthttp's own error lines (which may quote a raw request
+// with its headers) out of the log: it logs only the format string.
+type quietLogger struct{ log *slog.Logger }
+
+func (q quietLogger) Printf(format string, _ ...any) {
+	q.log.Debug("fasthttp", "msg", format)
+}
+
+// transportError answers requests fasthttp could not parse (bad request
+// line, oversized headers, broken chunking) with the JSON error shape.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	if _, ok := err.(*fasthttp.ErrSmallBuffer); ok {
+		writeAPIError(ctx, newErr(431, "headers_too_large", "request headers are too large"))
+		return
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		writeAPIError(ctx, newErr(408, "request_timeout", "the request was not sent in time"))
+		return
+	}
+	writeAPIError(ctx, newErr(400, "bad_request", "the request is not valid HTTP/1.1"))
+}
+
+// Handler is the whole front door as a fasthttp handler (for tests and
+// embedding).
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "route", routeOf(ctx), "panic", fmt.Sprint(r))
+			writeAPIError(ctx, newErr(500, "internal", "internal error"))
+		}
+	}()
+	s.router.Handler(ctx)
+}
+
+// Serve answers connections from ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.fast.Serve(ln) }
+
+// Shutdown stops accepting, marks the relay not ready, and waits for
+// in-flight requests until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	return s.fast.ShutdownWithContext(ctx)
+}
+
+// routeOf is the matched route pattern, for logs (never the raw path, which
+// holds ids).
+func routeOf(ctx *fasthttp.RequestCtx) string {
+	if r, ok := ctx.UserValue(router.MatchedRoutePathParam).(string); ok {
+		return r
+	}
+	return "unmatched"
+}
+
+func (s *Server) routes() *router.Router {
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	r.SaveMatchedRoutePath = true
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeAPIError(ctx, errRouteNotFound) }
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) { writeAPIError(ctx, errMethod) }
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+
+	r.POST("/v1/instances", s.registerInstance)
+	r.GET("/v1/instances/{id}", s.admin(s.getInstance))
+	r.PATCH("/v1/instances/{id}", s.admin(s.patchInstance))
+	r.DELETE("/v1/instances/{id}", s.admin(s.deleteInstance))
+	r.POST("/v1/instances/{id}/keys/rotate", s.admin(s.rotateKey))
+
+	r.PUT("/v1/instances/{id}/users/{userId}", s.client(s.putUser))
+	r.GET("/v1/instances/{id}/users/{userId}", s.client(s.getUser))
+	r.DELETE("/v1/instances/{id}/users/{userId}", s.admin(s.deleteUser))
+	r.GET("/v1/instances/{id}/users/{userId}/export", s.admin(s.exportUser))
+
+	r.GET("/v1/instances/{id}/config", s.client(s.getConfig))
+	r.PUT("/v1/instances/{id}/config", s.admin(s.putConfig))
+
+	r.POST("/v1/instances/{id}/mappings", s.client(s.linkMapping))
+	r.GET("/v1/instances/{id}/mappings", s.client(s.findMappings))
+	r.DELETE("/v1/instances/{id}/mappings", s.client(s.unlinkMappings))
+	return r
+}
+
+// instanceHandler is a handler that runs after the caller's key was checked.
+type instanceHandler func(ctx *fasthttp.RequestCtx, in *store.Instance) error
+
+func (s *Server) client(h instanceHandler) fasthttp.RequestHandler {
+	return s.withRole(store.RoleClient, h)
+}
+
+func (s *Server) admin(h instanceHandler) fasthttp.RequestHandler {
+	return s.withRole(store.RoleAdmin, h)
+}
+
+func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		in, err := s.authenticate(ctx, need)
+		if err == nil {
+			err = h(ctx, in)
+		}
+		if err != nil {
+			s.writeError(ctx, err)
+		}
+	}
+}
+
+// authenticate finds the instance named in the path and checks X-Relay-Key:
+// unknown instance → 404, missing or wrong key → 401, a client key where the
+// admin key is needed → 403.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, need store.Role) (*store.Instance, error) {
+	id, _ := ctx.UserValue("id").(string)
+	in, role, err := s.store.Authenticate(ctx, []byte(id), ctx.Request.Header.Peek("X-Relay-Key"))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, errInstanceUnknown
+		}
+		return nil, err
+	}
+	switch {
+	case role == store.RoleNone:
+		return nil, errUnauthorized
+	case role < need:
+		return nil, errForbidden
+	}
+	return in, nil
+}
+
+// pathID decodes a path parameter (the router hands it over still
+// percent-encoded) and checks it is an acceptable opaque id.
+func pathID(ctx *fasthttp.RequestCtx, name string) (string, error) {
+	raw, _ := ctx.UserValue(name).(string)
+	v, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", newErr(400, "invalid_id", name+" is not validly percent-encoded")
+	}
+	if !store.ValidOpaqueID(v) || v == "." || v == ".." {
+		return "", newErr(400, "invalid_id", name+" must be 1 to 1024 bytes of printable UTF-8")
+	}
+	return v, nil
+}
