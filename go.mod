@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/fasthttp/router v1.5.4
+	github.com/sony/gobreaker/v2 v2.4.0
 	github.com/valyala/fasthttp v1.78.0
 	go.etcd.io/etcd/api/v3 v3.6.16
 	go.etcd.io/etcd/client/pkg/v3 v3.6.16

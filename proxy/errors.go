@@ -91,6 +91,3 @@ type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
-
-// upstreamError maps errors of the attachment stream (see upstream.go).
-func upstreamError(err error) *apiError { return nil }

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fasthttp/router"
 	"github.com/jira-relay/jira-relay/configs"
@@ -27,6 +29,11 @@ type Server struct {
 	router   *router.Router
 	fast     *fasthttp.Server
 	draining atomic.Bool
+	guards   *guards
+	ups      *upstreams
+	cors     *cors
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // New builds the front door over a store. cfg must have passed Validate.
@@ -38,6 +45,15 @@ func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error)
 		cfg: cfg, store: st, log: log,
 		urls: urlPolicy{patterns: lowerAll(cfg.AllowedUpstreams), allowHTTP: cfg.AllowHTTPUpstream},
 	}
+	var err error
+	if s.guards, err = newGuards(cfg, nil); err != nil {
+		return nil, err
+	}
+	if s.ups, err = newUpstreams(cfg); err != nil {
+		return nil, err
+	}
+	s.cors = newCORS(cfg.CORSOrigins)
+	s.stop = make(chan struct{})
 	s.router = s.routes()
 	s.fast = &fasthttp.Server{
 		Handler:                      s.handle,
@@ -102,16 +118,41 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			writeAPIError(ctx, newErr(500, "internal", "internal error"))
 		}
 	}()
+	if s.cors.handle(ctx) {
+		return
+	}
+	if _, planned := ctx.UserValue(planKey).(*uploadPlan); planned {
+		s.uploadAttachment(ctx)
+		return
+	}
 	s.router.Handler(ctx)
 }
 
 // Serve answers connections from ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.fast.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	go s.sweep()
+	return s.fast.Serve(ln)
+}
+
+// sweep drops idle limiter entries every few seconds until Shutdown.
+func (s *Server) sweep() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.guards.sweep()
+		}
+	}
+}
 
 // Shutdown stops accepting, marks the relay not ready, and waits for
 // in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
 	return s.fast.ShutdownWithContext(ctx)
 }
 
@@ -153,6 +194,9 @@ func (s *Server) routes() *router.Router {
 	r.POST("/v1/instances/{id}/mappings", s.client(s.linkMapping))
 	r.GET("/v1/instances/{id}/mappings", s.client(s.findMappings))
 	r.DELETE("/v1/instances/{id}/mappings", s.client(s.unlinkMappings))
+
+	r.POST("/v1/instances/{id}/issues/{issue}/attachments", s.uploadAttachment)
+	r.GET("/v1/instances/{id}/attachments/{attachmentId}/content", s.downloadAttachment)
 	return r
 }
 

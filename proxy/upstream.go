@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
+)
+
+// upstream is one instance's Jira: a pooled connection client to its host
+// and the circuit breaker that guards it.
+type upstream struct {
+	base     string // the registered base URL, e.g. https://api.atlassian.com/ex/jira/x
+	hc       *fasthttp.HostClient
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	openedAt atomic.Int64 // unix nanos of the last move to open
+}
+
+// upstreams holds one upstream per instance, made on first use.
+type upstreams struct {
+	cfg     configs.Config
+	tlsConf *tls.Config
+	mu      sync.Mutex
+	byID    map[string]*upstream
+}
+
+func newUpstreams(cfg configs.Config) (*upstreams, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if cfg.UpstreamCA != "" {
+		pem, err := os.ReadFile(cfg.UpstreamCA)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: --upstream-ca: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, errors.New("proxy: --upstream-ca holds no PEM certificate")
+		}
+	}
+	return &upstreams{
+		cfg:     cfg,
+		tlsConf: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		byID:    map[string]*upstream{},
+	}, nil
+}
+
+// errBreakerOpen: the instance's breaker refuses requests for now.
+type breakerOpenError struct{ retryAfter time.Duration }
+
+func (e *breakerOpenError) Error() string { return "upstream circuit open" }
+
+// errNotCounted marks an outcome the breaker must ignore (the caller's own
+// abort or bad body).
+var errNotCounted = errors.New("outcome not counted by the breaker")
+
+// errUpstreamStatus marks a 5xx answer from Jira, a breaker failure.
+var errUpstreamStatus = errors.New("upstream answered 5xx")
+
+func (u *upstreams) get(id, base string) (*upstream, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if up, ok := u.byID[id]; ok && up.base == base {
+		return up, nil
+	}
+	pu, err := url.Parse(base)
+	if err != nil || pu.Host == "" {
+		return nil, fmt.Errorf("proxy: instance url %q: %w", base, err)
+	}
+	isTLS := pu.Scheme == "https"
+	if !isTLS && !u.cfg.AllowHTTPUpstream {
+		return nil, errors.New("proxy: plain http upstream without --allow-http-upstream")
+	}
+	addr := pu.Host
+	if pu.Port() == "" {
+		if isTLS {
+			addr = net.JoinHostPort(pu.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(pu.Hostname(), "80")
+		}
+	}
+	tc := u.tlsConf.Clone()
+	tc.ServerName = pu.Hostname()
+	idle := u.cfg.StreamIdleTimeout
+	readIdle := max(idle, u.cfg.UpstreamResponseTimeout)
+	dialer := &net.Dialer{Timeout: u.cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
+	up := &upstream{base: strings.TrimRight(base, "/")}
+	up.hc = &fasthttp.HostClient{
+		Addr:                          addr,
+		Name:                          "jira-relay",
+		IsTLS:                         isTLS,
+		TLSConfig:                     tc,
+		MaxConns:                      u.cfg.UpstreamMaxConns,
+		MaxConnWaitTimeout:            u.cfg.UpstreamDialTimeout,
+		MaxIdleConnDuration:           50 * time.Second,
+		ReadTimeout:                   u.cfg.UpstreamResponseTimeout,
+		StreamResponseBody:            true,
+		MaxResponseBodySize:           0,
+		DisablePathNormalizing:        true,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultUserAgentHeader:      true,
+		MaxIdemponentCallAttempts:     1,
+		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := dialer.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, write: idle, read: readIdle}, nil
+		},
+	}
+	name := "instance " + id
+	up.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        name,
+		MaxRequests: u.cfg.BreakerHalfOpenRequests,
+		Timeout:     u.cfg.BreakerOpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= u.cfg.BreakerFailures
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errNotCounted) },
+		// Runs under the breaker's lock: it only stores a timestamp.
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				up.openedAt.Store(time.Now().UnixNano())
+			}
+		},
+	})
+	u.byID[id] = up
+	return up, nil
+}
+
+// allow asks the breaker for a slot; refused → *breakerOpenError with the
+// time left until it lets probes through.
+func (up *upstream) allow(openTimeout time.Duration) (func(error), error) {
+	done, err := up.cb.Allow()
+	if err != nil {
+		left := openTimeout - time.Since(time.Unix(0, up.openedAt.Load()))
+		if left < time.Second || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			left = time.Second
+		}
+		return nil, &breakerOpenError{retryAfter: left}
+	}
+	return done, nil
+}
+
+// idleConn moves the connection's deadlines forward on every read and write,
+// so a stream may last as long as bytes keep moving, and a stalled Jira is
+// cut off after the idle timeout.
+type idleConn struct {
+	net.Conn
+	write, read time.Duration
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	if c.write > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if c.read > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.read))
+	}
+	return c.Conn.Read(p)
+}
