@@ -70,6 +70,7 @@ func (s *Server) uploadAttachment(ctx *fasthttp.RequestCtx) {
 
 // writeRefusal answers a refusal decided before streaming.
 func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, err error) {
+	defer lingerIfBodyUnread(ctx)
 	var rl *rateLimited
 	var bo *breakerOpenError
 	switch {
@@ -313,6 +314,7 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 			cause = err
 		}
 		s.writeError(ctx, bodyError(cause, max))
+		lingerIfBodyUnread(ctx)
 		return
 	}
 	if err != nil {
