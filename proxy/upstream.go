@@ -102,6 +102,8 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 		IsTLS:                         isTLS,
 		TLSConfig:                     tc,
 		MaxConns:                      u.cfg.UpstreamMaxConns,
+		WriteBufferSize:               64 << 10,
+		ReadBufferSize:                16 << 10,
 		MaxConnWaitTimeout:            u.cfg.UpstreamDialTimeout,
 		MaxIdleConnDuration:           50 * time.Second,
 		ReadTimeout:                   u.cfg.UpstreamResponseTimeout,
