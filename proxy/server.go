@@ -257,3 +257,7 @@ func pathID(ctx *fasthttp.RequestCtx, name string) (string, error) {
 	}
 	return v, nil
 }
+
+// Routes lists the API's routes, method → path patterns (for the OpenAPI
+// document's test).
+func (s *Server) Routes() map[string][]string { return s.router.List() }
