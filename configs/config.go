@@ -100,6 +100,15 @@ type Config struct {
 	UpstreamMaxConns int `yaml:"upstream-max-conns"`
 	// UpstreamCA is a PEM bundle trusted for Jira besides the system roots. Default empty.
 	UpstreamCA string `yaml:"upstream-ca"`
+
+	// AdminListen serves /metrics, /debug/pprof, /healthz and /readyz, never
+	// on the public port. Default "127.0.0.1:9090"; empty turns it off.
+	AdminListen string `yaml:"admin-listen"`
+	// LogLevel is debug, info, warn or error. Default "info".
+	LogLevel string `yaml:"log-level"`
+	// ErrorReportTTL is how long an add-in error report is kept (an etcd
+	// lease). Default 720h (30 days).
+	ErrorReportTTL time.Duration `yaml:"error-report-ttl"`
 }
 
 // Defaults returns the configuration the relay runs with when nothing is set:
@@ -141,5 +150,9 @@ func Defaults() Config {
 		UpstreamDialTimeout:     10 * time.Second,
 		UpstreamResponseTimeout: 60 * time.Second,
 		UpstreamMaxConns:        64,
+
+		AdminListen:    "127.0.0.1:9090",
+		LogLevel:       "info",
+		ErrorReportTTL: 30 * 24 * time.Hour,
 	}
 }

@@ -65,6 +65,10 @@ func (c *Config) options() []option {
 		{"upstream-response-timeout", &c.UpstreamResponseTimeout, "bound on waiting for Jira's answer after the body is sent"},
 		{"upstream-max-conns", &c.UpstreamMaxConns, "pooled connections per Jira host"},
 		{"upstream-ca", &c.UpstreamCA, "PEM bundle trusted for Jira besides the system roots"},
+
+		{"admin-listen", &c.AdminListen, "address of /metrics, /debug/pprof, /healthz and /readyz (never the public port); empty turns it off"},
+		{"log-level", &c.LogLevel, "debug, info, warn or error"},
+		{"error-report-ttl", &c.ErrorReportTTL, "how long an add-in error report is kept"},
 	}
 }
 

@@ -43,6 +43,17 @@ func (c *Config) Validate() error {
 	var v validator
 
 	v.hostPort("listen", c.Listen)
+	if c.AdminListen != "" {
+		v.hostPort("admin-listen", c.AdminListen)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log-level", "%s must be debug, info, warn or error", quote(c.LogLevel))
+	}
+	if c.ErrorReportTTL < 10*time.Second {
+		v.add("error-report-ttl", "must be at least 10s (an etcd lease)")
+	}
 	if c.DataDir == "" {
 		v.add("data-dir", "must not be empty")
 	}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/sony/gobreaker/v2"
 	"io"
 	"mime"
 	"net"
@@ -52,18 +54,16 @@ func (p *uploadPlan) finish(outcome error) {
 	}
 }
 
-// planKey is where the Expect handler leaves a plan for the handler.
-const planKey = "jira-relay.upload-plan"
+// admittedKey marks a request whose rate limits the Expect handler already
+// charged, so the handler does not charge them twice.
+const admittedKey = "jira-relay.admitted"
 
 // uploadAttachment: POST /v1/instances/{id}/issues/{issueIdOrKey}/attachments.
 func (s *Server) uploadAttachment(ctx *fasthttp.RequestCtx) {
-	plan, _ := ctx.UserValue(planKey).(*uploadPlan)
-	if plan == nil {
-		var err error
-		if plan, err = s.planUpload(ctx); err != nil {
-			s.writeRefusal(ctx, err)
-			return
-		}
+	plan, err := s.planUpload(ctx, false)
+	if err != nil {
+		s.writeRefusal(ctx, err)
+		return
 	}
 	s.streamUpload(ctx, plan)
 }
@@ -75,8 +75,10 @@ func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, err error) {
 	var bo *breakerOpenError
 	switch {
 	case errors.As(err, &rl):
+		s.metrics.refused(rl.reason)
 		writeRateLimited(ctx, rl)
 	case errors.As(err, &bo):
+		s.metrics.refused("breaker_open")
 		writeAPIError(ctx, &apiError{Status: 503, Code: "upstream_circuit_open",
 			Message: "Jira for this instance is failing; the relay holds requests until it recovers", RetryAfter: ceilSeconds(bo.retryAfter)})
 	default:
@@ -87,8 +89,11 @@ func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, err error) {
 func ceilSeconds(d time.Duration) int { return max(int((d+time.Second-1)/time.Second), 1) }
 
 // planUpload makes every decision that the headers allow: 401, 404, 400,
-// 413, 429 and 503 all happen here, before the body is read.
-func (s *Server) planUpload(ctx *fasthttp.RequestCtx) (*uploadPlan, error) {
+// 413, 429 and 503 all happen here, before the body is read. In the Expect
+// phase (before "100 Continue") it only looks at the stream and breaker
+// slots; it takes them when the handler runs, so that a caller who leaves
+// after "100 Continue" holds nothing.
+func (s *Server) planUpload(ctx *fasthttp.RequestCtx, expectPhase bool) (*uploadPlan, error) {
 	in, err := s.authenticate(ctx, store.RoleClient)
 	if err != nil {
 		return nil, err
@@ -111,8 +116,24 @@ func (s *Server) planUpload(ctx *fasthttp.RequestCtx) (*uploadPlan, error) {
 	if err := s.shapeUpload(ctx, p, q); err != nil {
 		return nil, err
 	}
-	if rl := s.guards.admit(ctx, in.ID, []byte(issue)); rl != nil {
-		return nil, rl
+	if admitted, _ := ctx.UserValue(admittedKey).(bool); !admitted {
+		if rl := s.guards.admit(ctx, in.ID, []byte(issue)); rl != nil {
+			return nil, rl
+		}
+		ctx.SetUserValue(admittedKey, true)
+	}
+	if expectPhase {
+		if s.guards.streams.InFlight([]byte(in.ID)) >= s.guards.streams.Limit() {
+			return nil, &rateLimited{reason: "streams", d: streamsDecision(s.guards.streams.Limit())}
+		}
+		up, err := s.ups.get(in.ID, in.URL)
+		if err != nil {
+			return nil, err
+		}
+		if up.cb.State() == gobreaker.StateOpen {
+			return nil, &breakerOpenError{retryAfter: up.openLeft(s.cfg.BreakerOpenTimeout)}
+		}
+		return nil, nil
 	}
 	if !s.guards.streams.TryAcquire([]byte(in.ID)) {
 		return nil, &rateLimited{reason: "streams", d: streamsDecision(s.guards.streams.Limit())}
@@ -232,6 +253,7 @@ func (r *recorder) Read(p []byte) (int, error) {
 // deadline forward so that a stalled caller is cut off after the stream idle
 // timeout while a slow but steady one may take as long as it needs.
 type clientBody struct {
+	n        int64 // bytes read so far
 	r        io.Reader
 	conn     net.Conn
 	idle     time.Duration
@@ -245,7 +267,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 			_ = b.conn.SetReadDeadline(b.deadline)
 		}
 	}
-	return b.r.Read(p)
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
 }
 
 // streamUpload sends the body to Jira and relays Jira's answer. If the
@@ -253,9 +277,13 @@ func (b *clientBody) Read(p []byte) (int, error) {
 // is aborted (its connection closed) so Jira never sees a complete upload.
 func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 	var outcome error = errNotCounted
-	defer func() { p.finish(outcome) }()
-
+	s.metrics.inFlight.Add(1)
 	src := &clientBody{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: s.cfg.StreamIdleTimeout}
+	defer func() {
+		p.finish(outcome)
+		s.metrics.inFlight.Add(-1)
+		s.metrics.bytesUp.Add(int(src.n))
+	}()
 	max := s.cfg.MaxAttachmentBytes
 	var body io.Reader
 	size := int64(p.length)
@@ -303,9 +331,14 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 	req.Header.Set("X-Atlassian-Token", "no-check")
 	req.Header.Set("Accept", "application/json")
 	req.Header.SetContentType(contentType)
+	if rid, _ := ctx.UserValue(ridKey).(string); rid != "" {
+		req.Header.Set("X-Request-Id", rid)
+	}
 	req.SetBodyStream(rec, int(size))
 
+	t0 := time.Now()
 	err := p.up.hc.Do(req, resp)
+	s.metrics.upstreamTook(time.Since(t0))
 	if rec.err != nil || (err != nil && src != nil && isClientSide(err)) {
 		// The caller's side broke: the upstream connection was closed by
 		// fasthttp mid-body, so Jira saw an incomplete request.
@@ -323,6 +356,7 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 		return
 	}
 	status := resp.StatusCode()
+	ctx.SetUserValue(upstreamStatusKey, status)
 	s.afterJira(p.in.ID, p.up, status, resp, &outcome)
 	ctx.SetStatusCode(status)
 	copyJiraHeaders(&ctx.Response.Header, &resp.Header, false)
@@ -470,12 +504,19 @@ func (s *Server) doDownload(ctx *fasthttp.RequestCtx) error {
 	if len(rng) > 0 {
 		req.Header.SetBytesV("Range", rng)
 	}
-	if err := up.hc.Do(req, resp); err != nil {
+	if rid, _ := ctx.UserValue(ridKey).(string); rid != "" {
+		req.Header.Set("X-Request-Id", rid)
+	}
+	t0 := time.Now()
+	err = up.hc.Do(req, resp)
+	s.metrics.upstreamTook(time.Since(t0))
+	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		done(err)
 		return &upstreamFailure{err: err}
 	}
 	status := resp.StatusCode()
+	ctx.SetUserValue(upstreamStatusKey, status)
 	var outcome error
 	s.afterJira(in.ID, up, status, resp, &outcome)
 	done(outcome)
@@ -486,14 +527,15 @@ func (s *Server) doDownload(ctx *fasthttp.RequestCtx) error {
 	ctx.SetStatusCode(status)
 	copyJiraHeaders(&ctx.Response.Header, &resp.Header, true)
 	cl := resp.Header.ContentLength()
-	ctx.SetBodyStream(&downloadBody{resp: resp}, cl)
+	ctx.SetBodyStream(&downloadBody{resp: resp, bytes: s.metrics.bytesDown}, cl)
 	return nil
 }
 
 // downloadBody streams Jira's response body to the caller and releases the
 // upstream response (and so its connection) when fasthttp closes it.
 type downloadBody struct {
-	resp *fasthttp.Response
+	resp  *fasthttp.Response
+	bytes *metrics.Counter
 }
 
 func (b *downloadBody) Read(p []byte) (int, error) {
@@ -501,7 +543,9 @@ func (b *downloadBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if bs := b.resp.BodyStream(); bs != nil {
-		return bs.Read(p)
+		n, err := bs.Read(p)
+		b.bytes.Add(n)
+		return n, err
 	}
 	// A body fasthttp read whole (small answers).
 	return 0, io.EOF

@@ -9,7 +9,8 @@ import (
 // expect handles "Expect: 100-continue": for an upload it makes every
 // header-only decision now, so a refused caller gets 401/404/413/429/503
 // instead of "100 Continue" and never sends its body. An admitted upload's
-// plan is kept for the handler, which then streams without deciding again.
+// rate limits are charged once; its stream and breaker slots are taken only
+// when the body comes.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	id, issue, ok := matchUploadPath(ctx.Request.URI().PathOriginal())
 	if !ok || !ctx.IsPost() {
@@ -18,12 +19,10 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	ctx.SetUserValue("id", id)
 	ctx.SetUserValue("issue", issue)
 	s.cors.handle(ctx)
-	plan, err := s.planUpload(ctx)
-	if err != nil {
+	if _, err := s.planUpload(ctx, true); err != nil {
 		s.writeRefusal(ctx, err)
 		return ctx.Response.StatusCode()
 	}
-	ctx.SetUserValue(planKey, plan)
 	return fasthttp.StatusContinue
 }
 

@@ -19,11 +19,17 @@ const (
 	lingerBytes = 64 << 20
 )
 
+// fasthttpDiscards is how much unread body fasthttp itself reads and drops
+// after a handler, keeping the connection alive (its maxUnreadStreamBodySize).
+const fasthttpDiscards = 256 << 10
+
 // lingerIfBodyUnread arranges a lingering close when the request has a body
-// that the handler did not read to its end.
+// larger than fasthttp discards by itself (or of unknown length) that the
+// handler did not read to its end. Smaller bodies are drained by fasthttp and
+// the connection stays alive.
 func lingerIfBodyUnread(ctx *fasthttp.RequestCtx) {
 	cl := ctx.Request.Header.ContentLength()
-	if cl == 0 || ctx.Request.Header.IsGet() {
+	if cl == 0 || (cl > 0 && cl <= fasthttpDiscards) || ctx.Request.Header.IsGet() {
 		return
 	}
 	ctx.Hijack(func(c net.Conn) {

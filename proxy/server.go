@@ -34,6 +34,7 @@ type Server struct {
 	cors     *cors
 	stop     chan struct{}
 	stopOnce sync.Once
+	metrics  *relayMetrics
 }
 
 // New builds the front door over a store. cfg must have passed Validate.
@@ -53,6 +54,7 @@ func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error)
 		return nil, err
 	}
 	s.cors = newCORS(cfg.CORSOrigins)
+	s.metrics = newRelayMetrics(s)
 	s.stop = make(chan struct{})
 	s.router = s.routes()
 	s.fast = &fasthttp.Server{
@@ -73,6 +75,7 @@ func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error)
 		CloseOnShutdown:       true,
 		Logger:                quietLogger{log: log},
 		ErrorHandler:          s.transportError,
+		ExpectHandler:         s.expect,
 	}
 	return s, nil
 }
@@ -112,17 +115,18 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	rid := requestID(ctx)
+	ctx.SetUserValue(ridKey, rid)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "route", routeOf(ctx), "panic", fmt.Sprint(r))
 			writeAPIError(ctx, newErr(500, "internal", "internal error"))
 		}
+		ctx.Response.Header.Set("X-Request-Id", rid)
+		s.accessLog(ctx, routeOf(ctx), start)
 	}()
 	if s.cors.handle(ctx) {
-		return
-	}
-	if _, planned := ctx.UserValue(planKey).(*uploadPlan); planned {
-		s.uploadAttachment(ctx)
 		return
 	}
 	s.router.Handler(ctx)

@@ -147,13 +147,18 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 func (up *upstream) allow(openTimeout time.Duration) (func(error), error) {
 	done, err := up.cb.Allow()
 	if err != nil {
-		left := openTimeout - time.Since(time.Unix(0, up.openedAt.Load()))
-		if left < time.Second || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		left := up.openLeft(openTimeout)
+		if errors.Is(err, gobreaker.ErrTooManyRequests) {
 			left = time.Second
 		}
 		return nil, &breakerOpenError{retryAfter: left}
 	}
 	return done, nil
+}
+
+// openLeft is how long an open breaker stays open (at least a second).
+func (up *upstream) openLeft(openTimeout time.Duration) time.Duration {
+	return max(openTimeout-time.Since(time.Unix(0, up.openedAt.Load())), time.Second)
 }
 
 // idleConn moves the connection's deadlines forward on every read and write,

@@ -150,6 +150,7 @@ func relayArgs(t *testing.T, dataDir string) (args []string, base string) {
 		"--etcd-listen", fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t)),
 		"--etcd-peer-listen", fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t)),
 		"--drain-timeout", "5s",
+		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t)),
 	}, fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 

@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
@@ -40,7 +42,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "relay: %v\nrun 'relay -h' for the flags\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by Load
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("relay stopped", "err", err)
 		return exitFail
@@ -69,7 +73,15 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	}
 	defer cli.Close()
 
-	st, err := store.New(cli, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log})
+	// The front door owns the metrics; the store's etcd calls report to it
+	// once it exists.
+	var front atomic.Pointer[proxy.Server]
+	kv := store.ObservedKV(cli, func(op string, d time.Duration, err error) {
+		if s := front.Load(); s != nil {
+			s.ObserveEtcd(op, d, err)
+		}
+	})
+	st, err := store.New(kv, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -88,6 +100,17 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	srv, err := proxy.New(cfg, st, log)
 	if err != nil {
 		return err
+	}
+	front.Store(srv)
+	if cfg.AdminListen != "" {
+		aln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("listen %s (--admin-listen): %w", cfg.AdminListen, err)
+		}
+		admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = admin.Serve(aln) }()
+		defer admin.Close()
+		log.Info("admin listening (/metrics, /debug/pprof, /healthz, /readyz)", "addr", aln.Addr().String())
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -1,0 +1,114 @@
+package proxy_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/proxy"
+	"github.com/jira-relay/jira-relay/store"
+)
+
+// lockedBuffer collects log lines written from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestMetricsAndAccessLogKeepSecrets: after a workload, /metrics (on the
+// admin handler) has the documented series, and neither the metrics nor the
+// access log hold a key, a credential, a filename, an id from a path or body bytes.
+func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_, cli := etcdtest.Start(t)
+	cfg := configs.Defaults()
+	cfg.AllowHTTPUpstream = true
+	cfg.AllowedUpstreams = []string{"127.0.0.1"}
+	st, _ := store.New(cli, cli, store.Options{})
+	srv, err := proxy.New(cfg, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	a := &api{t: t, base: "http://" + ln.Addr().String()}
+
+	fj, _ := fakejira.Start(fakejira.Options{})
+	t.Cleanup(fj.Close)
+	ten := a.register(fj.URL())
+	const secretAuth = "Basic U0VDUkVULUNSRURFTlRJQUw="
+	const secretName = "salary-of-mia@example.com.pdf"
+	a.do("PUT", "/v1/instances/"+ten.ID+"/users/mia%40example.com", ten.Client, map[string]any{"name": "Mia", "email": "mia@example.com"})
+	req, _ := http.NewRequest("POST", a.base+"/v1/instances/"+ten.ID+"/issues/ITSM-1/attachments?filename="+secretName, strings.NewReader("BODY-BYTES-CANARY"))
+	req.Header.Set("X-Relay-Key", ten.Client)
+	req.Header.Set("Authorization", secretAuth)
+	req.Header.Set("Cookie", "session=COOKIE-CANARY")
+	req.Header.Set("X-Request-Id", "trace-abc-123")
+	res := send(t, req)
+	if res.Status != 200 || res.Header.Get("X-Request-Id") != "trace-abc-123" {
+		t.Fatalf("upload: %d, X-Request-Id %q", res.Status, res.Header.Get("X-Request-Id"))
+	}
+	if got := fj.Uploads()[0].Header.Get("X-Request-Id"); got != "trace-abc-123" {
+		t.Fatalf("request id at Jira = %q", got)
+	}
+	if res := a.do("GET", "/healthz", "", nil); len(res.Header.Get("X-Request-Id")) != 16 {
+		t.Fatalf("generated request id = %q", res.Header.Get("X-Request-Id"))
+	}
+
+	rec := httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	metrics := rec.Body.String()
+	for _, want := range []string{
+		`relay_requests_total{route="/v1/instances/{id}/issues/{issue}/attachments",status="200"} 1`,
+		`relay_attachment_bytes_up_total 17`,
+		`relay_streams_in_flight 0`,
+		`relay_upstream_duration_seconds_bucket`,
+		`relay_breaker_state{instance="` + ten.ID + `"} 0`,
+		`relay_ratelimit_refusals_total{reason="ip"} 0`,
+		`relay_cache_instances 1`,
+		`relay_limiter_keys{limiter="ip"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 200 {
+		t.Errorf("/debug/pprof/: %d", rec.Code)
+	}
+	lines := logs.String()
+	if !strings.Contains(lines, `"route":"/v1/instances/{id}/issues/{issue}/attachments"`) || !strings.Contains(lines, `"upstream_status":200`) ||
+		!strings.Contains(lines, `"request_id":"trace-abc-123"`) {
+		t.Fatalf("access line missing fields:\n%s", lines)
+	}
+	for _, secret := range []string{secretAuth, "U0VDUkVULUNSRURFTlRJQUw", ten.Client, ten.Admin, "COOKIE-CANARY", "BODY-BYTES-CANARY", "salary", "mia@example.com", "mia%40example.com"} {
+		if strings.Contains(lines, secret) {
+			t.Errorf("the log holds %q", secret)
+		}
+		if strings.Contains(metrics, secret) {
+			t.Errorf("the metrics hold %q", secret)
+		}
+	}
+}
