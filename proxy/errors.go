@@ -53,6 +53,8 @@ func errorFor(err error) *apiError {
 		return newErr(409, "conflict", "a record with this identity exists already")
 	case errors.Is(err, store.ErrPrecondition):
 		return newErr(412, "precondition_failed", "the record changed since the ETag given in If-Match")
+	case errors.Is(err, store.ErrNoLeases):
+		return newErr(503, "error_reports_unavailable", "this relay cannot store error reports")
 	case errors.Is(err, store.ErrUnavailable):
 		return &apiError{Status: 503, Code: "store_unavailable", Message: "the store (etcd) does not answer; try again", RetryAfter: 1}
 	}

@@ -199,6 +199,9 @@ func (s *Server) routes() *router.Router {
 	r.GET("/v1/instances/{id}/mappings", s.client(s.findMappings))
 	r.DELETE("/v1/instances/{id}/mappings", s.client(s.unlinkMappings))
 
+	r.POST("/v1/instances/{id}/error-reports", s.client(s.addErrorReport))
+	r.GET("/v1/instances/{id}/error-reports", s.admin(s.listErrorReports))
+
 	r.POST("/v1/instances/{id}/issues/{issue}/attachments", s.uploadAttachment)
 	r.GET("/v1/instances/{id}/attachments/{attachmentId}/content", s.downloadAttachment)
 	return r

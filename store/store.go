@@ -29,6 +29,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the cache's notes (re-lists, watch errors). Default: discard.
 	Logger *slog.Logger
+	// Lease grants the leases error reports expire with (a *clientv3.Client
+	// is one). Without it, error reports are refused.
+	Lease clientv3.Lease
 }
 
 // Store is the relay's data layer over etcd. It is safe for concurrent use.
@@ -40,6 +43,8 @@ type Store struct {
 	now     func() time.Time
 	log     *slog.Logger
 	cache   *cache
+	lease   clientv3.Lease
+	reports errorReportLease
 }
 
 // New returns a Store over an etcd KV and Watcher (a *clientv3.Client is
@@ -62,7 +67,7 @@ func New(kv clientv3.KV, w clientv3.Watcher, o Options) (*Store, error) {
 	}
 	return &Store{
 		kv: kv, watcher: w, k: keys{prefix: o.Prefix}, timeout: o.Timeout,
-		now: o.Now, log: o.Logger, cache: newCache(),
+		now: o.Now, log: o.Logger, cache: newCache(), lease: o.Lease,
 	}, nil
 }
 

@@ -81,7 +81,7 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 			s.ObserveEtcd(op, d, err)
 		}
 	})
-	st, err := store.New(kv, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log})
+	st, err := store.New(kv, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log, Lease: cli})
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Conf
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	st, err := store.New(cli, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout})
+	st, err := store.New(cli, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Lease: cli})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/jira-relay/jira-relay/proxy/scrub"
+	"github.com/jira-relay/jira-relay/store"
+	"github.com/valyala/fasthttp"
+)
+
+// limitErrorReport bounds an error report's JSON body.
+const limitErrorReport = 64 << 10
+
+type errorReportBody struct {
+	Message      string         `json:"message"`
+	Stack        string         `json:"stack"`
+	AddinVersion string         `json:"addinVersion"`
+	Context      map[string]any `json:"context"`
+}
+
+type errorReportAnswer struct {
+	ID string `json:"id"`
+}
+
+// addErrorReport: POST /v1/instances/{id}/error-reports (client key). Only
+// when the instance's admin turned errorReports on; the text is scrubbed of
+// e-mail addresses, credentials, URL query strings and long digit runs
+// before it is stored, and it expires after --error-report-ttl.
+func (s *Server) addErrorReport(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	if !in.ErrorReports {
+		return newErr(403, "error_reports_off", "this instance's admin has not turned error reports on")
+	}
+	var b errorReportBody
+	if err := decodeJSON(ctx, limitErrorReport, &b); err != nil {
+		return err
+	}
+	if b.Message == "" || utf8.RuneCountInString(b.Message) > 8192 {
+		return newErr(400, "invalid_field", "message is required (at most 8192 characters)")
+	}
+	if len(b.AddinVersion) > 64 {
+		return newErr(400, "invalid_field", "addinVersion is at most 64 characters")
+	}
+	r := store.ErrorReport{
+		Message:      scrub.String(b.Message),
+		Stack:        scrub.String(b.Stack),
+		AddinVersion: scrub.String(b.AddinVersion),
+	}
+	if b.Context != nil {
+		r.Context, _ = scrub.Value(b.Context).(map[string]any)
+	}
+	out, err := s.store.AddErrorReport(ctx, in.ID, r, s.cfg.ErrorReportTTL)
+	if err != nil {
+		return err
+	}
+	return writeJSON(ctx, 201, errorReportAnswer{ID: out.ID})
+}
+
+type errorReportsPage struct {
+	Reports []store.ErrorReport `json:"reports"`
+	Next    string              `json:"next"`
+}
+
+// listErrorReports: GET /v1/instances/{id}/error-reports (admin).
+func (s *Server) listErrorReports(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	q, err := queryArgs(ctx, "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	limit := 0
+	if v, ok := q["limit"]; ok {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return newErr(400, "invalid_query", "limit must be a whole number from 1 to 1000")
+		}
+	}
+	rs, next, err := s.store.ErrorReports(ctx, in.ID, limit, q["cursor"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(ctx, 200, errorReportsPage{Reports: rs, Next: next})
+}

@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrorReport is an add-in error report, already scrubbed of personal data
+// and credentials by the HTTP layer. It expires through an etcd lease.
+type ErrorReport struct {
+	ID           string         `json:"id"`
+	ReceivedAt   time.Time      `json:"receivedAt"`
+	Message      string         `json:"message"`
+	Stack        string         `json:"stack,omitempty"`
+	AddinVersion string         `json:"addinVersion,omitempty"`
+	Context      map[string]any `json:"context,omitempty"`
+}
+
+// errorReportLease hands out one lease per minute for all reports of that
+// minute: a report expires between ttl and ttl + 1 minute after it arrived,
+// and etcd keeps a few leases instead of one per report.
+type errorReportLease struct {
+	mu      sync.Mutex
+	id      clientv3.LeaseID
+	granted time.Time
+	ttl     time.Duration
+}
+
+// ErrNoLeases: the store was built without a Lease client.
+var ErrNoLeases = errors.New("store: error reports need an etcd lease client")
+
+func (s *Store) reportLease(ctx context.Context, ttl time.Duration) (clientv3.LeaseID, error) {
+	if s.lease == nil {
+		return 0, ErrNoLeases
+	}
+	l := &s.reports
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := s.now()
+	if l.id != 0 && l.ttl == ttl && now.Sub(l.granted) < time.Minute {
+		return l.id, nil
+	}
+	resp, err := s.lease.Grant(ctx, int64((ttl+time.Minute)/time.Second))
+	if err != nil {
+		return 0, etcdErr("grant error-report lease", err)
+	}
+	l.id, l.granted, l.ttl = resp.ID, now, ttl
+	return l.id, nil
+}
+
+// AddErrorReport stores a report under the instance for ttl.
+func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, ttl time.Duration) (*ErrorReport, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	lease, err := s.reportLease(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	now := s.nowUTC()
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	// Time-ordered ids: listing returns the oldest first.
+	r.ID = fmt.Sprintf("%013d-%s", now.UnixMilli(), hex.EncodeToString(rnd[:]))
+	r.ReceivedAt = now
+	val, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode error report: %w", err)
+	}
+	key := s.k.tenant(id) + "error-reports/" + r.ID
+	resp, err := s.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(s.k.instance(id)), ">", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return nil, etcdErr("put error report", err)
+	}
+	if !resp.Succeeded {
+		return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+	}
+	return &r, nil
+}
+
+// ErrorReports lists an instance's reports, oldest first, a page at a time.
+func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor string) ([]ErrorReport, string, error) {
+	if limit == 0 {
+		limit = 100
+	}
+	if limit < 1 || limit > 1000 {
+		return nil, "", invalid("limit", "must be between 1 and 1000")
+	}
+	p := s.k.tenant(id) + "error-reports/"
+	from := p
+	if cursor != "" {
+		rest, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || len(rest) == 0 || len(rest) > 256 {
+			return nil, "", ErrBadCursor
+		}
+		from = p + string(rest) + "\x00"
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(prefixEnd(p)), clientv3.WithLimit(int64(limit)))
+	if err != nil {
+		return nil, "", etcdErr("list error reports", err)
+	}
+	out := make([]ErrorReport, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var r ErrorReport
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, "", fmt.Errorf("store: decode error report: %w", err)
+		}
+		out = append(out, r)
+	}
+	next := ""
+	if resp.More && len(resp.Kvs) > 0 {
+		next = base64.RawURLEncoding.EncodeToString(resp.Kvs[len(resp.Kvs)-1].Key[len(p):])
+	}
+	return out, next, nil
+}
