@@ -58,11 +58,20 @@ func (p *uploadPlan) finish(outcome error) {
 // charged, so the handler does not charge them twice.
 const admittedKey = "jira-relay.admitted"
 
+// uploadAttachmentRouted is the upload route as the router sees it (the
+// front door matches it by hand first; see Server.handle).
+func (s *Server) uploadAttachmentRouted(ctx *fasthttp.RequestCtx) {
+	id, _ := ctx.UserValue("id").(string)
+	issue, _ := ctx.UserValue("issue").(string)
+	s.uploadAttachment(ctx, []byte(id), []byte(issue))
+}
+
 // uploadAttachment: POST /v1/instances/{id}/issues/{issueIdOrKey}/attachments.
-func (s *Server) uploadAttachment(ctx *fasthttp.RequestCtx) {
-	plan, err := s.planUpload(ctx, false)
+func (s *Server) uploadAttachment(ctx *fasthttp.RequestCtx, id, rawIssue []byte) {
+	plan, err := s.planUpload(ctx, id, rawIssue, false)
 	if err != nil {
 		s.writeRefusal(ctx, err)
+		lingerIfBodyUnread(ctx)
 		return
 	}
 	s.streamUpload(ctx, plan)
@@ -70,7 +79,6 @@ func (s *Server) uploadAttachment(ctx *fasthttp.RequestCtx) {
 
 // writeRefusal answers a refusal decided before streaming.
 func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, err error) {
-	defer lingerIfBodyUnread(ctx)
 	var rl *rateLimited
 	var bo *breakerOpenError
 	switch {
@@ -93,12 +101,12 @@ func ceilSeconds(d time.Duration) int { return max(int((d+time.Second-1)/time.Se
 // phase (before "100 Continue") it only looks at the stream and breaker
 // slots; it takes them when the handler runs, so that a caller who leaves
 // after "100 Continue" holds nothing.
-func (s *Server) planUpload(ctx *fasthttp.RequestCtx, expectPhase bool) (*uploadPlan, error) {
-	in, err := s.authenticate(ctx, store.RoleClient)
+func (s *Server) planUpload(ctx *fasthttp.RequestCtx, id, rawIssue []byte, expectPhase bool) (*uploadPlan, error) {
+	in, err := s.authenticate(ctx, id, store.RoleClient)
 	if err != nil {
 		return nil, err
 	}
-	issue, err := issueParam(ctx)
+	issue, err := issueParam(rawIssue)
 	if err != nil {
 		return nil, err
 	}
@@ -224,9 +232,8 @@ func streamsDecision(limit int) ratelimit.Decision {
 
 // issueParam decodes and validates {issueIdOrKey}: Jira's key form or digits,
 // so that nothing can reach another Jira path.
-func issueParam(ctx *fasthttp.RequestCtx) (string, error) {
-	raw, _ := ctx.UserValue("issue").(string)
-	v, err := url.PathUnescape(raw)
+func issueParam(raw []byte) (string, error) {
+	v, err := url.PathUnescape(string(raw))
 	if err != nil || !store.ValidIssueIDOrKey(v) {
 		return "", newErr(400, "invalid_issue", "issueIdOrKey must be an issue key like ABC-123 or a numeric id")
 	}
@@ -466,7 +473,8 @@ func (s *Server) downloadAttachment(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) doDownload(ctx *fasthttp.RequestCtx) error {
-	in, err := s.authenticate(ctx, store.RoleClient)
+	id, _ := ctx.UserValue("id").(string)
+	in, err := s.authenticate(ctx, []byte(id), store.RoleClient)
 	if err != nil {
 		return err
 	}

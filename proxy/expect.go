@@ -16,25 +16,36 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if !ok || !ctx.IsPost() {
 		return fasthttp.StatusContinue
 	}
-	ctx.SetUserValue("id", id)
-	ctx.SetUserValue("issue", issue)
 	s.cors.handle(ctx)
-	if _, err := s.planUpload(ctx, true); err != nil {
+	if _, err := s.planUpload(ctx, id, issue, true); err != nil {
 		s.writeRefusal(ctx, err)
 		return ctx.Response.StatusCode()
 	}
 	return fasthttp.StatusContinue
 }
 
-// matchUploadPath matches /v1/instances/{id}/issues/{issue}/attachments.
-func matchUploadPath(p []byte) (id, issue string, ok bool) {
+// uploadRoute is the upload route's pattern, for logs and metrics.
+const uploadRoute = "/v1/instances/{id}/issues/{issue}/attachments"
+
+// matchUploadPath matches /v1/instances/{id}/issues/{issue}/attachments on
+// the raw path and returns the two segments as sub-slices (no allocation).
+func matchUploadPath(p []byte) (id, issue []byte, ok bool) {
 	rest, found := bytes.CutPrefix(p, []byte("/v1/instances/"))
 	if !found {
-		return "", "", false
+		return nil, nil, false
 	}
-	parts := bytes.Split(rest, []byte("/"))
-	if len(parts) != 4 || string(parts[1]) != "issues" || string(parts[3]) != "attachments" || len(parts[0]) == 0 || len(parts[2]) == 0 {
-		return "", "", false
+	i := bytes.IndexByte(rest, '/')
+	if i <= 0 {
+		return nil, nil, false
 	}
-	return string(parts[0]), string(parts[2]), true
+	id, rest = rest[:i], rest[i+1:]
+	rest, found = bytes.CutPrefix(rest, []byte("issues/"))
+	if !found {
+		return nil, nil, false
+	}
+	issue, found = bytes.CutSuffix(rest, []byte("/attachments"))
+	if !found || len(issue) == 0 || bytes.IndexByte(issue, '/') >= 0 {
+		return nil, nil, false
+	}
+	return id, issue, true
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"time"
@@ -32,9 +33,22 @@ func lingerIfBodyUnread(ctx *fasthttp.RequestCtx) {
 	if cl == 0 || (cl > 0 && cl <= fasthttpDiscards) || ctx.Request.Header.IsGet() {
 		return
 	}
+	// The answer says Connection: close, so the caller does not send another
+	// request on this connection. fasthttp would close right after writing
+	// such an answer, so the relay writes it itself on the hijacked
+	// connection, then lingers.
+	ctx.Response.Header.SetConnectionClose()
+	var answer bytes.Buffer
+	if _, err := ctx.Response.WriteTo(&answer); err != nil {
+		return
+	}
+	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
-		_, _ = io.CopyN(io.Discard, c, lingerBytes)
+		_ = c.SetWriteDeadline(time.Now().Add(lingerTime))
+		if _, err := c.Write(answer.Bytes()); err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+			_, _ = io.CopyN(io.Discard, c, lingerBytes)
+		}
 		_ = c.Close()
 	})
 }

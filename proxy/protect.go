@@ -9,6 +9,8 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/ratelimit"
+	"github.com/jira-relay/jira-relay/store"
+	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
 )
 
@@ -137,9 +139,9 @@ func (g *guards) admit(ctx *fasthttp.RequestCtx, instanceID string, issueKey []b
 	if wait, cooling := g.cooldown.Check([]byte(instanceID)); cooling {
 		return &rateLimited{reason: "jira_cooldown", d: cooldownDecision(wait)}
 	}
-	if issueKey != nil {
-		key := make([]byte, 0, len(instanceID)+1+len(issueKey))
-		key = append(append(append(key, instanceID...), '/'), issueKey...)
+	if len(issueKey) > 0 {
+		var buf [320]byte // instance id (26) + "/" + issue key (at most 255)
+		key := append(append(append(buf[:0], instanceID...), '/'), issueKey...)
 		if d := g.writes.Allow(key); !d.OK {
 			return &rateLimited{reason: "issue_writes", d: d}
 		}
@@ -167,4 +169,23 @@ func parseRetryAfter(v []byte, now time.Time) time.Duration {
 		return min(max(t.Sub(now), 0), time.Hour)
 	}
 	return 0
+}
+
+// decide is the per-request decision of an upload, as a unit the
+// zero-allocation test measures: key check from the cache, the limiters and
+// the breaker state. (planUpload adds the body shaping and takes the slots.)
+func (s *Server) decide(ctx *fasthttp.RequestCtx) bool {
+	id, issue, ok := matchUploadPath(ctx.Request.URI().PathOriginal())
+	if !ok {
+		return false
+	}
+	in, err := s.authenticate(ctx, id, store.RoleClient)
+	if err != nil {
+		return false
+	}
+	if s.guards.admit(ctx, in.ID, issue) != nil {
+		return false
+	}
+	up := s.ups.lookup(in.ID)
+	return up == nil || up.cb.State() != gobreaker.StateOpen
 }

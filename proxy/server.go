@@ -118,16 +118,28 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	rid := requestID(ctx)
 	ctx.SetUserValue(ridKey, rid)
+	ctx.Response.Header.Set("X-Request-Id", rid)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "route", routeOf(ctx), "panic", fmt.Sprint(r))
 			writeAPIError(ctx, newErr(500, "internal", "internal error"))
 		}
-		ctx.Response.Header.Set("X-Request-Id", rid)
+		if len(ctx.Response.Header.Peek("X-Request-Id")) == 0 {
+			ctx.Response.Header.Set("X-Request-Id", rid) // after a handler reset the answer
+		}
 		s.accessLog(ctx, routeOf(ctx), start)
 	}()
 	if s.cors.handle(ctx) {
 		return
+	}
+	// The upload route is matched by hand: it is the hot path, and the
+	// router's parameters cost allocations.
+	if ctx.IsPost() {
+		if id, issue, ok := matchUploadPath(ctx.Request.URI().PathOriginal()); ok {
+			ctx.SetUserValue(router.MatchedRoutePathParam, uploadRoute)
+			s.uploadAttachment(ctx, id, issue)
+			return
+		}
 	}
 	s.router.Handler(ctx)
 }
@@ -202,7 +214,7 @@ func (s *Server) routes() *router.Router {
 	r.POST("/v1/instances/{id}/error-reports", s.client(s.addErrorReport))
 	r.GET("/v1/instances/{id}/error-reports", s.admin(s.listErrorReports))
 
-	r.POST("/v1/instances/{id}/issues/{issue}/attachments", s.uploadAttachment)
+	r.POST(uploadRoute, s.uploadAttachmentRouted)
 	r.GET("/v1/instances/{id}/attachments/{attachmentId}/content", s.downloadAttachment)
 	return r
 }
@@ -220,7 +232,8 @@ func (s *Server) admin(h instanceHandler) fasthttp.RequestHandler {
 
 func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		in, err := s.authenticate(ctx, need)
+		id, _ := ctx.UserValue("id").(string)
+		in, err := s.authenticate(ctx, []byte(id), need)
 		if err == nil {
 			err = h(ctx, in)
 		}
@@ -233,9 +246,8 @@ func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHa
 // authenticate finds the instance named in the path and checks X-Relay-Key:
 // unknown instance → 404, missing or wrong key → 401, a client key where the
 // admin key is needed → 403.
-func (s *Server) authenticate(ctx *fasthttp.RequestCtx, need store.Role) (*store.Instance, error) {
-	id, _ := ctx.UserValue("id").(string)
-	in, role, err := s.store.Authenticate(ctx, []byte(id), ctx.Request.Header.Peek("X-Relay-Key"))
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*store.Instance, error) {
+	in, role, err := s.store.Authenticate(ctx, id, ctx.Request.Header.Peek("X-Relay-Key"))
 	if err != nil {
 		if isNotFound(err) {
 			return nil, errInstanceUnknown

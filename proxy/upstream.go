@@ -68,6 +68,14 @@ var errNotCounted = errors.New("outcome not counted by the breaker")
 // errUpstreamStatus marks a 5xx answer from Jira, a breaker failure.
 var errUpstreamStatus = errors.New("upstream answered 5xx")
 
+// lookup returns the instance's upstream if one was made.
+func (u *upstreams) lookup(id string) *upstream {
+	u.mu.Lock()
+	up := u.byID[id]
+	u.mu.Unlock()
+	return up
+}
+
 func (u *upstreams) get(id, base string) (*upstream, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -92,8 +100,7 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 	}
 	tc := u.tlsConf.Clone()
 	tc.ServerName = pu.Hostname()
-	idle := u.cfg.StreamIdleTimeout
-	readIdle := max(idle, u.cfg.UpstreamResponseTimeout)
+	idle, respTimeout := u.cfg.StreamIdleTimeout, u.cfg.UpstreamResponseTimeout
 	dialer := &net.Dialer{Timeout: u.cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
 	up := &upstream{base: strings.TrimRight(base, "/")}
 	up.hc = &fasthttp.HostClient{
@@ -119,7 +126,7 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &idleConn{Conn: c, write: idle, read: readIdle}, nil
+			return &idleConn{Conn: c, idle: idle, response: respTimeout}, nil
 		},
 	}
 	name := "instance " + id
@@ -163,22 +170,34 @@ func (up *upstream) openLeft(openTimeout time.Duration) time.Duration {
 
 // idleConn moves the connection's deadlines forward on every read and write,
 // so a stream may last as long as bytes keep moving, and a stalled Jira is
-// cut off after the idle timeout.
+// cut off: a write may stall for the stream idle timeout; after a write, the
+// first byte of Jira's answer may take the response timeout; after that, each
+// read may again stall for the idle timeout.
 type idleConn struct {
 	net.Conn
-	write, read time.Duration
+	idle, response time.Duration
+	awaiting       bool // a request was written; its answer has not started
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
-	if c.write > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.write))
+	c.awaiting = true
+	if c.idle > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	}
 	return c.Conn.Write(p)
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if c.read > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.read))
+	d := c.idle
+	if c.awaiting {
+		d = c.response
 	}
-	return c.Conn.Read(p)
+	if d > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.awaiting = false
+	}
+	return n, err
 }
