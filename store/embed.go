@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // EmbedConfig describes an etcd member started inside the relay's process:
@@ -36,6 +37,7 @@ type EmbedConfig struct {
 type Embedded struct {
 	etcd      *embed.Etcd
 	clientURL string
+	level     zap.AtomicLevel
 }
 
 // StartEmbedded starts an etcd member and waits until it serves. Auto-compaction
@@ -74,9 +76,22 @@ func StartEmbedded(c EmbedConfig) (*Embedded, error) {
 	}
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
+	// etcd's own zap logger, with a level the relay can raise at Close: a
+	// stopping etcd logs its closed listeners as errors, which are not.
+	level, err := zap.ParseAtomicLevel(c.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded etcd log level %q: %w", c.LogLevel, err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = level
+	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	lg, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded etcd logger: %w", err)
+	}
 	cfg.Logger = "zap"
 	cfg.LogLevel = c.LogLevel
-	cfg.LogOutputs = []string{"stderr"}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -92,7 +107,7 @@ func StartEmbedded(c EmbedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, errors.New("store: embedded etcd did not become ready in time")
 	}
-	return &Embedded{etcd: e, clientURL: cu.String()}, nil
+	return &Embedded{etcd: e, clientURL: cu.String(), level: level}, nil
 }
 
 // Endpoints are the client URLs of this member.
@@ -103,6 +118,7 @@ func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the member cleanly (it flushes and closes its data files).
 func (e *Embedded) Close() {
+	e.level.SetLevel(zap.FatalLevel)
 	e.etcd.Close()
 }
 
