@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/relaytest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -569,5 +571,24 @@ func TestHealth(t *testing.T) {
 	}
 	if res := a.do("GET", "/readyz", "", nil); res.Status != 200 {
 		t.Fatalf("readyz: %d %s", res.Status, res.Body)
+	}
+}
+
+// TestReadyzFollowsEtcd: /readyz answers 503 with the JSON error shape when
+// etcd is gone, while /healthz (the process is alive) stays 200.
+func TestReadyzFollowsEtcd(t *testing.T) {
+	e, cli := etcdtest.Start(t)
+	r := relaytest.StartWithEtcd(t, cli, func(c *configs.Config) { c.EtcdRequestTimeout = time.Second })
+	a := &api{t: t, base: r.URL}
+	if res := a.do("GET", "/readyz", "", nil); res.Status != 200 {
+		t.Fatalf("readyz with etcd: %d", res.Status)
+	}
+	e.Close()
+	res := a.do("GET", "/readyz", "", nil)
+	if res.Status != 503 || res.errCode(t) != "store_unavailable" {
+		t.Fatalf("readyz without etcd: %d %s", res.Status, res.Body)
+	}
+	if res := a.do("GET", "/healthz", "", nil); res.Status != 200 {
+		t.Fatalf("healthz without etcd: %d", res.Status)
 	}
 }

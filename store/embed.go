@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -38,6 +39,7 @@ type Embedded struct {
 	etcd      *embed.Etcd
 	clientURL string
 	level     zap.AtomicLevel
+	closeOnce sync.Once
 }
 
 // StartEmbedded starts an etcd member and waits until it serves. Auto-compaction
@@ -117,9 +119,12 @@ func (e *Embedded) Endpoints() []string { return []string{e.clientURL} }
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the member cleanly (it flushes and closes its data files).
+// Calling it again does nothing.
 func (e *Embedded) Close() {
-	e.level.SetLevel(zap.FatalLevel)
-	e.etcd.Close()
+	e.closeOnce.Do(func() {
+		e.level.SetLevel(zap.FatalLevel)
+		e.etcd.Close()
+	})
 }
 
 // waitCtx is a small helper for callers that need a context bounded by d.

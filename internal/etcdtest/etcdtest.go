@@ -12,6 +12,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -48,7 +49,7 @@ func Client(t testing.TB, endpoints ...string) *clientv3.Client {
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
-		Logger:      nil,
+		Logger:      zap.NewNop(),
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
