@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,54 +91,35 @@ func TestConcurrentUploadsMemoryStaysFlat(t *testing.T) {
 		c.InstanceBurst = 1000
 		c.IPBurst = 1000
 	})
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	idle := ms.HeapInuse
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	go func() {
-		var m runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-				runtime.ReadMemStats(&m)
-				if m.HeapInuse > peak.Load() {
-					peak.Store(m.HeapInuse)
-				}
-			}
-		}
-	}()
 	const size = 64 << 20
-	var wg sync.WaitGroup
 	var failed atomic.Int32
-	for i := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := j.uploadReq(t, fmt.Sprintf("ITSM-%d", 100+i), "filename=c.bin", "application/octet-stream", io.LimitReader(fakejira.NewContent(size, int64(i)), size), size)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil || resp.StatusCode != 200 {
-				failed.Add(1)
-			}
-			if resp != nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		}()
-	}
-	wg.Wait()
-	close(stop)
+	idle, peak := heapDuring(func() {
+		var wg sync.WaitGroup
+		for i := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := j.uploadReq(t, fmt.Sprintf("ITSM-%d", 100+i), "filename=c.bin", "application/octet-stream", io.LimitReader(fakejira.NewContent(size, int64(i)), size), size)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+				if resp != nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	})
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d of 32 uploads failed", n)
 	}
 	if n := len(j.jira.CompletedUploads()); n != 32 {
 		t.Fatalf("%d completed uploads at Jira", n)
 	}
-	t.Logf("heap in use: idle %d MiB, peak %d MiB during 32 concurrent 64 MiB uploads", idle>>20, peak.Load()>>20)
-	if grew := int64(peak.Load()) - int64(idle); grew > 64<<20 {
+	t.Logf("heap in use: idle %d MiB, peak %d MiB during 32 concurrent 64 MiB uploads", idle>>20, peak>>20)
+	if grew := int64(peak) - int64(idle); grew > 64<<20 {
 		t.Fatalf("heap grew by %d MiB; want < 64 MiB", grew>>20)
 	}
 }

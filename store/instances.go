@@ -217,6 +217,16 @@ func (s *Store) Instance(ctx context.Context, id string) (*Instance, error) {
 func (s *Store) loadInstance(ctx context.Context, id string) (*Instance, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	in, err := s.readInstance(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.cache.putInstance(in)
+	return in, nil
+}
+
+// readInstance reads the instance record from etcd (not the cache).
+func (s *Store) readInstance(ctx context.Context, id string) (*Instance, error) {
 	resp, err := s.kv.Get(ctx, s.k.instance(id))
 	if err != nil {
 		return nil, etcdErr("get instance", err)
@@ -224,12 +234,7 @@ func (s *Store) loadInstance(ctx context.Context, id string) (*Instance, error) 
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
 	}
-	in, err := decodeInstance(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
-	if err != nil {
-		return nil, err
-	}
-	s.cache.putInstance(in)
-	return in, nil
+	return decodeInstance(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 }
 
 func decodeInstance(v []byte, rev int64) (*Instance, error) {
@@ -284,24 +289,18 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 	defer cancel()
 	key := s.k.instance(id)
 	for {
-		resp, err := s.kv.Get(ctx, key)
-		if err != nil {
-			return nil, etcdErr("get instance", err)
-		}
-		if len(resp.Kvs) == 0 {
-			return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
-		}
-		in, err := decodeInstance(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+		in, err := s.readInstance(ctx, id)
 		if err != nil {
 			return nil, err
 		}
+		readAt := in.Revision
 		if err := f(in); err != nil {
 			return nil, err
 		}
 		in.UpdatedAt = s.nowUTC()
 		val, _ := json.Marshal(in)
 		tr, err := s.kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", readAt)).
 			Then(clientv3.OpPut(key, string(val))).Commit()
 		if err != nil {
 			return nil, etcdErr("update instance", err)
@@ -370,14 +369,7 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 	defer cancel()
 	key := s.k.instance(id)
 	for {
-		resp, err := s.kv.Get(ctx, key)
-		if err != nil {
-			return etcdErr("get instance", err)
-		}
-		if len(resp.Kvs) == 0 {
-			return fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
-		}
-		in, err := decodeInstance(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+		in, err := s.readInstance(ctx, id)
 		if err != nil {
 			return err
 		}
