@@ -58,7 +58,11 @@ func (s *Server) accessLog(ctx *fasthttp.RequestCtx, route string, start time.Ti
 	up, _ := ctx.UserValue(upstreamStatusKey).(int)
 	rid, _ := ctx.UserValue(ridKey).(string)
 	bytesIn := max(ctx.Request.Header.ContentLength(), 0)
-	bytesOut := max(ctx.Response.Header.ContentLength(), len(ctx.Response.Body()))
+	// Never Body() on a streamed answer: it would read the stream whole.
+	bytesOut := max(ctx.Response.Header.ContentLength(), 0)
+	if !ctx.Response.IsBodyStream() {
+		bytesOut = len(ctx.Response.Body())
+	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
 		slog.String("method", string(ctx.Method())),
 		slog.String("route", route),

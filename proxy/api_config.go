@@ -36,7 +36,7 @@ func parseETags(h string) (tags []string, any bool, ok bool) {
 
 // getConfig: from the watch-fed cache, with ETag and If-None-Match → 304.
 func (s *Server) getConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	d, err := s.store.Config(ctx, in.ID)
+	d, err := s.store.Config(s.base, in.ID)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 		if !ok {
 			return newErr(400, "invalid_header", `If-Match must be "*" or a list of ETags`)
 		}
-		cur, err := s.store.Config(ctx, in.ID)
+		cur, err := s.store.Config(s.base, in.ID)
 		if err != nil {
 			return err
 		}
@@ -95,11 +95,11 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 		}
 		ifRev = &rev
 	}
-	b, err := readBody(ctx, limitConfig)
+	b, err := s.readBody(ctx, limitConfig)
 	if err != nil {
 		return err
 	}
-	if err := checkJSON(b); err != nil {
+	if err := checkJSON(b, false); err != nil {
 		return err
 	}
 	b = bytes.TrimSpace(b)
@@ -110,7 +110,7 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if err := json.Compact(&compact, b); err != nil {
 		return jsonError(err)
 	}
-	d, err := s.store.PutConfig(ctx, in.ID, compact.Bytes(), ifRev)
+	d, err := s.store.PutConfig(s.base, in.ID, compact.Bytes(), ifRev)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func (s *Server) addErrorReport(ctx *fasthttp.RequestCtx, in *store.Instance) er
 		return newErr(403, "error_reports_off", "this instance's admin has not turned error reports on")
 	}
 	var b errorReportBody
-	if err := decodeJSON(ctx, limitErrorReport, &b); err != nil {
+	if err := s.decodeJSON(ctx, limitErrorReport, &b); err != nil {
 		return err
 	}
 	if b.Message == "" || utf8.RuneCountInString(b.Message) > 8192 {
@@ -49,7 +49,7 @@ func (s *Server) addErrorReport(ctx *fasthttp.RequestCtx, in *store.Instance) er
 	if b.Context != nil {
 		r.Context, _ = scrub.Value(b.Context).(map[string]any)
 	}
-	out, err := s.store.AddErrorReport(ctx, in.ID, r, s.cfg.ErrorReportTTL)
+	out, err := s.store.AddErrorReport(s.base, in.ID, r, s.cfg.ErrorReportTTL)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (s *Server) listErrorReports(ctx *fasthttp.RequestCtx, in *store.Instance) 
 			return newErr(400, "invalid_query", "limit must be a whole number from 1 to 1000")
 		}
 	}
-	rs, next, err := s.store.ErrorReports(ctx, in.ID, limit, q["cursor"])
+	rs, next, err := s.store.ErrorReports(s.base, in.ID, limit, q["cursor"])
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func (s *Server) doRegister(ctx *fasthttp.RequestCtx) error {
 		}
 	}
 	var b registerBody
-	if err := decodeJSON(ctx, limitSmallJSON, &b); err != nil {
+	if err := s.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
 	u, aerr := s.urls.normalize(b.URL)
@@ -65,7 +65,7 @@ func (s *Server) doRegister(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	reg, err := s.store.Register(ctx, store.NewInstance{URL: u, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
+	reg, err := s.store.Register(s.base, store.NewInstance{URL: u, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
 	if err != nil {
 		return err
 	}
@@ -87,14 +87,14 @@ type patchBody struct {
 
 func (s *Server) patchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var b patchBody
-	if err := decodeJSON(ctx, limitSmallJSON, &b); err != nil {
+	if err := s.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
 	lic, err := b.License.toStore()
 	if err != nil {
 		return err
 	}
-	out, err := s.store.PatchInstance(ctx, in.ID, store.InstancePatch{
+	out, err := s.store.PatchInstance(s.base, in.ID, store.InstancePatch{
 		JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic, ErrorReports: b.ErrorReports,
 	})
 	if err != nil {
@@ -104,7 +104,7 @@ func (s *Server) patchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) err
 }
 
 func (s *Server) deleteInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	if err := s.store.DeleteInstance(ctx, in.ID); err != nil {
+	if err := s.store.DeleteInstance(s.base, in.ID); err != nil {
 		return err
 	}
 	ctx.SetStatusCode(204)
@@ -117,7 +117,7 @@ type rotateAnswer struct {
 }
 
 func (s *Server) rotateKey(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	key, _, err := s.store.RotateClientKey(ctx, in.ID)
+	key, _, err := s.store.RotateClientKey(s.base, in.ID)
 	if err != nil {
 		return err
 	}

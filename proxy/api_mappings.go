@@ -23,10 +23,10 @@ type mappingBody struct {
 
 func (s *Server) linkMapping(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var b mappingBody
-	if err := decodeJSON(ctx, limitSmallJSON, &b); err != nil {
+	if err := s.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
-	m, created, err := s.store.LinkMapping(ctx, in.ID, store.Mapping{
+	m, created, err := s.store.LinkMapping(s.base, in.ID, store.Mapping{
 		ConversationID: b.ConversationID, MailID: b.MailID, UserID: b.UserID, App: b.App,
 		Jira: store.JiraRef{ID: b.Jira.ID, Key: b.Jira.Key, ProjectID: b.Jira.ProjectID},
 	})
@@ -103,7 +103,7 @@ func (s *Server) findMappings(ctx *fasthttp.RequestCtx, in *store.Instance) erro
 		mq.Limit = l
 	}
 	mq.Cursor = q["cursor"]
-	ms, next, err := s.store.Mappings(ctx, in.ID, mq)
+	ms, next, err := s.store.Mappings(s.base, in.ID, mq)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (s *Server) unlinkMappings(ctx *fasthttp.RequestCtx, in *store.Instance) er
 	if v, ok := q["userId"]; ok && v == "" {
 		return newErr(400, "invalid_query", "userId must not be empty")
 	}
-	n, err := s.store.UnlinkMappings(ctx, in.ID, q[store.ByMail], q[store.ByIssueID], q["userId"])
+	n, err := s.store.UnlinkMappings(s.base, in.ID, q[store.ByMail], q[store.ByIssueID], q["userId"])
 	if err != nil {
 		if isNotFound(err) {
 			return newErr(404, "mapping_not_found", "no such link between this mail and issue")

@@ -16,10 +16,10 @@ func (s *Server) putUser(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 		return err
 	}
 	var b userBody
-	if err := decodeJSON(ctx, limitSmallJSON, &b); err != nil {
+	if err := s.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
-	u, created, err := s.store.PutUser(ctx, in.ID, store.User{UserID: uid, Name: b.Name, Email: b.Email})
+	u, created, err := s.store.PutUser(s.base, in.ID, store.User{UserID: uid, Name: b.Name, Email: b.Email})
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func (s *Server) getUser(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if err != nil {
 		return err
 	}
-	u, err := s.store.User(ctx, in.ID, uid)
+	u, err := s.store.User(s.base, in.ID, uid)
 	if err != nil {
 		if isNotFound(err) {
 			return newErr(404, "user_not_found", "no user with this id")
@@ -50,7 +50,7 @@ func (s *Server) deleteUser(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteUser(ctx, in.ID, uid); err != nil {
+	if err := s.store.DeleteUser(s.base, in.ID, uid); err != nil {
 		if isNotFound(err) {
 			return newErr(404, "user_not_found", "no user or mapping with this user id")
 		}
@@ -65,7 +65,7 @@ func (s *Server) exportUser(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 	if err != nil {
 		return err
 	}
-	exp, err := s.store.ExportUser(ctx, in.ID, uid)
+	exp, err := s.store.ExportUser(s.base, in.ID, uid)
 	if err != nil {
 		if isNotFound(err) {
 			return newErr(404, "user_not_found", "nothing is held about this user id")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"strings"
 	"unicode/utf8"
 
@@ -24,7 +25,7 @@ const (
 
 // readBody reads a JSON request body of at most limit bytes from the stream.
 // Bodies over the limit get 413 without being read whole.
-func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	ct := string(ctx.Request.Header.ContentType())
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
@@ -34,8 +35,13 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		return nil, tooLarge(limit)
 	}
 	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
+	body := &clientBody{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: s.cfg.StreamIdleTimeout}
+	n, err := buf.ReadFrom(io.LimitReader(body, int64(limit)+1))
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, newErr(408, "body_timeout", "the request body stalled")
+		}
 		return nil, newErr(400, "bad_body", "the request body could not be read")
 	}
 	if n > int64(limit) {
@@ -52,8 +58,8 @@ func tooLarge(limit int) *apiError {
 // duplicate keys, no nesting deeper than 32, no unknown fields, no trailing
 // data, the right types. Unknown fields are refused so that the relay stores
 // nothing it was not built to store.
-func decodeJSON(ctx *fasthttp.RequestCtx, limit int, v any) error {
-	b, err := readBody(ctx, limit)
+func (s *Server) decodeJSON(ctx *fasthttp.RequestCtx, limit int, v any) error {
+	b, err := s.readBody(ctx, limit)
 	if err != nil {
 		return err
 	}
@@ -61,7 +67,9 @@ func decodeJSON(ctx *fasthttp.RequestCtx, limit int, v any) error {
 }
 
 func strictUnmarshal(b []byte, v any) error {
-	if err := checkJSON(b); err != nil {
+	// encoding/json matches field names ignoring case, so "name" and "NAME"
+	// in one object would both land in Name: refuse them as duplicates.
+	if err := checkJSON(b, true); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -109,8 +117,9 @@ func jsonKind(k string) string {
 }
 
 // checkJSON validates b as exactly one JSON value: UTF-8, well-formed, no
-// duplicate object keys, nesting at most maxJSONDepth.
-func checkJSON(b []byte) error {
+// duplicate object keys (compared case-folded when fold is set), nesting at
+// most maxJSONDepth.
+func checkJSON(b []byte, fold bool) error {
 	if !utf8.Valid(b) {
 		return newErr(400, "invalid_json", "the body is not valid UTF-8")
 	}
@@ -150,6 +159,9 @@ func checkJSON(b []byte) error {
 			f := &stack[len(stack)-1]
 			if f.key {
 				k := tok.(string)
+				if fold {
+					k = strings.ToLower(k)
+				}
 				if _, dup := f.keys[k]; dup {
 					return newErr(400, "duplicate_key", fmt.Sprintf("key %q appears twice in one object", k))
 				}

@@ -33,7 +33,7 @@ type routeStatus struct {
 	status int
 }
 
-var refusalReasons = []string{"instance", "ip", "streams", "jira_cooldown", "issue_writes", "breaker_open"}
+var refusalReasons = []string{"instance", "ip", "streams", "jira_cooldown", "issue_writes", "breaker_open", "auth_failures"}
 
 func newRelayMetrics(s *Server) *relayMetrics {
 	m := &relayMetrics{set: metrics.NewSet(), requests: map[routeStatus]*metrics.Counter{}, refusals: map[string]*metrics.Counter{}}

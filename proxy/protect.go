@@ -23,7 +23,13 @@ type guards struct {
 	streams  *ratelimit.Streams
 	cooldown *ratelimit.Cooldown
 	writes   *ratelimit.IssueWrites
-	trusted  []netip.Prefix
+	// authFails counts failed key checks (unknown instance, wrong key) per
+	// client IP; an IP over --ip-rps/--ip-burst of failures is held in
+	// authBlock, so a flood of made-up instance ids or keys cannot turn
+	// into a flood of etcd reads.
+	authFails *ratelimit.Keyed
+	authBlock *ratelimit.Cooldown
+	trusted   []netip.Prefix
 }
 
 func newGuards(cfg configs.Config, clock ratelimit.Clock) (*guards, error) {
@@ -36,12 +42,14 @@ func newGuards(cfg configs.Config, clock ratelimit.Clock) (*guards, error) {
 	}
 	c := ratelimit.WithClock(clock)
 	return &guards{
-		instance: ratelimit.New(cfg.InstanceRPS, cfg.InstanceBurst, c),
-		ip:       ratelimit.New(cfg.IPRPS, cfg.IPBurst, c, ratelimit.WithMaxKeys(200_000)),
-		streams:  ratelimit.NewStreams(cfg.InstanceMaxStreams),
-		cooldown: ratelimit.NewCooldown(c),
-		writes:   ratelimit.NewIssueWrites(c),
-		trusted:  nets,
+		instance:  ratelimit.New(cfg.InstanceRPS, cfg.InstanceBurst, c),
+		ip:        ratelimit.New(cfg.IPRPS, cfg.IPBurst, c, ratelimit.WithMaxKeys(200_000)),
+		streams:   ratelimit.NewStreams(cfg.InstanceMaxStreams),
+		cooldown:  ratelimit.NewCooldown(c),
+		writes:    ratelimit.NewIssueWrites(c),
+		authFails: ratelimit.New(cfg.IPRPS, cfg.IPBurst, c, ratelimit.WithMaxKeys(200_000)),
+		authBlock: ratelimit.NewCooldown(c),
+		trusted:   nets,
 	}, nil
 }
 
@@ -51,6 +59,22 @@ func (g *guards) sweep() {
 	g.ip.Sweep()
 	g.cooldown.Sweep()
 	g.writes.Sweep()
+	g.authFails.Sweep()
+	g.authBlock.Sweep()
+}
+
+// authBlocked reports whether the caller's IP is held for failed key checks.
+func (g *guards) authBlocked(ctx *fasthttp.RequestCtx) (time.Duration, bool) {
+	ip := g.clientIP(ctx).As16()
+	return g.authBlock.Check(ip[:])
+}
+
+// authFailed charges a failed key check to the caller's IP.
+func (g *guards) authFailed(ctx *fasthttp.RequestCtx) {
+	ip := g.clientIP(ctx).As16()
+	if d := g.authFails.Allow(ip[:]); !d.OK {
+		g.authBlock.Trip(ip[:], d.RetryAfter)
+	}
 }
 
 // clientIP is the socket's peer, or, when the peer is a trusted proxy, the
@@ -115,6 +139,7 @@ func writeRateLimited(ctx *fasthttp.RequestCtx, rl *rateLimited) {
 		"streams":       "too many uploads in flight for this instance; retry after Retry-After seconds",
 		"jira_cooldown": "Jira Cloud rate-limited this instance; the relay holds further requests until Retry-After passes",
 		"issue_writes":  "Jira's per-issue write limit (20 per 2 s, 100 per 30 s) would be exceeded; retry after Retry-After seconds",
+		"auth_failures": "too many failed key checks from this address; retry after Retry-After seconds",
 	}[rl.reason]
 	ae := &apiError{Status: 429, Code: "rate_limited_" + rl.reason, Message: msg, RetryAfter: max(rl.d.RetryAfterSeconds(), 1)}
 	writeAPIError(ctx, ae)

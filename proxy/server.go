@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,6 +36,10 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	metrics  *relayMetrics
+	// base is the parent of every store call's context. Never the request
+	// context: fasthttp reuses a RequestCtx after its handler returns, while
+	// a context's timer may still look at its parent.
+	base context.Context
 }
 
 // New builds the front door over a store. cfg must have passed Validate.
@@ -43,7 +48,7 @@ func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg: cfg, store: st, log: log,
+		cfg: cfg, store: st, log: log, base: context.Background(),
 		urls: urlPolicy{patterns: lowerAll(cfg.AllowedUpstreams), allowHTTP: cfg.AllowHTTPUpstream},
 	}
 	var err error
@@ -99,11 +104,13 @@ func (q quietLogger) Printf(format string, _ ...any) {
 // transportError answers requests fasthttp could not parse (bad request
 // line, oversized headers, broken chunking) with the JSON error shape.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
-	if _, ok := err.(*fasthttp.ErrSmallBuffer); ok {
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
 		writeAPIError(ctx, newErr(431, "headers_too_large", "request headers are too large"))
 		return
 	}
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
 		writeAPIError(ctx, newErr(408, "request_timeout", "the request was not sent in time"))
 		return
 	}
@@ -129,6 +136,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.accessLog(ctx, routeOf(ctx), start)
 	}()
+	if fe := framingError(ctx); fe != nil {
+		ctx.SetConnectionClose()
+		writeAPIError(ctx, fe)
+		return
+	}
 	if s.cors.handle(ctx) {
 		return
 	}
@@ -238,7 +250,7 @@ func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHa
 			err = h(ctx, in)
 		}
 		if err != nil {
-			s.writeError(ctx, err)
+			s.writeRefusal(ctx, err)
 		}
 	}
 }
@@ -247,15 +259,20 @@ func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHa
 // unknown instance → 404, missing or wrong key → 401, a client key where the
 // admin key is needed → 403.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*store.Instance, error) {
-	in, role, err := s.store.Authenticate(ctx, id, ctx.Request.Header.Peek("X-Relay-Key"))
+	if wait, blocked := s.guards.authBlocked(ctx); blocked {
+		return nil, &rateLimited{reason: "auth_failures", d: cooldownDecision(wait)}
+	}
+	in, role, err := s.store.Authenticate(s.base, id, ctx.Request.Header.Peek("X-Relay-Key"))
 	if err != nil {
 		if isNotFound(err) {
+			s.guards.authFailed(ctx)
 			return nil, errInstanceUnknown
 		}
 		return nil, err
 	}
 	switch {
 	case role == store.RoleNone:
+		s.guards.authFailed(ctx)
 		return nil, errUnauthorized
 	case role < need:
 		return nil, errForbidden

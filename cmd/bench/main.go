@@ -1,0 +1,241 @@
+// Command bench is jira-relay's load-test harness.
+//
+// With no flags it builds and starts, on loopback, the relay (embedded etcd,
+// temp data dir, limiter opened wide) and the fake Jira as subprocesses,
+// registers a tenant with users, a configuration and mappings through the
+// relay's API, plays the add-in's traffic for 10 s, prints a table, and
+// cleans up every process and temp dir, also on Ctrl-C.
+//
+//	go run ./cmd/bench                                  # the add-in mix, self-contained
+//	go run ./cmd/bench --scenario upload-64mib          # a preset (see -h)
+//	go run ./cmd/bench --target http://127.0.0.1:8080 --instance-id ID --client-key KEY
+//	bench/peers/run.sh                                  # relay vs nginx, HAProxy and Caddy
+//
+// Run `go run ./cmd/bench -h` for every flag and the scenarios. The library
+// is package bench at the repository root.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jira-relay/jira-relay/bench"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFail        = 1
+	exitUsage       = 2
+	exitErrors      = 3 // the run completed but some requests failed
+	exitInterrupted = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, bench.IsTerminal(os.Stderr))
+	stop()
+	os.Exit(code)
+}
+
+const usageHead = `Usage: bench [flags]
+
+Load-tests jira-relay. Without --target it builds ./cmd/relay and ./cmd/fakejira,
+starts both on loopback (random ports, embedded etcd in a temp dir, --allow-http-upstream,
+limiter opened wide), registers a tenant, its users, a configuration and seed mappings
+through the relay's API, plays the load, prints a table per operation (req/s, MiB/s,
+latency p50/p90/p99/max, errors by status) and the relay's peak RSS and CPU seconds,
+and removes every process and temp dir it made, also on Ctrl-C. Every run is bounded by
+--duration (and --count); load goes to loopback only.
+
+Latency is measured from the moment a request was due: with --rate, a relay that falls
+behind shows its queueing delay. Uploads count file bytes in MiB/s; the other operations
+count request plus response bodies. Exit status: 0 ok, 1 failure, 2 bad flags,
+3 some requests failed, 130 interrupted.
+
+Scenarios (--scenario; flags given explicitly override the preset):
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenario := fs.String("scenario", bench.Scenarios[0].Name, "preset of the flags below (see the list above)")
+	duration := fs.Duration("duration", 0, "how long each phase issues requests (in-flight ones then finish)")
+	concurrency := fs.Int("concurrency", 0, "concurrent requests (workers, each with its own connection)")
+	rate := fs.Float64("rate", 0, "global requests per second; 0 = open loop, as fast as the workers go")
+	count := fs.Int64("count", 0, "stop each phase after this many requests; 0 = only --duration bounds it")
+	sizes := fs.String("sizes", "", `upload size mix: bands "MIN-MAX:WEIGHT" or "SIZE:WEIGHT", e.g. "20KiB-2MiB:90,10MiB-25MiB:10"`)
+	mix := fs.String("mix", "", `operation mix, e.g. "upload:20,config:40,map-write:20,map-read:20"`)
+	compare := fs.String("compare", "", `"direct": also send the upload load straight at the fake Jira and print relay/direct; "none": don't`)
+	rounds := fs.Int("rounds", 0, "phases per target, interleaved (medians on a noisy machine)")
+	warmup := fs.Duration("warmup", time.Second, "unmeasured load against each target first; 0 = none")
+	useTLS := fs.Bool("tls", false, "the fake Jira serves HTTPS (fakejira --tls --ca-out) and the relay trusts it via --upstream-ca")
+	uploadBody := fs.String("upload-body", "raw", `how uploads reach the relay: "raw" (file body, ?filename=) or "multipart"`)
+	users := fs.Int("users", 50, "users registered (PUT users/{id}) and used by mapping writes")
+	convs := fs.Int("conversations", 256, "conversations seeded with two mappings each, for lookups")
+	timeout := fs.Duration("request-timeout", 0, "bound on one request")
+	jsonOut := fs.String("json", "", "write the results as JSON to FILE")
+	htmlOut := fs.String("html", "", "write one self-contained HTML page (charts, tables) to FILE")
+	target := fs.String("target", "", "URL of a running relay to drive instead of starting one")
+	instanceID := fs.String("instance-id", "", "with --target: the instance to play")
+	clientKey := fs.String("client-key", "", "with --target: the instance's client key")
+	adminKey := fs.String("admin-key", "", "with --target: the admin key (optional: PUTs a configuration)")
+	jiraURL := fs.String("jira-url", "", "with --target and --compare direct: the Jira the instance points at")
+	relayPid := fs.Int("relay-pid", 0, "with --target: sample this process's RSS and CPU")
+	caFile := fs.String("ca", "", "PEM file trusted for an https --target or --jira-url")
+	allowRemote := fs.Bool("allow-remote", false, "allow a --target that is not on loopback")
+	src := fs.String("src", "", "repository to build ./cmd/relay and ./cmd/fakejira from (default: found from the working dir)")
+	relayBin := fs.String("relay-bin", "", "use this relay binary instead of building one")
+	fakeBin := fs.String("fakejira-bin", "", "use this fakejira binary instead of building one")
+	var relayFlags []string
+	fs.Func("relay-flag", "extra flag for the relay the harness starts, e.g. --relay-flag=--log-level=warn (repeatable)", func(v string) error {
+		if !strings.HasPrefix(v, "--") {
+			return fmt.Errorf("%q is not a flag (want --name=value)", v)
+		}
+		relayFlags = append(relayFlags, v)
+		return nil
+	})
+	profileDir := fs.String("profile", "", "write CPU profiles to DIR: the relay's per phase (via its --admin-listen) and the generator's")
+	peersDir := fs.String("peers", "", "proxy comparison: directory of the proxies' config templates (bench/peers)")
+	peerList := fs.String("peer-list", "nginx,haproxy,caddy", "with --peers: the proxies to compare")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		bench.WriteScenarios(stderr)
+		fmt.Fprintln(stderr, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "bench: "+format+"\nrun 'bench -h' for the flags and scenarios\n", a...)
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return usage("unexpected arguments %q", fs.Args())
+	}
+	sc, err := bench.FindScenario(*scenario)
+	if err != nil {
+		return usage("%v", err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	pick := func(name, flagVal, preset string) string {
+		if set[name] {
+			return flagVal
+		}
+		return preset
+	}
+	cfg := bench.Config{
+		Scenario: sc.Name, Target: *target, InstanceID: *instanceID, ClientKey: *clientKey, AdminKey: *adminKey,
+		JiraURL: *jiraURL, RelayPid: *relayPid, CAFile: *caFile, AllowRemote: *allowRemote,
+		Duration: sc.Duration, Concurrency: sc.Concurrency, Rate: sc.Rate, Count: sc.Count, Rounds: sc.Rounds,
+		Compare: sc.Compare, RequestTimeout: sc.Timeout, Warmup: *warmup, TLS: *useTLS, UploadBody: *uploadBody,
+		Users: *users, Conversations: *convs, Src: *src, RelayBin: *relayBin, FakeJiraBin: *fakeBin, RelayFlags: relayFlags,
+		Command: "go run ./cmd/bench " + strings.Join(args, " "), Log: stderr, TTY: tty,
+	}
+	if set["duration"] {
+		cfg.Duration = *duration
+	}
+	if set["concurrency"] {
+		cfg.Concurrency = *concurrency
+	}
+	if set["rate"] {
+		cfg.Rate = *rate
+	}
+	if set["count"] {
+		cfg.Count = *count
+	}
+	if set["rounds"] {
+		cfg.Rounds = *rounds
+	}
+	if set["request-timeout"] {
+		cfg.RequestTimeout = *timeout
+	}
+	if c := pick("compare", *compare, sc.Compare); c == "none" {
+		cfg.Compare = ""
+	} else {
+		cfg.Compare = c
+	}
+	if cfg.Sizes, err = bench.ParseSizes(pick("sizes", *sizes, sc.Sizes)); err != nil {
+		return usage("--sizes: %v", err)
+	}
+	if cfg.Mix, err = bench.ParseMix(pick("mix", *mix, sc.Mix)); err != nil {
+		return usage("--mix: %v", err)
+	}
+	if *profileDir != "" {
+		cfg.ProfileDir = *profileDir
+		if *target != "" {
+			return usage("--profile needs the self-contained mode (the relay's admin port is not known with --target)")
+		}
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			return usage("--profile: %v", err)
+		}
+		f, err := os.Create(filepath.Join(*profileDir, "generator.pprof"))
+		if err != nil {
+			return usage("--profile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return usage("--profile: %v", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	var res *bench.Result
+	if *peersDir != "" {
+		cfg.PeersDir = *peersDir
+		for _, p := range strings.Split(*peerList, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.Peers = append(cfg.Peers, p)
+			}
+		}
+		cfg.Compare = ""
+		res, err = bench.RunPeers(ctx, cfg)
+	} else {
+		res, err = bench.Run(ctx, cfg)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "bench: interrupted")
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		if strings.HasPrefix(err.Error(), "--") {
+			return exitUsage
+		}
+		return exitFail
+	}
+	res.WriteTable(stdout)
+	if *jsonOut != "" {
+		if err := res.WriteJSON(*jsonOut); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitFail
+		}
+	}
+	if *htmlOut != "" {
+		if err := res.WriteHTML(*htmlOut); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitFail
+		}
+	}
+	switch {
+	case res.Interrupted:
+		return exitInterrupted
+	case res.Errors() > 0:
+		return exitErrors
+	}
+	return exitOK
+}

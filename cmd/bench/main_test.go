@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// smokeArgs are the flags every smoke run shares: small, short, quiet.
+// BENCH_SRC, when set, names the repository to build the relay from (for a
+// working tree that is mid-edit).
+func smokeArgs(dir string, extra ...string) []string {
+	args := []string{"--duration", "2s", "--concurrency", "4", "--sizes", "1KiB-64KiB:9,256KiB:1", "--warmup", "200ms",
+		"--users", "5", "--conversations", "16",
+		"--json", filepath.Join(dir, "out.json"), "--html", filepath.Join(dir, "out.html")}
+	if src := os.Getenv("BENCH_SRC"); src != "" {
+		args = append(args, "--src", src)
+	}
+	return append(args, extra...)
+}
+
+type smokeResult struct {
+	Phases []struct {
+		Name   string `json:"name"`
+		Target string `json:"target"`
+		Ops    []struct {
+			Op       string           `json:"op"`
+			Requests int64            `json:"requests"`
+			Errors   int64            `json:"errors"`
+			ByKind   map[string]int64 `json:"errorsByStatus"`
+		} `json:"ops"`
+		Relay *struct {
+			Pid     int   `json:"pid"`
+			PeakRSS int64 `json:"peakRssBytes"`
+		} `json:"relay"`
+	} `json:"phases"`
+	RelayIdle int64 `json:"relayIdleRssBytes"`
+	Compare   *struct {
+		ThroughputRatio float64 `json:"throughputRatio"`
+	} `json:"compare"`
+}
+
+// runSmoke runs the harness in-process and checks what every run must
+// give: exit 0, JSON and HTML written and well-formed, no process and no
+// temp dir left behind.
+func runSmoke(t *testing.T, extra ...string) smokeResult {
+	t.Helper()
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, smokeArgs(dir, extra...), &stdout, &stderr, false)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	t.Logf("stdout:\n%s", stdout.String())
+	if !strings.Contains(stdout.String(), "p99 ms") {
+		t.Errorf("no table on stdout")
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "out.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res smokeResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if len(res.Phases) == 0 {
+		t.Fatal("JSON: no phase")
+	}
+	for _, p := range res.Phases {
+		if p.Relay != nil {
+			if err := syscall.Kill(p.Relay.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("relay pid %d still exists after the run (kill 0: %v)", p.Relay.Pid, err)
+			}
+		}
+	}
+
+	h, err := os.ReadFile(filepath.Join(dir, "out.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, h)
+
+	left, _ := os.ReadDir(tmp)
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), "jira-relay-") {
+			t.Errorf("temp dir %s left behind", e.Name())
+		}
+	}
+	return res
+}
+
+// checkHTML: one self-contained page, well-formed (it is written as
+// polyglot XHTML), with inline SVG charts and no script or external resource.
+func checkHTML(t *testing.T, h []byte) {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(h))
+	svgs := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("HTML is not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			switch se.Name.Local {
+			case "svg":
+				svgs++
+			case "script", "link", "img", "iframe":
+				t.Errorf("HTML has a <%s>: not self-contained", se.Name.Local)
+			}
+		}
+	}
+	if svgs < 2 {
+		t.Errorf("HTML has %d charts, want the throughput and latency charts", svgs)
+	}
+	if strings.Contains(string(h), "https://") || strings.Contains(string(h), "src=") {
+		t.Errorf("HTML refers to an external resource")
+	}
+}
+
+// TestSmokeAddinMix: the default scenario, shortened; every operation kind
+// runs with no error.
+func TestSmokeAddinMix(t *testing.T) {
+	res := runSmoke(t)
+	p := res.Phases[0]
+	seen := map[string]bool{}
+	for _, o := range p.Ops {
+		seen[o.Op] = true
+		if o.Requests == 0 || o.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors %v", o.Op, o.Requests, o.Errors, o.ByKind)
+		}
+	}
+	for _, op := range []string{"upload", "config", "map-write", "map-read"} {
+		if !seen[op] {
+			t.Errorf("operation %s was not exercised", op)
+		}
+	}
+	if p.Relay == nil || p.Relay.PeakRSS == 0 || res.RelayIdle == 0 {
+		t.Errorf("no RSS measured: %+v idle %d", p.Relay, res.RelayIdle)
+	}
+}
+
+// TestSmokeCompareTLS: uploads through the relay and straight at a fake
+// Jira over TLS, with the relay/direct ratio.
+func TestSmokeCompareTLS(t *testing.T) {
+	res := runSmoke(t, "--mix", "upload:1", "--compare", "direct", "--tls", "--duration", "1s")
+	targets := map[string]bool{}
+	for _, p := range res.Phases {
+		targets[p.Target] = true
+		for _, o := range p.Ops {
+			if o.Requests == 0 || o.Errors != 0 {
+				t.Errorf("%s %s: %d requests, %d errors %v", p.Name, o.Op, o.Requests, o.Errors, o.ByKind)
+			}
+		}
+	}
+	if !targets["relay"] || !targets["direct"] {
+		t.Errorf("targets %v, want relay and direct", targets)
+	}
+	if res.Compare == nil || res.Compare.ThroughputRatio <= 0 {
+		t.Errorf("no comparison: %+v", res.Compare)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &out, &errb, false); code != exitOK {
+		t.Fatalf("-h: exit %d", code)
+	}
+	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "--compare", "--tls"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("-h does not mention %s", want)
+		}
+	}
+	for _, bad := range [][]string{{"--mix", "nope:1"}, {"--sizes", "1XB"}, {"--scenario", "nope"}, {"--compare", "nginx"}, {"--target", "http://127.0.0.1:1"}} {
+		errb.Reset()
+		if code := run(context.Background(), bad, &out, &errb, false); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d (%s)", bad, code, exitUsage, errb.String())
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
+// framingError refuses request-smuggling shapes before anything else looks
+// at the request: Transfer-Encoding together with Content-Length, a transfer
+// coding other than "chunked", or two Content-Length headers. A load
+// balancer in front of the relay could frame such a request differently
+// than the relay does (RFC 9112 §6.3). The answer closes the connection.
+func framingError(ctx *fasthttp.RequestCtx) *apiError {
+	raw := ctx.Request.Header.RawHeaders()
+	var te, cl int
+	teChunked := true
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch {
+		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Transfer-Encoding")):
+			te++
+			if !bytes.EqualFold(bytes.TrimSpace(value), []byte("chunked")) {
+				teChunked = false
+			}
+		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")):
+			cl++
+		}
+	}
+	switch {
+	case te > 0 && cl > 0:
+		return newErr(400, "ambiguous_framing", "a request may not carry both Transfer-Encoding and Content-Length")
+	case te > 1 || !teChunked:
+		return newErr(400, "unsupported_transfer_encoding", `the only transfer coding accepted is a single "chunked"`)
+	case cl > 1:
+		return newErr(400, "ambiguous_framing", "a request may carry one Content-Length")
+	}
+	return nil
+}
