@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 )
 
@@ -114,6 +116,10 @@ func StartEmbedded(c EmbedConfig) (*Embedded, error) {
 
 // Endpoints are the client URLs of this member.
 func (e *Embedded) Endpoints() []string { return []string{e.clientURL} }
+
+// Client is an in-process client of this member: no socket between the
+// caller and etcd. Close it before the member.
+func (e *Embedded) Client() *clientv3.Client { return v3client.New(e.etcd.Server) }
 
 // Err reports a fatal error of the running member.
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }

@@ -161,6 +161,10 @@ func TestEmbeddedRelayKeepsDataAcrossRestart(t *testing.T) {
 	args, base := relayArgs(t, dataDir)
 	p := startRelay(t, args...)
 	waitHTTP(t, http.DefaultClient, base+"/readyz")
+	// Log lines are flushed at least every 200 ms.
+	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(p.out.String(), "relay listening") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !strings.Contains(p.out.String(), "relay listening") || !strings.Contains(p.out.String(), "embedded etcd started") {
 		t.Fatalf("start-up lines missing:\n%s", p.out)
 	}

@@ -44,7 +44,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by Load
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	sink := newLogSink(stderr)
+	defer sink.Close()
+	log := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("relay stopped", "err", err)
 		return exitFail
@@ -54,6 +56,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	endpoints := cfg.EtcdEndpoints
+	var cli *clientv3.Client
 	if len(endpoints) == 0 {
 		dir := filepath.Join(cfg.DataDir, "etcd")
 		e, err := store.StartEmbedded(store.EmbedConfig{Dir: dir, ClientURL: cfg.EtcdListen, PeerURL: cfg.EtcdPeerListen})
@@ -66,10 +69,14 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 		}()
 		endpoints = e.Endpoints()
 		log.Info("embedded etcd started", "client_url", cfg.EtcdListen, "peer_url", cfg.EtcdPeerListen, "dir", dir)
-	}
-	cli, err := etcdClient(cfg, endpoints)
-	if err != nil {
-		return err
+		// In-process: no socket or TLS between the relay and its own etcd
+		// (etcdctl still uses --etcd-listen).
+		cli = e.Client()
+	} else {
+		var err error
+		if cli, err = etcdClient(cfg, endpoints); err != nil {
+			return err
+		}
 	}
 	defer cli.Close()
 
