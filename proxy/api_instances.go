@@ -42,7 +42,8 @@ type registerAnswer struct {
 // X-Registration-Token when --registration-token is set.
 func (s *Server) registerInstance(ctx *fasthttp.RequestCtx) {
 	if err := s.doRegister(ctx); err != nil {
-		s.writeError(ctx, err)
+		s.writeRefusal(ctx, err)
+		lingerIfBodyUnread(ctx)
 	}
 }
 

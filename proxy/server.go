@@ -251,6 +251,7 @@ func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHa
 		}
 		if err != nil {
 			s.writeRefusal(ctx, err)
+			lingerIfBodyUnread(ctx)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package relaytest
 import (
 	"context"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Conf
 	}
 	served := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(served) }()
+	waitServing(t, "http://"+ln.Addr().String()+"/healthz")
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)
@@ -73,4 +75,22 @@ func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Conf
 		<-done
 	})
 	return &Relay{URL: "http://" + ln.Addr().String(), Config: cfg, Store: st, Etcd: cli, Server: srv}
+}
+
+// waitServing returns once the front door answers: a Shutdown before Serve
+// has taken the listener would wait forever.
+func waitServing(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relaytest: the relay does not answer: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
