@@ -69,12 +69,15 @@ func (g *guards) authBlocked(ctx *fasthttp.RequestCtx) (time.Duration, bool) {
 	return g.authBlock.Check(ip[:])
 }
 
-// authFailed charges a failed key check to the caller's IP.
-func (g *guards) authFailed(ctx *fasthttp.RequestCtx) {
+// authFailed charges a failed key check to the caller's IP; past the
+// budget the IP is held and the refusal is the answer.
+func (g *guards) authFailed(ctx *fasthttp.RequestCtx, failure error) error {
 	ip := g.clientIP(ctx).As16()
 	if d := g.authFails.Allow(ip[:]); !d.OK {
 		g.authBlock.Trip(ip[:], d.RetryAfter)
+		return &rateLimited{reason: "auth_failures", d: d}
 	}
+	return failure
 }
 
 // clientIP is the socket's peer, or, when the peer is a trusted proxy, the

@@ -266,15 +266,13 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx, id []byte, need store.Ro
 	in, role, err := s.store.Authenticate(s.base, id, ctx.Request.Header.Peek("X-Relay-Key"))
 	if err != nil {
 		if isNotFound(err) {
-			s.guards.authFailed(ctx)
-			return nil, errInstanceUnknown
+			return nil, s.guards.authFailed(ctx, errInstanceUnknown)
 		}
 		return nil, err
 	}
 	switch {
 	case role == store.RoleNone:
-		s.guards.authFailed(ctx)
-		return nil, errUnauthorized
+		return nil, s.guards.authFailed(ctx, errUnauthorized)
 	case role < need:
 		return nil, errForbidden
 	}
