@@ -354,6 +354,11 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 			cause = err
 		}
 		s.writeError(ctx, bodyError(cause, max))
+		if !isClientSide(cause) {
+			// The socket or the body's framing broke: close, do not linger.
+			ctx.SetUserValue(bodyBrokenKey, true)
+			ctx.SetConnectionClose()
+		}
 		lingerIfBodyUnread(ctx)
 		return
 	}

@@ -38,6 +38,10 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	body := &clientBody{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: s.cfg.StreamIdleTimeout}
 	n, err := buf.ReadFrom(io.LimitReader(body, int64(limit)+1))
 	if err != nil {
+		// The body's framing or the connection broke: nothing to linger for,
+		// fasthttp closes the connection.
+		ctx.SetUserValue(bodyBrokenKey, true)
+		ctx.SetConnectionClose()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, newErr(408, "body_timeout", "the request body stalled")

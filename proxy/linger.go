@@ -20,6 +20,10 @@ const (
 	lingerBytes = 64 << 20
 )
 
+// bodyBrokenKey marks a request whose body could not be read (bad chunked
+// framing, a reset, a stall): such a connection is closed, not lingered on.
+const bodyBrokenKey = "jira-relay.body-broken"
+
 // fasthttpDiscards is how much unread body fasthttp itself reads and drops
 // after a handler, keeping the connection alive (its maxUnreadStreamBodySize).
 const fasthttpDiscards = 256 << 10
@@ -29,6 +33,9 @@ const fasthttpDiscards = 256 << 10
 // handler did not read to its end. Smaller bodies are drained by fasthttp and
 // the connection stays alive.
 func lingerIfBodyUnread(ctx *fasthttp.RequestCtx) {
+	if broken, _ := ctx.UserValue(bodyBrokenKey).(bool); broken {
+		return
+	}
 	cl := ctx.Request.Header.ContentLength()
 	if cl == 0 || (cl > 0 && cl <= fasthttpDiscards) || ctx.Request.Header.IsGet() {
 		return
