@@ -93,6 +93,19 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// Never on the public port.
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
+		if res := a.do("GET", path, "", nil); res.Status != 404 {
+			t.Errorf("public %s: %d", path, res.Status)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 {
+			t.Errorf("admin %s: %d", path, rec.Code)
+		}
+	}
 	rec = httptest.NewRecorder()
 	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
 	if rec.Code != 200 {
