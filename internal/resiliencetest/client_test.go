@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -237,6 +238,10 @@ func TestSlowlorisHeaders(t *testing.T) {
 		r := <-results
 		longest = max(longest, r.took)
 		switch {
+		case errors.Is(r.err, syscall.ECONNRESET):
+			// A trickling client still writing when the relay closes gets
+			// a reset (unread bytes at close): closed all the same.
+			answers["closed by a reset"]++
 		case r.err != nil:
 			t.Errorf("a slowloris connection was not closed: %v after %v", r.err, r.took)
 		case len(r.got) == 0:
@@ -262,7 +267,7 @@ func TestSlowlorisHeaders(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	for a, k := range answers {
-		if a != "408 request_timeout" && a != "closed without an answer" {
+		if a != "408 request_timeout" && a != "closed without an answer" && a != "closed by a reset" {
 			t.Errorf("%d of %d slowloris connections were answered %s, want 408 request_timeout (or a bare close)", k, n, a)
 		}
 	}
