@@ -123,3 +123,48 @@ func TestConcurrentUploadsMemoryStaysFlat(t *testing.T) {
 		t.Fatalf("heap grew by %d MiB; want < 64 MiB", grew>>20)
 	}
 }
+
+// TestUpstreamConnectionsArePooled: uploads to one instance reuse pooled
+// connections to its Jira, at most --upstream-max-conns of them.
+func TestUpstreamConnectionsArePooled(t *testing.T) {
+	j := startJira(t, false, func(c *configs.Config) {
+		c.UpstreamMaxConns = 2
+		c.InstanceMaxStreams = 16
+	})
+	for i := range 10 {
+		if res := send(t, j.uploadReq(t, fmt.Sprintf("ITSM-%d", 300+i), "filename=a.txt", "text/plain", strings.NewReader("abc"), 3)); res.Status != 200 {
+			t.Fatalf("upload %d: %d %s", i, res.Status, res.Body)
+		}
+	}
+	if n := j.jira.OpenConnections(); n != 1 {
+		t.Fatalf("after 10 sequential uploads Jira has %d connections open, want 1 (reused)", n)
+	}
+	j.jira.SetFault(fakejira.Fault{Kind: fakejira.FaultSlow, Delay: 300 * time.Millisecond})
+	var wg sync.WaitGroup
+	var peak atomic.Int32
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				if n := int32(j.jira.OpenConnections()); n > peak.Load() {
+					peak.Store(n)
+				}
+			}
+		}
+	}()
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			send(t, j.uploadReq(t, fmt.Sprintf("ITSM-%d", 400+i), "filename=a.txt", "text/plain", strings.NewReader("abc"), 3))
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if p := peak.Load(); p > 2 || p < 1 {
+		t.Fatalf("6 concurrent uploads opened %d connections to Jira, want at most 2 (--upstream-max-conns)", p)
+	}
+}
