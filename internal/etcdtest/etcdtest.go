@@ -30,12 +30,21 @@ func FreePort(t testing.TB) int {
 // connected client; both are closed when the test ends.
 func Start(t testing.TB) (*store.Embedded, *clientv3.Client) {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbedConfig{
-		Dir:       t.TempDir(),
-		LogLevel:  "fatal",
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-	})
+	var e *store.Embedded
+	var err error
+	// A free port can be taken by another test process between FreePort
+	// and etcd's bind: try again with new ports.
+	for range 5 {
+		e, err = store.StartEmbedded(store.EmbedConfig{
+			Dir:       t.TempDir(),
+			LogLevel:  "fatal",
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+		})
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
@@ -70,9 +79,32 @@ type Cluster struct {
 	Members []*Member
 }
 
-// StartCluster starts n members that form one cluster.
+// StartCluster starts n members that form one cluster (trying again with new
+// ports when one was taken meanwhile by another process).
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	var err error
+	for range 5 {
+		var c *Cluster
+		if c, err = startCluster(t, n); err == nil {
+			t.Cleanup(func() {
+				for _, m := range c.Members {
+					if m.Etcd != nil {
+						m.Etcd.Close()
+					}
+				}
+			})
+			return c
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("etcdtest: cluster: %v", err)
+	return nil
+}
+
+func startCluster(t testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := range n {
@@ -95,19 +127,21 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			errs <- err
 		}(m)
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatalf("etcdtest: cluster: %v", err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	t.Cleanup(func() {
+	if first != nil {
 		for _, m := range c.Members {
 			if m.Etcd != nil {
 				m.Etcd.Close()
 			}
 		}
-	})
-	return c
+		return nil, first
+	}
+	return c, nil
 }
 
 // Endpoints are every member's client URL.
