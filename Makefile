@@ -1,7 +1,9 @@
-# Targets do what the README says. FUZZTIME sets how long each fuzz target runs.
+# Targets do what the README says. FUZZTIME sets how long each fuzz target runs,
+# SOAKTIME how long the soak runs.
 FUZZTIME ?= 30s
+SOAKTIME ?= 10m
 
-.PHONY: run test lint bench fuzz
+.PHONY: run test lint bench fuzz soak
 
 run:
 	go run ./cmd/relay
@@ -22,3 +24,8 @@ fuzz:
 	    echo "== $$pkg $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# 500 simulated add-in clients against the relay binary for SOAKTIME, then the
+# 250,000-address limiter flood: the relay's RSS, goroutines and fds must stay flat.
+soak:
+	go test -count=1 -timeout 60m -v -run 'TestSoak$$|TestAddressFloodBeyondCap$$' ./internal/resiliencetest -soak -soak-duration $(SOAKTIME)

@@ -88,6 +88,9 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 		`relay_ratelimit_refusals_total{reason="ip"} 0`,
 		`relay_cache_instances 1`,
 		`relay_limiter_keys{limiter="ip"}`,
+		"\ngo_goroutines ",
+		"\nprocess_resident_memory_bytes ",
+		"\nprocess_open_fds ",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
