@@ -61,6 +61,49 @@ func TestErrorReports(t *testing.T) {
 	}
 	ttl, err := r.Etcd.TimeToLive(context.Background(), clientv3.LeaseID(resp.Kvs[0].Lease))
 	if err != nil || ttl.TTL < 3500 || ttl.TTL > 3700 {
-		t.Fatalf("lease TTL %d s, want about 3600 (+60)", ttl.TTL)
+		t.Fatalf("lease TTL %d s, want about 3600 (+ a 60 s window)", ttl.TTL)
 	}
+}
+
+// TestErrorReportsExpire: a report is gone, from the API and from etcd, once
+// --error-report-ttl (plus the lease window, a tenth of it) has passed.
+func TestErrorReportsExpire(t *testing.T) {
+	t.Parallel()
+	const ttl = 10 * time.Second // the shortest the configuration accepts
+	r, a := start(t, func(c *configs.Config) { c.ErrorReportTTL = ttl })
+	ten := a.register("https://acme.atlassian.net")
+	a.do("PATCH", "/v1/instances/"+ten.ID, ten.Admin, map[string]any{"errorReports": true})
+	p := "/v1/instances/" + ten.ID + "/error-reports"
+	sent := time.Now()
+	if res := a.do("POST", p, ten.Client, map[string]any{"message": "boom"}); res.Status != 201 {
+		t.Fatalf("report: %d %s", res.Status, res.Body)
+	}
+	prefix := r.Config.EtcdPrefix + "instances/" + ten.ID + "/error-reports/"
+	stored := func() int64 {
+		resp, err := r.Etcd.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	if stored() != 1 || !strings.Contains(string(a.do("GET", p, ten.Admin, nil).Body), "boom") {
+		t.Fatal("the report was not stored")
+	}
+	// Still there just before the TTL (nothing expires early)…
+	time.Sleep(ttl - time.Since(sent) - time.Second)
+	if stored() != 1 {
+		t.Fatalf("the report expired before its TTL (%v after it was sent)", time.Since(sent))
+	}
+	// …and gone by TTL + window + etcd's expiry sweep.
+	deadline := sent.Add(ttl + ttl/10 + 5*time.Second)
+	for stored() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the report is still in etcd %v after it was sent", time.Since(sent).Round(time.Second))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if body := string(a.do("GET", p, ten.Admin, nil).Body); strings.Contains(body, "boom") {
+		t.Fatalf("the API still lists the expired report: %s", body)
+	}
+	t.Logf("expired %v after it was sent", time.Since(sent).Round(100*time.Millisecond))
 }

@@ -25,9 +25,10 @@ type ErrorReport struct {
 	Context      map[string]any `json:"context,omitempty"`
 }
 
-// errorReportLease hands out one lease per minute for all reports of that
-// minute: a report expires between ttl and ttl + 1 minute after it arrived,
-// and etcd keeps a few leases instead of one per report.
+// errorReportLease hands out one lease for all reports of a window (a
+// minute, or a tenth of the TTL when that is shorter): a report expires
+// between ttl and ttl + window after it arrived, and etcd keeps a few leases
+// instead of one per report.
 type errorReportLease struct {
 	mu      sync.Mutex
 	id      clientv3.LeaseID
@@ -46,15 +47,21 @@ func (s *Store) reportLease(ctx context.Context, ttl time.Duration) (clientv3.Le
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := s.now()
-	if l.id != 0 && l.ttl == ttl && now.Sub(l.granted) < time.Minute {
+	window := reportLeaseWindow(ttl)
+	if l.id != 0 && l.ttl == ttl && now.Sub(l.granted) < window {
 		return l.id, nil
 	}
-	resp, err := s.lease.Grant(ctx, int64((ttl+time.Minute)/time.Second))
+	resp, err := s.lease.Grant(ctx, int64((ttl+window+time.Second-1)/time.Second))
 	if err != nil {
 		return 0, etcdErr("grant error-report lease", err)
 	}
 	l.id, l.granted, l.ttl = resp.ID, now, ttl
 	return l.id, nil
+}
+
+// reportLeaseWindow is how long one error-report lease takes new reports.
+func reportLeaseWindow(ttl time.Duration) time.Duration {
+	return max(min(time.Minute, ttl/10), time.Second)
 }
 
 // AddErrorReport stores a report under the instance for ttl.
