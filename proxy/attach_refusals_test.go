@@ -433,7 +433,7 @@ func TestExpectContinueGetsRefusal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := rfSeen(j)
 			c, br := rfDial(t, j)
-			if _, err := io.WriteString(c, rfHead(j, rfTarget(j, "ABC-1"), tc.key, tc.length, "Expect: 100-continue")); err != nil {
+			if _, err := io.WriteString(c, rfHead(j, rfTarget(j, "ABC-1"), tc.key, tc.length, "Expect: 100-continue", "X-Request-Id: trace-expect-7")); err != nil {
 				t.Fatal(err)
 			}
 			res := rfReadAnswer(t, br)
@@ -441,7 +441,19 @@ func TestExpectContinueGetsRefusal(t *testing.T) {
 				t.Fatalf("the relay answered \"100 Continue\" to a request it must refuse (%d %s)", tc.status, tc.code)
 			}
 			rfWant(t, tc.name, res, tc.status, tc.code)
+			if got := res.Header.Get("X-Request-Id"); got != "trace-expect-7" {
+				t.Errorf("the refusal's X-Request-Id = %q, want the caller's", got)
+			}
 			rfUnchanged(t, j, before, tc.name)
+
+			// Without an X-Request-Id, the refusal carries a generated one.
+			c2, br2 := rfDial(t, j)
+			if _, err := io.WriteString(c2, rfHead(j, rfTarget(j, "ABC-1"), tc.key, tc.length, "Expect: 100-continue")); err != nil {
+				t.Fatal(err)
+			}
+			if res := rfReadAnswer(t, br2); res.Status != tc.status || len(res.Header.Get("X-Request-Id")) != 16 {
+				t.Errorf("refusal without a request id: %d, X-Request-Id %q; want %d with a generated id", res.Status, res.Header.Get("X-Request-Id"), tc.status)
+			}
 		})
 	}
 
@@ -576,8 +588,8 @@ func TestRateLimits(t *testing.T) {
 			c.InstanceBurst, c.InstanceRPS = 1000, 1000
 			c.IPBurst, c.IPRPS = 1000, 1000
 		})
-		// Jira's window refills one write per 100 ms; 21 uploads of a small
-		// file take a few milliseconds.
+		// At most 20 writes in any 2 s: the 21st waits until the first is
+		// 2 s old.
 		start := time.Now()
 		for i := range 20 {
 			if res := rfUpload(t, j, "ABC-1"); res.Status != 200 {
@@ -586,11 +598,11 @@ func TestRateLimits(t *testing.T) {
 		}
 		before := rfSeen(j)
 		res := rfUpload(t, j, "ABC-1")
-		if elapsed := time.Since(start); elapsed > 90*time.Millisecond {
-			t.Logf("21 uploads took %v: the window may have refilled", elapsed)
+		if elapsed := time.Since(start); elapsed >= 2*time.Second {
+			t.Skipf("21 uploads took %v, longer than the window this test is about", elapsed)
 		}
 		rfWant(t, "21st write to ABC-1", res, 429, "rate_limited_issue_writes")
-		rfRetryAfter(t, "21st write to ABC-1", res, 1, 1)
+		rfRetryAfter(t, "21st write to ABC-1", res, 1, 2)
 		rfRateLimitHeaders(t, "21st write to ABC-1", res, "20")
 		rfUnchanged(t, j, before, "21st write to ABC-1")
 		if n := len(j.jira.CompletedUploads()); n != 20 || len(j.jira.Uploads()) != 20 {
@@ -598,6 +610,17 @@ func TestRateLimits(t *testing.T) {
 		}
 		if res := rfUpload(t, j, "ABC-2"); res.Status != 200 {
 			t.Fatalf("another issue meanwhile: %d %s", res.Status, res.Body)
+		}
+		// Still refused just before the first write is 2 s old (the
+		// uploads finished after they started: a margin of 100 ms)…
+		time.Sleep(time.Until(start.Add(1900 * time.Millisecond)))
+		if res := rfUpload(t, j, "ABC-1"); res.Status != 429 {
+			t.Fatalf("a write 1.9 s after the first of 20: %d %s, want 429", res.Status, res.Body)
+		}
+		// …and allowed once it has left the window.
+		time.Sleep(time.Until(start.Add(2*time.Second + 200*time.Millisecond)))
+		if res := rfUpload(t, j, "ABC-1"); res.Status != 200 {
+			t.Fatalf("a write after the first of 20 left the 2 s window: %d %s", res.Status, res.Body)
 		}
 	})
 }
@@ -683,6 +706,9 @@ func TestJiraRateLimitCoolDown(t *testing.T) {
 		if res.Status != 429 || string(res.Body) != `{"errorMessages":["Rate limit exceeded."]}` {
 			t.Fatalf("Jira's 429: %d %s", res.Status, res.Body)
 		}
+		// Jira gave no Retry-After: the relay adds the cool-down it keeps
+		// (1 s ± 30 %), so the caller knows when to come back.
+		rfRetryAfter(t, "Jira's 429 without Retry-After", res, 1, 2)
 		before := rfSeen(j)
 		res = rfUpload(t, j, "ABC-2")
 		// The backoff is 1 s ± 30 %.

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -268,6 +269,11 @@ type clientBody struct {
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	if b.r == nil {
+		// No Content-Length and no Transfer-Encoding: an empty body
+		// (RFC 9112 §6.3), for which fasthttp gives no stream.
+		return 0, io.EOF
+	}
 	if b.idle > 0 && b.conn != nil {
 		if now := time.Now(); b.deadline.Sub(now) < b.idle*3/4 {
 			b.deadline = now.Add(b.idle)
@@ -382,11 +388,17 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 }
 
 // afterJira updates the cool-down and decides the breaker outcome from
-// Jira's status: 5xx counts as a failure, 429 starts a cool-down.
+// Jira's status: 5xx counts as a failure, 429 starts a cool-down. A 429
+// without Retry-After gets one: the cool-down the relay now keeps, so the
+// caller knows when to come back.
 func (s *Server) afterJira(id string, _ *upstream, status int, resp *fasthttp.Response, outcome *error) {
 	switch {
 	case status == fasthttp.StatusTooManyRequests:
-		s.guards.cooldown.Trip([]byte(id), parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now()))
+		given := parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now())
+		cool := s.guards.cooldown.Trip([]byte(id), given)
+		if given <= 0 {
+			resp.Header.Set("Retry-After", strconv.Itoa(max(ratelimit.CeilSeconds(cool), 1)))
+		}
 		*outcome = nil
 	case status >= 500:
 		*outcome = errUpstreamStatus

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"time"
 
+	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 )
 
@@ -16,9 +18,18 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if !ok || !ctx.IsPost() {
 		return fasthttp.StatusContinue
 	}
+	start := time.Now()
 	s.cors.handle(ctx)
 	if _, err := s.planUpload(ctx, id, issue, true); err != nil {
+		// The refusal is the whole exchange: it carries the request id and
+		// gets its access line, as any other answer does.
+		rid := requestID(ctx)
+		ctx.SetUserValue(ridKey, rid)
+		ctx.SetUserValue(router.MatchedRoutePathParam, uploadRoute)
+		ctx.SetUserValue("id", string(id))
 		s.writeRefusal(ctx, err)
+		ctx.Response.Header.Set("X-Request-Id", rid)
+		s.accessLog(ctx, uploadRoute, start)
 		return ctx.Response.StatusCode()
 	}
 	return fasthttp.StatusContinue

@@ -214,9 +214,23 @@ func TestHostileRequests(t *testing.T) {
 		{name: "trailing garbage", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, user+`garbage`), status: 400, code: "invalid_json"},
 		{name: "comments", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"name":"Mia", /* x */ "email":"mia@example.com"}`), status: 400, code: "invalid_json"},
 		{name: "NaN", raw: hsReq("PUT", pA+"/config", []string{ak, js}, `{"a":NaN}`), status: 400, code: "invalid_json"},
+		{name: "no body and no Content-Length: register", raw: hsReq("POST", "/v1/instances", []string{js}, ""), status: 400, code: "invalid_json"},
+		{name: "no body and no Content-Length: user", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, ""), status: 400, code: "invalid_json"},
+		{name: "no body and no Content-Length: configuration", raw: hsReq("PUT", pA+"/config", []string{ak, js}, ""), status: 400, code: "invalid_json"},
+		{name: "no body and no Content-Length: instance patch", raw: hsReq("PATCH", pA, []string{ak, js}, ""), status: 400, code: "invalid_json"},
+		{name: "no body and no Content-Length: mapping", raw: hsReq("POST", pA+"/mappings", []string{ck, js}, ""), status: 400, code: "invalid_json"},
+		{name: "field names in another case", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"NAME":"Mia","EMAIL":"mia@example.com"}`), status: 400, code: "unknown_field"},
+		{name: "one field name in another case", raw: hsReq("POST", "/v1/instances", []string{js}, `{"URL":"https://case.atlassian.net","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "unknown_field"},
+		{name: "nested field name in another case", raw: hsReq("POST", pA+"/mappings", []string{ck, js}, mapping(`{"ID":"1","key":"AB-1"}`)), status: 400, code: "unknown_field"},
 		{name: "charset latin1", raw: hsReq("PUT", pA+"/users/u1", []string{ck, "Content-Type: application/json; charset=latin1"}, user), status: 415, code: "unsupported_media_type"},
 		{name: "no Content-Type", raw: hsReq("PUT", pA+"/users/u1", []string{ck}, user), status: 415, code: "unsupported_media_type"},
 		{name: "JSON sent as multipart", raw: hsReq("PUT", pA+"/users/u1", []string{ck, mp}, user), status: 415, code: "unsupported_media_type"},
+
+		// Ports and paging cursors.
+		{name: "instance URL with port 65536", raw: hsReq("POST", "/v1/instances", []string{js}, `{"url":"https://p.atlassian.net:65536","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "invalid_url"},
+		{name: "instance URL with port 0", raw: hsReq("POST", "/v1/instances", []string{js}, `{"url":"https://p.atlassian.net:0","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "invalid_url"},
+		{name: "mapping cursor not given out by the relay", raw: hsReq("GET", pA+"/mappings?conversationId=c1&cursor=garbage", []string{ck}, ""), status: 400, code: "invalid_field"},
+		{name: "error-report cursor not given out by the relay", raw: hsReq("GET", pA+"/error-reports?cursor=zz", []string{ak}, ""), status: 400, code: "invalid_field"},
 
 		// Base64 uploads.
 		{name: "base64 with invalid characters", raw: hsReq("POST", up+"?filename=a.bin&encoding=base64", []string{ck, jiraCred, octet}, "QUFB!!!!QUFB"), status: 400, code: "invalid_base64", jira: true},

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -68,6 +69,13 @@ func (p urlPolicy) normalize(raw string) (string, *apiError) {
 	}
 	if !p.hostAllowed(host) {
 		return bad("url's host " + host + " is not in --allowed-upstreams")
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return bad("url's port must be between 1 and 65535")
+		}
+		port = strconv.Itoa(n) // "0443" → "443"
 	}
 	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
 		port = ""

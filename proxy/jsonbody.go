@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -74,6 +75,9 @@ func strictUnmarshal(b []byte, v any) error {
 	// encoding/json matches field names ignoring case, so "name" and "NAME"
 	// in one object would both land in Name: refuse them as duplicates.
 	if err := checkJSON(b, true); err != nil {
+		return err
+	}
+	if err := checkFieldNames(b, reflect.TypeOf(v)); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
@@ -126,5 +127,66 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 		if strings.Contains(metrics, secret) {
 			t.Errorf("the metrics hold %q", secret)
 		}
+	}
+}
+
+// TestDeletedInstanceLeavesNoUpstream: once an instance is deleted, the
+// relay drops its Jira connection pool and breaker (within its 5 s sweep),
+// so they are held for live tenants only; the breaker's series leaves
+// /metrics with it.
+func TestDeletedInstanceLeavesNoUpstream(t *testing.T) {
+	t.Parallel()
+	_, cli := etcdtest.Start(t)
+	cfg := configs.Defaults()
+	cfg.AllowHTTPUpstream = true
+	cfg.AllowedUpstreams = []string{"127.0.0.1"}
+	st, _ := store.New(cli, cli, store.Options{})
+	srv, err := proxy.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	a := &api{t: t, base: "http://" + ln.Addr().String()}
+	fj1, _ := fakejira.Start(fakejira.Options{})
+	t.Cleanup(fj1.Close)
+	fj2, _ := fakejira.Start(fakejira.Options{})
+	t.Cleanup(fj2.Close)
+	keep, gone := a.register(fj1.URL()), a.register(fj2.URL())
+	for _, ten := range []tenant{keep, gone} {
+		req, _ := http.NewRequest("POST", a.base+"/v1/instances/"+ten.ID+"/issues/ITSM-1/attachments?filename=a.txt", strings.NewReader("hello"))
+		req.Header.Set("X-Relay-Key", ten.Client)
+		req.Header.Set("Authorization", "Basic dTpw")
+		if res := send(t, req); res.Status != 200 {
+			t.Fatalf("upload: %d %s", res.Status, res.Body)
+		}
+	}
+	breakers := func() string {
+		rec := httptest.NewRecorder()
+		srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		var lines []string
+		for line := range strings.SplitSeq(rec.Body.String(), "\n") {
+			if strings.HasPrefix(line, "relay_breaker_state{") {
+				lines = append(lines, line)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	if b := breakers(); !strings.Contains(b, keep.ID) || !strings.Contains(b, gone.ID) {
+		t.Fatalf("breakers before the delete:\n%s", b)
+	}
+	if res := a.do("DELETE", "/v1/instances/"+gone.ID, gone.Admin, nil); res.Status != 204 && res.Status != 200 {
+		t.Fatalf("delete: %d %s", res.Status, res.Body)
+	}
+	deadline := time.Now().Add(12 * time.Second)
+	for strings.Contains(breakers(), gone.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted instance's upstream is still held after 12 s:\n%s", breakers())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if b := breakers(); !strings.Contains(b, keep.ID) {
+		t.Fatalf("the live instance's upstream was dropped too:\n%s", b)
 	}
 }

@@ -172,8 +172,22 @@ func (s *Server) sweep() {
 			return
 		case <-t.C:
 			s.guards.sweep()
+			s.ups.prune(s.upstreamStale)
 		}
 	}
+}
+
+// upstreamStale reports whether an upstream no longer serves a registered
+// instance at base. When the store cannot tell (etcd down), it keeps it.
+func (s *Server) upstreamStale(id, base string) bool {
+	in, err := s.store.Instance(s.base, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true
+	case err != nil:
+		return false
+	}
+	return strings.TrimRight(in.URL, "/") != base
 }
 
 // Shutdown stops accepting, marks the relay not ready, and waits for

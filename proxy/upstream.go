@@ -79,7 +79,7 @@ func (u *upstreams) lookup(id string) *upstream {
 func (u *upstreams) get(id, base string) (*upstream, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if up, ok := u.byID[id]; ok && up.base == base {
+	if up, ok := u.byID[id]; ok && up.base == strings.TrimRight(base, "/") {
 		return up, nil
 	}
 	pu, err := url.Parse(base)
@@ -147,6 +147,30 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 	})
 	u.byID[id] = up
 	return up, nil
+}
+
+// prune drops the upstreams for which stale reports true (the instance was
+// deleted, or its URL changed), so the map holds live tenants only, and
+// closes their idle connections. A request that already holds one of them
+// finishes on it. stale is called outside the lock (it may ask etcd).
+func (u *upstreams) prune(stale func(id, base string) bool) {
+	u.mu.Lock()
+	ids := make(map[string]*upstream, len(u.byID))
+	for id, up := range u.byID {
+		ids[id] = up
+	}
+	u.mu.Unlock()
+	for id, up := range ids {
+		if !stale(id, up.base) {
+			continue
+		}
+		u.mu.Lock()
+		if u.byID[id] == up {
+			delete(u.byID, id)
+		}
+		u.mu.Unlock()
+		up.hc.CloseIdleConnections()
+	}
 }
 
 // allow asks the breaker for a slot; refused → *breakerOpenError with the

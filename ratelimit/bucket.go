@@ -7,8 +7,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// This file holds the arithmetic shared by the token-bucket types (Keyed,
-// IssueWrites) on top of rate.Limiter.
+// This file holds the token-bucket arithmetic of Keyed on top of
+// rate.Limiter.
 
 // tokenSlack forgives float noise when counting whole tokens: rate.Limiter
 // itself lets a request through when the missing fraction of a token is

@@ -3,13 +3,14 @@ package ratelimit
 import "time"
 
 // Decision is the outcome of one request against a token bucket ([Keyed]) or
-// a pair of them ([IssueWrites]); its fields map onto the RateLimit-* and
-// Retry-After response headers.
+// a pair of sliding windows ([IssueWrites]); its fields map onto the
+// RateLimit-* and Retry-After response headers.
 type Decision struct {
 	// OK reports whether the request may proceed. A refused request took no
 	// token.
 	OK bool
-	// Limit is the bucket's burst: the most requests allowed at once.
+	// Limit is the bucket's burst: the most requests allowed at once (for
+	// IssueWrites, the deciding window's Events; see IssueWrites.Allow).
 	Limit int
 	// Remaining is the number of whole tokens left after this decision
 	// (floored, never negative); 0 on refusal.

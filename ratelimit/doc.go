@@ -6,8 +6,9 @@
 //   - [Streams]: at most N concurrent attachment streams per key;
 //   - [Cooldown]: after Jira answered 429 for an instance, answer 429 locally
 //     until the cool-down has passed;
-//   - [IssueWrites]: Jira Cloud's per-issue write limit (20 writes per 2 s and
-//     100 writes per 30 s) kept locally.
+//   - [IssueWrites]: Jira Cloud's per-issue write limit (at most 20 writes in
+//     any 2 s and 100 in any 30 s) kept locally, as sliding windows over a
+//     log of each issue's recent writes.
 //
 // Every type is safe for concurrent use. State is split over shards, each
 // with its own mutex, chosen by a non-allocating hash of the key bytes, and

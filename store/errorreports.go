@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -106,11 +105,11 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	p := s.k.tenant(id) + "error-reports/"
 	from := p
 	if cursor != "" {
-		rest, err := base64.RawURLEncoding.DecodeString(cursor)
-		if err != nil || len(rest) == 0 || len(rest) > 256 {
-			return nil, "", ErrBadCursor
+		rest, err := decodeCursor(cursor, 256)
+		if err != nil {
+			return nil, "", err
 		}
-		from = p + string(rest) + "\x00"
+		from = p + rest + "\x00"
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -128,7 +127,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	}
 	next := ""
 	if resp.More && len(resp.Kvs) > 0 {
-		next = base64.RawURLEncoding.EncodeToString(resp.Kvs[len(resp.Kvs)-1].Key[len(p):])
+		next = encodeCursor(resp.Kvs[len(resp.Kvs)-1].Key[len(p):])
 	}
 	return out, next, nil
 }

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -212,11 +210,11 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	}
 	from := p
 	if q.Cursor != "" {
-		rest, err := base64.RawURLEncoding.DecodeString(q.Cursor)
-		if err != nil || len(rest) == 0 || len(rest) > 8<<10 || bytes.IndexByte(rest, 0) >= 0 {
-			return nil, "", ErrBadCursor
+		rest, err := decodeCursor(q.Cursor, 8<<10)
+		if err != nil {
+			return nil, "", err
 		}
-		from = p + string(rest) + "\x00"
+		from = p + rest + "\x00"
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -235,7 +233,7 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	next := ""
 	if resp.More && len(resp.Kvs) > 0 {
 		last := resp.Kvs[len(resp.Kvs)-1].Key
-		next = base64.RawURLEncoding.EncodeToString(last[len(p):])
+		next = encodeCursor(last[len(p):])
 	}
 	return out, next, nil
 }

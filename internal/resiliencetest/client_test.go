@@ -678,7 +678,7 @@ func vmRSS() uint64 {
 
 type soakSample struct {
 	at         time.Duration
-	rss        uint64
+	rss, heap  uint64
 	goroutines int
 	fds        int
 	requests   int64
@@ -718,6 +718,7 @@ func TestSoak(t *testing.T) {
 	// that what is measured is the relay alone: the embedded etcd, which
 	// grows with every mapping written, and the clients stay here.
 	relay := startRelayProc(t, etcd.Endpoints())
+	t.Logf("relay process %d; profiles on %s/debug/pprof/", relay.cmd.Process.Pid, relay.admin)
 	a := newAPI(t, relay.URL)
 	var tenants []tenant
 	for i := range instances {
@@ -749,15 +750,15 @@ func TestSoak(t *testing.T) {
 	var samples []soakSample
 	start := time.Now()
 	sample := func() {
-		rss, fds, goroutines, err := relay.sample()
+		rs, err := relay.sample()
 		if err != nil {
 			t.Errorf("sampling the relay process: %v", err)
 			return
 		}
-		s := soakSample{at: time.Since(start), rss: rss, goroutines: goroutines, fds: fds, requests: st.requests.Load()}
+		s := soakSample{at: time.Since(start), rss: rs.rss, heap: rs.heapInuse, goroutines: rs.goroutines, fds: rs.fds, requests: st.requests.Load()}
 		samples = append(samples, s)
-		t.Logf("t=%v relay: rss=%d MiB goroutines=%d fds=%d; requests=%d; test process (etcd, fake Jiras, clients): rss=%d MiB",
-			s.at.Round(time.Second), s.rss>>20, s.goroutines, s.fds, s.requests, vmRSS()>>20)
+		t.Logf("t=%v relay: rss=%d MiB heap=%d MiB goroutines=%d fds=%d; requests=%d; test process (etcd, fake Jiras, clients): rss=%d MiB",
+			s.at.Round(time.Second), s.rss>>20, s.heap>>20, s.goroutines, s.fds, s.requests, vmRSS()>>20)
 	}
 	sample()
 	tick := time.NewTicker(10 * time.Second)

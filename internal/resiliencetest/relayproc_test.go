@@ -82,35 +82,46 @@ func startRelayProc(t *testing.T, endpoints []string, extra ...string) *relayPro
 	}
 }
 
+// relaySample is one look at the relay process.
+type relaySample struct {
+	rss, heapInuse  uint64
+	fds, goroutines int
+}
+
 // sample reads the process's resident set and open fds from /proc, and its
-// goroutines from go_goroutines on its /metrics, as an operator would.
-func (p *relayProc) sample() (rss uint64, fds, goroutines int, err error) {
+// goroutines and heap in use from its /metrics, as an operator would.
+func (p *relayProc) sample() (relaySample, error) {
+	var s relaySample
 	pid := p.cmd.Process.Pid
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, 0, err
+		return s, err
 	}
-	rss = statusKB(b, "VmRSS:") << 10
+	s.rss = statusKB(b, "VmRSS:") << 10
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		return 0, 0, 0, err
+		return s, err
 	}
+	s.fds = len(ents)
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(p.admin + "/metrics")
 	if err != nil {
-		return 0, 0, 0, err
+		return s, err
 	}
 	defer resp.Body.Close()
-	goroutines = -1
+	s.goroutines = -1
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			goroutines, _ = strconv.Atoi(strings.TrimSpace(v))
+			s.goroutines, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			s.heapInuse, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		}
 	}
-	if goroutines < 0 {
-		return 0, 0, 0, fmt.Errorf("no go_goroutines on %s/metrics", p.admin)
+	if s.goroutines < 0 || s.heapInuse == 0 {
+		return s, fmt.Errorf("no go_goroutines or go_memstats_heap_inuse_bytes on %s/metrics", p.admin)
 	}
-	return rss, len(ents), goroutines, nil
+	return s, nil
 }
 
 // statusKB is the value in kB of a /proc/<pid>/status line ("VmRSS:").
