@@ -104,15 +104,19 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 	dialer := &net.Dialer{Timeout: u.cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
 	up := &upstream{base: strings.TrimRight(base, "/")}
 	up.hc = &fasthttp.HostClient{
-		Addr:                          addr,
-		Name:                          "jira-relay",
-		IsTLS:                         isTLS,
-		TLSConfig:                     tc,
-		MaxConns:                      u.cfg.UpstreamMaxConns,
-		WriteBufferSize:               64 << 10,
-		ReadBufferSize:                16 << 10,
-		MaxConnWaitTimeout:            u.cfg.UpstreamDialTimeout,
-		MaxIdleConnDuration:           50 * time.Second,
+		Addr:                addr,
+		Name:                "jira-relay",
+		IsTLS:               isTLS,
+		TLSConfig:           tc,
+		MaxConns:            u.cfg.UpstreamMaxConns,
+		WriteBufferSize:     64 << 10,
+		ReadBufferSize:      16 << 10,
+		MaxConnWaitTimeout:  u.cfg.UpstreamDialTimeout,
+		MaxIdleConnDuration: 50 * time.Second,
+		// LIFO: the connections a lull leaves unused go idle and close
+		// after MaxIdleConnDuration, so the pool follows the load; FIFO
+		// would keep every connection of the busiest minute warm forever.
+		ConnPoolStrategy:              fasthttp.LIFO,
 		ReadTimeout:                   u.cfg.UpstreamResponseTimeout,
 		StreamResponseBody:            true,
 		MaxResponseBodySize:           0,

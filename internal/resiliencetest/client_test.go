@@ -806,19 +806,26 @@ func TestSoak(t *testing.T) {
 	rss := func(s soakSample) float64 { return float64(s.rss) / (1 << 20) }
 	gor := func(s soakSample) float64 { return float64(s.goroutines) }
 	fds := func(s soakSample) float64 { return float64(s.fds) }
+	heap := func(s soakSample) float64 { return float64(s.heap) / (1 << 20) }
+	h0, h1 := median(first, heap), median(last, heap)
 	r0, r1 := median(first, rss), median(last, rss)
 	g0, g1 := median(first, gor), median(last, gor)
 	f0, f1 := median(first, fds), median(last, fds)
 	end := samples[len(samples)-1]
 	t.Logf("relay at the end of the warm-up (t=%v): RSS %d MiB, %d goroutines, %d fds", after[0].at.Round(time.Second), after[0].rss>>20, after[0].goroutines, after[0].fds)
 	t.Logf("relay at start: RSS %d MiB, %d goroutines, %d fds; end: RSS %d MiB, %d goroutines, %d fds", samples[0].rss>>20, samples[0].goroutines, samples[0].fds, end.rss>>20, end.goroutines, end.fds)
-	t.Logf("after the warm-up (%v), median of the first third → last third: RSS %.0f → %.0f MiB, goroutines %.0f → %.0f, fds %.0f → %.0f",
-		warm, r0, r1, g0, g1, f0, f1)
+	t.Logf("after the warm-up (%v), median of the first third → last third: RSS %.0f → %.0f MiB, heap in use %.0f → %.0f MiB, goroutines %.0f → %.0f, fds %.0f → %.0f",
+		warm, r0, r1, h0, h1, g0, g1, f0, f1)
 	// Flat: within what GC timing and the clients' own connection churn
 	// (idle connections closed and reopened) move; a leak of one goroutine,
 	// fd or buffer per request (tens of thousands of requests) is far past it.
 	if r1 > r0*1.15+8 {
 		t.Errorf("RSS grew from %.0f to %.0f MiB after the warm-up", r0, r1)
+	}
+	// The heap in use is where a leak would show first; it swings with GC
+	// cycles (the medians take most of that out).
+	if h1 > h0*1.25+8 {
+		t.Errorf("heap in use grew from %.0f to %.0f MiB after the warm-up", h0, h1)
 	}
 	if g1 > g0*1.05+25 {
 		t.Errorf("goroutines grew from %.0f to %.0f after the warm-up", g0, g1)
