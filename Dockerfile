@@ -48,12 +48,14 @@ LABEL org.opencontainers.image.title="jira-relay" \
 COPY --from=build /out/relay /relay
 COPY --from=build /out/healthcheck /healthcheck
 # The embedded etcd (used when RELAY_ETCD_ENDPOINTS is empty) keeps its data
-# under $RELAY_DATA_DIR/etcd. /data is copied as an entry of a tree (not
-# created as a COPY destination) so that it surely belongs to the non-root
-# user, and a fresh named volume starts writable.
+# under --data-dir/etcd; the default data dir is ./data, so with WORKDIR / it
+# is /data. No RELAY_* variable is set here: the environment outranks a
+# --config file, and would override the file's settings without a word.
+# /data is copied as an entry of a tree (not created as a COPY destination)
+# so that it surely belongs to the non-root user, and a fresh named volume
+# starts writable.
 COPY --from=build --chown=65532:65532 /out/rootfs/ /
-ENV RELAY_DATA_DIR=/data \
-    RELAY_LISTEN=:8080
+WORKDIR /
 VOLUME ["/data"]
 USER 65532:65532
 # 8080: the front door (API and attachments).
@@ -63,8 +65,10 @@ USER 65532:65532
 # RELAY_ADMIN_LISTEN=0.0.0.0:9090 (--admin-listen), and publish 9090 only to
 # the monitoring network, never publicly (deploy/ does both).
 EXPOSE 8080 9090
-# /healthcheck GETs http://127.0.0.1:<port of RELAY_LISTEN>/healthz (https
-# when RELAY_TLS_CERT is set) and exits 0 or 1: distroless has no curl.
+# /healthcheck GETs http://127.0.0.1:<port of RELAY_LISTEN, default 8080>/healthz
+# (https when RELAY_TLS_CERT is set) and exits 0 or 1: distroless has no curl.
+# It reads the environment only: a port or TLS set by flag or --config file
+# needs the probe's URL as its argument (HEALTHCHECK CMD ["/healthcheck", URL]).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/relay"]

@@ -34,7 +34,6 @@ const (
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	cfg, err := configs.LoadEnviron(args, environ)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stdout, "Usage: relay [flags]   (every flag is also RELAY_<FLAG> and a key of --config FILE)")
 		configs.Usage(stdout)
 		return exitOK
 	}

@@ -246,6 +246,27 @@ func TestKubernetesManifests(t *testing.T) {
 	selects("Deployment", dig(dep, "spec", "selector", "matchLabels"))
 	selects("Service", dig(svc, "spec", "selector"))
 	selects("PodDisruptionBudget", dig(pdb, "spec", "selector", "matchLabels"))
+
+	// NetworkPolicy: the admin port (pprof has no authentication) is open
+	// to one namespace only, never to every pod.
+	np := need("NetworkPolicy/relay")
+	selects("NetworkPolicy", dig(np, "spec", "podSelector", "matchLabels"))
+	adminRules := 0
+	for _, r := range dig(np, "spec", "ingress").([]any) {
+		rule, _ := r.(map[string]any)
+		from, _ := rule["from"].([]any)
+		for _, p := range rule["ports"].([]any) {
+			if str(dig(p, "port")) == "admin" {
+				adminRules++
+				if len(from) == 0 || dig(from[0], "namespaceSelector", "matchLabels") == nil {
+					t.Error("NetworkPolicy: the admin port must be open to a named namespace only")
+				}
+			}
+		}
+	}
+	if adminRules != 1 {
+		t.Errorf("NetworkPolicy: %d rules for the admin port, want 1", adminRules)
+	}
 	if n, _ := dig(pdb, "spec", "minAvailable").(int); n < 1 || n >= dig(dep, "spec", "replicas").(int) {
 		t.Errorf("PodDisruptionBudget minAvailable %v: at least 1, fewer than the replicas", dig(pdb, "spec", "minAvailable"))
 	}
@@ -682,7 +703,7 @@ func TestDockerfile(t *testing.T) {
 	env := map[string]string{}
 	var exposed []string
 	copied := map[string]bool{}
-	var user, volume, health, entry string
+	var user, volume, health, entry, workdir string
 	known := settingEnvNames(t)
 	for _, in := range final.ins {
 		switch in.Cmd {
@@ -703,6 +724,8 @@ func TestDockerfile(t *testing.T) {
 			user = in.Args
 		case "VOLUME":
 			volume = in.Args
+		case "WORKDIR":
+			workdir = in.Args
 		case "HEALTHCHECK":
 			health = in.Args
 		case "ENTRYPOINT":
@@ -720,8 +743,16 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Contains(exposed, "8080") || !slices.Contains(exposed, "9090") {
 		t.Errorf("EXPOSE %v, want 8080 and 9090", exposed)
 	}
-	if volume != `["/data"]` || env["RELAY_DATA_DIR"] != "/data" {
-		t.Errorf("VOLUME %s with RELAY_DATA_DIR %q: want /data", volume, env["RELAY_DATA_DIR"])
+	// The data dir is the default ./data under WORKDIR /, and the image sets
+	// no RELAY_* variable: the environment would silently outrank a --config
+	// file (flag > env > file).
+	if volume != `["/data"]` || workdir != "/" || configs.Defaults().DataDir != "./data" {
+		t.Errorf("VOLUME %s, WORKDIR %q, default data dir %q: want the data dir at /data", volume, workdir, configs.Defaults().DataDir)
+	}
+	for k := range env {
+		if strings.HasPrefix(k, "RELAY_") {
+			t.Errorf("the image sets %s, which would override a --config file", k)
+		}
 	}
 	if !strings.Contains(health, `CMD ["/healthcheck"]`) || !copied["/out/healthcheck"] || built["/out/healthcheck"] != "./deploy/healthcheck" {
 		t.Errorf("HEALTHCHECK %q must run /healthcheck, built from ./deploy/healthcheck", health)
