@@ -10,10 +10,13 @@ import (
 // at the request: Transfer-Encoding together with Content-Length, a transfer
 // coding other than "chunked", or two Content-Length headers. A load
 // balancer in front of the relay could frame such a request differently
-// than the relay does (RFC 9112 §6.3). The answer closes the connection.
+// than the relay does (RFC 9112 §6.3). It also refuses two Authorization or
+// two X-Relay-Key headers: which of them counts would be the relay's guess
+// (it would check one key and forward one credential), and a proxy in front
+// may have judged by the other. The answer closes the connection.
 func framingError(ctx *fasthttp.RequestCtx) *apiError {
 	raw := ctx.Request.Header.RawHeaders()
-	var te, cl int
+	var te, cl, auth, key int
 	teChunked := true
 	for len(raw) > 0 {
 		line := raw
@@ -34,6 +37,10 @@ func framingError(ctx *fasthttp.RequestCtx) *apiError {
 			}
 		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")):
 			cl++
+		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Authorization")):
+			auth++
+		case bytes.EqualFold(bytes.TrimSpace(name), []byte("X-Relay-Key")):
+			key++
 		}
 	}
 	switch {
@@ -43,6 +50,10 @@ func framingError(ctx *fasthttp.RequestCtx) *apiError {
 		return newErr(400, "unsupported_transfer_encoding", `the only transfer coding accepted is a single "chunked"`)
 	case cl > 1:
 		return newErr(400, "ambiguous_framing", "a request may carry one Content-Length")
+	case auth > 1:
+		return newErr(400, "duplicate_header", "a request may carry one Authorization header")
+	case key > 1:
+		return newErr(400, "duplicate_header", "a request may carry one X-Relay-Key header")
 	}
 	return nil
 }

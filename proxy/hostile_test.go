@@ -176,6 +176,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "unknown query parameter", raw: hsReq("POST", up+"?filename=a.txt&redirect=http://evil", []string{ck, jiraCred, octet}, "hello"), status: 400, code: "unknown_parameter"},
 		{name: "bare CR in a header value", raw: hsReq("POST", up, []string{ck, jiraCred, octet, "Content-Disposition: attachment; filename=\"a\rX-Injected: 1.txt\""}, "hello"), status: 400, code: "bad_request"},
 		{name: "NUL in a header value", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + A.Client + "\x00admin"}, ""), status: 400, code: "bad_request"},
+		{name: "two Authorization headers", raw: hsReq("POST", up+"?filename=a.txt", []string{ck, jiraCred, "Authorization: Bearer other", octet}, "hello"), status: 400, code: "duplicate_header"},
+		{name: "two X-Relay-Key headers", raw: hsReq("GET", pA+"/config", []string{ck, "X-Relay-Key: " + B.Client}, ""), status: 400, code: "duplicate_header"},
 		{name: "obs-fold continuation line", raw: hsReq("GET", pA, []string{"X-Note: a", " X-Relay-Key: " + A.Admin}, ""), status: 401, alt: []int{400}},
 		{name: "space before the colon", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key : " + A.Client}, ""), status: 400, code: "bad_request"},
 
@@ -287,7 +289,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "key with one character more", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + A.Client + "x"}, ""), status: 401, code: "unauthorized"},
 		{name: "key in upper case", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + strings.ToUpper(A.Client)}, ""), status: 401, code: "unauthorized"},
 		{name: "client key on an admin route", raw: hsReq("GET", pA+"/users/u1/export", []string{ck}, ""), status: 403, code: "forbidden"},
-		{name: "wrong key first, right key second", raw: hsReq("PUT", pA+"/config", []string{"X-Relay-Key: " + B.Admin, ak, js}, `{"x":1}`), status: 401, code: "unauthorized"},
+		{name: "wrong key first, right key second", raw: hsReq("PUT", pA+"/config", []string{"X-Relay-Key: " + B.Admin, ak, js}, `{"x":1}`), status: 400, code: "duplicate_header"},
 		{name: "the key's hash as key", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + sha([]byte(A.Client))}, ""), status: 401, code: "unauthorized"},
 	}
 	if len(cases) < 50 {
