@@ -321,6 +321,9 @@ func TestHostileRequests(t *testing.T) {
 					t.Errorf("got %d %s: not the JSON error shape", res.Status, hsClip(res.Body))
 				}
 			}
+			if !closed && res.Header.Get("X-Request-Id") == "" {
+				t.Errorf("got %d without an X-Request-Id", res.Status)
+			}
 			if tc.lone && !closed {
 				_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 				if extra, err := br.ReadString('\n'); extra != "" || (err != io.EOF && !hsIsReset(err)) {

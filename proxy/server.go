@@ -104,6 +104,9 @@ func (q quietLogger) Printf(format string, _ ...any) {
 // transportError answers requests fasthttp could not parse (bad request
 // line, oversized headers, broken chunking) with the JSON error shape.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	// Every answer carries a request id; here the request's own may not
+	// have been read.
+	defer ctx.Response.Header.Set("X-Request-Id", requestID(ctx))
 	var small *fasthttp.ErrSmallBuffer
 	if errors.As(err, &small) {
 		writeAPIError(ctx, newErr(431, "headers_too_large", "request headers are too large"))
