@@ -35,12 +35,10 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestMetricsAndAccessLogKeepSecrets: after a workload, /metrics (on the
-// admin handler) has the documented series, and neither the metrics nor the
-// access log hold a key, a credential, a filename, an id from a path or body bytes.
-func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
-	logs := &lockedBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// startServer runs a proxy.Server (whose AdminHandler the tests call) over
+// a fresh embedded etcd, plain-HTTP upstreams on loopback allowed.
+func startServer(t *testing.T, log *slog.Logger) (*proxy.Server, *api) {
+	t.Helper()
 	_, cli := etcdtest.Start(t)
 	cfg := configs.Defaults()
 	cfg.AllowHTTPUpstream = true
@@ -53,7 +51,16 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 	ln := listen(t)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(t.Context()) })
-	a := &api{t: t, base: "http://" + ln.Addr().String()}
+	return srv, &api{t: t, base: "http://" + ln.Addr().String()}
+}
+
+// TestMetricsAndAccessLogKeepSecrets: after a workload, /metrics (on the
+// admin handler) has the documented series, and neither the metrics nor the
+// access log hold a key, a credential, a filename, an id from a path or body bytes.
+func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, a := startServer(t, log)
 
 	fj, _ := fakejira.Start(fakejira.Options{})
 	t.Cleanup(fj.Close)
@@ -136,19 +143,7 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 // /metrics with it.
 func TestDeletedInstanceLeavesNoUpstream(t *testing.T) {
 	t.Parallel()
-	_, cli := etcdtest.Start(t)
-	cfg := configs.Defaults()
-	cfg.AllowHTTPUpstream = true
-	cfg.AllowedUpstreams = []string{"127.0.0.1"}
-	st, _ := store.New(cli, cli, store.Options{})
-	srv, err := proxy.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := listen(t)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
-	a := &api{t: t, base: "http://" + ln.Addr().String()}
+	srv, a := startServer(t, nil)
 	fj1, _ := fakejira.Start(fakejira.Options{})
 	t.Cleanup(fj1.Close)
 	fj2, _ := fakejira.Start(fakejira.Options{})
