@@ -54,6 +54,9 @@ func (s *Server) accessLog(ctx *fasthttp.RequestCtx, route string, start time.Ti
 	inst := "-"
 	if id, _ := ctx.UserValue("id").(string); store.ValidInstanceID(id) {
 		inst = id
+	} else if id, _, ok := matchUploadPath(ctx.Request.URI().PathOriginal()); ok && route == uploadRoute && store.ValidInstanceID(string(id)) {
+		// The upload route is matched by hand, without user values.
+		inst = string(id)
 	}
 	up, _ := ctx.UserValue(upstreamStatusKey).(int)
 	rid, _ := ctx.UserValue(ridKey).(string)

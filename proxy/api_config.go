@@ -99,7 +99,7 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if err != nil {
 		return err
 	}
-	if err := checkJSON(b, false); err != nil {
+	if err := checkJSON(b); err != nil {
 		return err
 	}
 	b = bytes.TrimSpace(b)

@@ -118,6 +118,11 @@ func (s *Server) planUpload(ctx *fasthttp.RequestCtx, id, rawIssue []byte, expec
 	if p.length < 0 {
 		p.length = -1
 	}
+	if p.length == 0 && !declaresLength(ctx) {
+		// No body at all is a caller's mistake (a file of 0 bytes says
+		// Content-Length: 0): Jira would get an empty attachment.
+		return nil, newErr(411, "length_required", "send the file with a Content-Length (or chunked); an upload without a body is refused")
+	}
 	q, err := queryArgs(ctx, "filename", "encoding")
 	if err != nil {
 		return nil, err

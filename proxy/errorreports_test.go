@@ -29,6 +29,7 @@ func TestErrorReports(t *testing.T) {
 		t.Fatalf("report: %d %s", res.Status, res.Body)
 	}
 	for _, bad := range []any{
+		`{"message":"x","MESSAGE":"y"}`,
 		map[string]any{"message": ""},
 		map[string]any{"message": "x", "user": "someone"},
 		`{"message":"x","message":"y"}`,
@@ -62,6 +63,11 @@ func TestErrorReports(t *testing.T) {
 	ttl, err := r.Etcd.TimeToLive(context.Background(), clientv3.LeaseID(resp.Kvs[0].Lease))
 	if err != nil || ttl.TTL < 3500 || ttl.TTL > 3700 {
 		t.Fatalf("lease TTL %d s, want about 3600 (+ a 60 s window)", ttl.TTL)
+	}
+	// The context is the add-in's own object: keys differing only in case
+	// are two keys (field names of the report itself are exact).
+	if res := a.do("POST", p, ten.Client, `{"message":"x","context":{"a":1,"A":2}}`); res.Status != 201 {
+		t.Errorf("context with keys a and A: %d %s", res.Status, res.Body)
 	}
 }
 

@@ -57,3 +57,28 @@ func framingError(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	return nil
 }
+
+// declaresLength reports whether the request carried a Content-Length or a
+// Transfer-Encoding header. Without either its body is empty (RFC 9112
+// §6.3), and fasthttp then reports a Content-Length of 0 as if one had been
+// sent; an upload needs to tell the two apart.
+func declaresLength(ctx *fasthttp.RequestCtx) bool {
+	raw := ctx.Request.Header.RawHeaders()
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("Transfer-Encoding")) {
+			return true
+		}
+	}
+	return false
+}

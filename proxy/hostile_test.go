@@ -198,7 +198,7 @@ func TestHostileRequests(t *testing.T) {
 		// JSON.
 		{name: "duplicate keys", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"name":"Mia","name":"Eve","email":"mia@example.com"}`), status: 400, code: "duplicate_key"},
 		{name: "duplicate keys, one escaped", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"name":"Mia","n\u0061me":"Eve","email":"mia@example.com"}`), status: 400, code: "duplicate_key"},
-		{name: "duplicate keys differing in case", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"name":"Mia","email":"mia@example.com","NAME":"Eve"}`), status: 400, code: "duplicate_key"},
+		{name: "duplicate keys differing in case", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"name":"Mia","email":"mia@example.com","NAME":"Eve"}`), status: 400, code: "unknown_field"},
 		{name: "duplicate nested keys", raw: hsReq("POST", pA+"/mappings", []string{ck, js}, mapping(`{"id":"1","id":"2","key":"AB-1"}`)), status: 400, code: "duplicate_key"},
 		{name: "nesting 33 deep", raw: hsReq("PUT", pA+"/config", []string{ak, js}, strings.Repeat(`{"a":`, 33)+"1"+strings.Repeat("}", 33)), status: 400, code: "invalid_json"},
 		{name: "nesting 100,000 deep", raw: hsReq("PUT", pA+"/config", []string{ak, js}, "{\"a\":"+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+"}"), status: 400, code: "invalid_json"},
@@ -221,6 +221,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "no body and no Content-Length: configuration", raw: hsReq("PUT", pA+"/config", []string{ak, js}, ""), status: 400, code: "invalid_json"},
 		{name: "no body and no Content-Length: instance patch", raw: hsReq("PATCH", pA, []string{ak, js}, ""), status: 400, code: "invalid_json"},
 		{name: "no body and no Content-Length: mapping", raw: hsReq("POST", pA+"/mappings", []string{ck, js}, ""), status: 400, code: "invalid_json"},
+		{name: "upload with no body and no Content-Length", raw: hsReq("POST", up+"?filename=a.txt", []string{ck, jiraCred, octet}, ""), status: 411, code: "length_required"},
+		{name: "base64 upload with no body and no Content-Length", raw: hsReq("POST", up+"?filename=a.txt&encoding=base64", []string{ck, jiraCred, octet}, ""), status: 411, code: "length_required"},
 		{name: "field names in another case", raw: hsReq("PUT", pA+"/users/u1", []string{ck, js}, `{"NAME":"Mia","EMAIL":"mia@example.com"}`), status: 400, code: "unknown_field"},
 		{name: "one field name in another case", raw: hsReq("POST", "/v1/instances", []string{js}, `{"URL":"https://case.atlassian.net","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "unknown_field"},
 		{name: "nested field name in another case", raw: hsReq("POST", pA+"/mappings", []string{ck, js}, mapping(`{"ID":"1","key":"AB-1"}`)), status: 400, code: "unknown_field"},

@@ -72,11 +72,12 @@ func (s *Server) decodeJSON(ctx *fasthttp.RequestCtx, limit int, v any) error {
 }
 
 func strictUnmarshal(b []byte, v any) error {
-	// encoding/json matches field names ignoring case, so "name" and "NAME"
-	// in one object would both land in Name: refuse them as duplicates.
-	if err := checkJSON(b, true); err != nil {
+	if err := checkJSON(b); err != nil {
 		return err
 	}
+	// encoding/json matches field names ignoring case: "NAME" would land in
+	// Name. Field names are exact; keys inside free-form objects (an error
+	// report's context) are the caller's and may differ only in case.
 	if err := checkFieldNames(b, reflect.TypeOf(v)); err != nil {
 		return err
 	}
@@ -125,9 +126,8 @@ func jsonKind(k string) string {
 }
 
 // checkJSON validates b as exactly one JSON value: UTF-8, well-formed, no
-// duplicate object keys (compared case-folded when fold is set), nesting at
-// most maxJSONDepth.
-func checkJSON(b []byte, fold bool) error {
+// duplicate object keys (after unescaping), nesting at most maxJSONDepth.
+func checkJSON(b []byte) error {
 	if !utf8.Valid(b) {
 		return newErr(400, "invalid_json", "the body is not valid UTF-8")
 	}
@@ -167,9 +167,6 @@ func checkJSON(b []byte, fold bool) error {
 			f := &stack[len(stack)-1]
 			if f.key {
 				k := tok.(string)
-				if fold {
-					k = strings.ToLower(k)
-				}
 				if _, dup := f.keys[k]; dup {
 					return newErr(400, "duplicate_key", fmt.Sprintf("key %q appears twice in one object", k))
 				}

@@ -28,7 +28,7 @@ func FuzzDecodeJSON(f *testing.F) {
 				t.Fatalf("%q: refusal is not a 4xx apiError: %v", b, err)
 			}
 		}
-		if err := checkJSON(b, false); err != nil {
+		if err := checkJSON(b); err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.Status != 400 {
 				t.Fatalf("checkJSON(%q) = %v", b, err)

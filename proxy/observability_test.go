@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -123,9 +124,16 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 		t.Errorf("/debug/pprof/: %d", rec.Code)
 	}
 	lines := logs.String()
-	if !strings.Contains(lines, `"route":"/v1/instances/{id}/issues/{issue}/attachments"`) || !strings.Contains(lines, `"upstream_status":200`) ||
-		!strings.Contains(lines, `"request_id":"trace-abc-123"`) {
-		t.Fatalf("access line missing fields:\n%s", lines)
+	var upload map[string]any
+	for line := range strings.SplitSeq(lines, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "request" && m["route"] == "/v1/instances/{id}/issues/{issue}/attachments" {
+			upload = m
+		}
+	}
+	if upload == nil || upload["instance"] != ten.ID || upload["status"] != 200.0 || upload["upstream_status"] != 200.0 ||
+		upload["request_id"] != "trace-abc-123" || upload["method"] != "POST" || upload["bytes_in"] != 17.0 {
+		t.Fatalf("the upload's access line: %v\nall lines:\n%s", upload, lines)
 	}
 	for _, secret := range []string{secretAuth, "U0VDUkVULUNSRURFTlRJQUw", ten.Client, ten.Admin, "COOKIE-CANARY", "BODY-BYTES-CANARY", "salary", "mia@example.com", "mia%40example.com"} {
 		if strings.Contains(lines, secret) {

@@ -98,7 +98,7 @@ func lowerAll(in []string) []string {
 type quietLogger struct{ log *slog.Logger }
 
 func (q quietLogger) Printf(format string, _ ...any) {
-	q.log.Debug("fasthttp", "msg", format)
+	q.log.Debug("fasthttp", "format", format)
 }
 
 // transportError answers requests fasthttp could not parse (bad request

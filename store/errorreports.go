@@ -105,7 +105,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	p := s.k.tenant(id) + "error-reports/"
 	from := p
 	if cursor != "" {
-		rest, err := decodeCursor(cursor, 256)
+		rest, err := decodeCursor(p, cursor, 256)
 		if err != nil {
 			return nil, "", err
 		}
@@ -127,7 +127,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	}
 	next := ""
 	if resp.More && len(resp.Kvs) > 0 {
-		next = encodeCursor(resp.Kvs[len(resp.Kvs)-1].Key[len(p):])
+		next = encodeCursor(p, resp.Kvs[len(resp.Kvs)-1].Key[len(p):])
 	}
 	return out, next, nil
 }

@@ -210,7 +210,7 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	}
 	from := p
 	if q.Cursor != "" {
-		rest, err := decodeCursor(q.Cursor, 8<<10)
+		rest, err := decodeCursor(p, q.Cursor, 8<<10)
 		if err != nil {
 			return nil, "", err
 		}
@@ -233,7 +233,7 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	next := ""
 	if resp.More && len(resp.Kvs) > 0 {
 		last := resp.Kvs[len(resp.Kvs)-1].Key
-		next = encodeCursor(last[len(p):])
+		next = encodeCursor(p, last[len(p):])
 	}
 	return out, next, nil
 }
