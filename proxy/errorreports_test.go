@@ -18,7 +18,8 @@ func TestErrorReports(t *testing.T) {
 		"message":      "upload failed for mia.krystof@example.com with Authorization: Basic bWlhOnRva2Vu",
 		"stack":        "Error: 401\n    at fetch (https://addin.example.com/app.js?session=SECRET123:10:5)\n    at upload (relay-client.js:120:15)",
 		"addinVersion": "4.2.0",
-		"context":      map[string]any{"token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "card": "4111 1111 1111 1111", "ok": true},
+		"context": map[string]any{"token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "card": "4111 1111 1111 1111", "ok": true,
+			"password": "canary48plain", "account": 41111111111111111, "note": "cc uma.k@exa\u200bmple.com and judy＠example.com"},
 	}
 	if res := a.do("POST", p, ten.Client, report); res.Status != 403 || res.errCode(t) != "error_reports_off" {
 		t.Fatalf("reports off: %d %s", res.Status, res.Body)
@@ -47,7 +48,7 @@ func TestErrorReports(t *testing.T) {
 		t.Fatalf("list: %d %s", list.Status, list.Body)
 	}
 	body := string(list.Body)
-	for _, secret := range []string{"mia.krystof@example.com", "bWlhOnRva2Vu", "SECRET123", "eyJhbGciOiJIUzI1NiJ9", "4111"} {
+	for _, secret := range []string{"mia.krystof@example.com", "bWlhOnRva2Vu", "SECRET123", "eyJhbGciOiJIUzI1NiJ9", "4111", "canary48plain", "uma.k", "judy"} {
 		if strings.Contains(body, secret) {
 			t.Errorf("stored report holds %q: %s", secret, body)
 		}
