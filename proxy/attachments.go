@@ -297,7 +297,11 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 	var outcome error = errNotCounted
 	s.metrics.inFlight.Add(1)
 	src := &clientBody{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: s.cfg.StreamIdleTimeout}
+	s.live.Add(1)
+	s.streams.Store(src, ctx.Conn())
 	defer func() {
+		s.streams.Delete(src)
+		s.live.Add(-1)
 		p.finish(outcome)
 		s.metrics.inFlight.Add(-1)
 		s.metrics.bytesUp.Add(int(src.n))
@@ -363,6 +367,12 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 		cause := rec.err
 		if cause == nil {
 			cause = err
+		}
+		if s.cut.Load() {
+			// Cut off at the drain deadline, not the caller's doing.
+			s.writeError(ctx, newErr(503, "shutting_down", "the relay stopped before the upload ended; nothing was uploaded"))
+			ctx.SetConnectionClose()
+			return
 		}
 		s.writeError(ctx, bodyError(cause, max))
 		if !isClientSide(cause) {

@@ -36,6 +36,11 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	metrics  *relayMetrics
+	// streams holds the client connection of every upload in flight, so
+	// that Shutdown can cut them off at the drain deadline; cut is set then.
+	streams sync.Map // *clientBody → net.Conn
+	live    atomic.Int64
+	cut     atomic.Bool
 	// base is the parent of every store call's context. Never the request
 	// context: fasthttp reuses a RequestCtx after its handler returns, while
 	// a context's timer may still look at its parent.
@@ -195,11 +200,31 @@ func (s *Server) upstreamStale(id, base string) bool {
 
 // Shutdown stops accepting, marks the relay not ready, and waits for
 // in-flight requests until ctx ends.
+//
+// Uploads still streaming when ctx ends are cut off: their callers'
+// connections are closed, so each one aborts its request to Jira (Jira
+// never completes a truncated file), answers 503 shutting_down (for the
+// log; the caller is gone) and writes its access line. Shutdown waits up to
+// abortGrace for that.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.stopOnce.Do(func() { close(s.stop) })
-	return s.fast.ShutdownWithContext(ctx)
+	err := s.fast.ShutdownWithContext(ctx)
+	if err != nil {
+		s.cut.Store(true)
+		s.streams.Range(func(_, c any) bool {
+			_ = c.(net.Conn).Close()
+			return true
+		})
+		for end := time.Now().Add(abortGrace); s.live.Load() > 0 && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return err
 }
+
+// abortGrace bounds how long Shutdown waits for cut-off uploads to end.
+const abortGrace = 2 * time.Second
 
 // routeOf is the matched route pattern, for logs (never the raw path, which
 // holds ids).

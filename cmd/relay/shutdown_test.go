@@ -207,6 +207,19 @@ func TestGracefulShutdownWithUploadsInFlight(t *testing.T) {
 	if strings.Contains(p.out.String(), "panic") {
 		t.Errorf("the relay panicked:\n%s", p.out)
 	}
+	// Every upload has its access line: 200 for those that completed, 503
+	// (shutting_down) for those cut off at the drain deadline.
+	statuses := map[float64]int{}
+	for line := range strings.SplitSeq(p.out.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "request" && m["route"] == "/v1/instances/{id}/issues/{issue}/attachments" {
+			st, _ := m["status"].(float64)
+			statuses[st]++
+		}
+	}
+	if statuses[200] != completed || statuses[503] != aborted || len(statuses) > 2 {
+		t.Errorf("access lines of the uploads by status: %v; want %d × 200 and %d × 503", statuses, completed, aborted)
+	}
 	t.Logf("SIGTERM with %d uploads in flight: %d completed, %d aborted upstream; exit %d after %v (drain %v)",
 		n, completed, aborted, code, exited.Round(time.Millisecond), drain)
 }
