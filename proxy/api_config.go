@@ -63,7 +63,8 @@ func (s *Server) getConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	return nil
 }
 
-// putConfig replaces the document; with If-Match a stale ETag → 412.
+// putConfig replaces the document; with If-Match a stale ETag → 412, with
+// If-None-Match a matching one ("*": any document at all) → 412.
 func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var ifRev *int64
 	if im := ctx.Request.Header.Peek("If-Match"); len(im) > 0 {
@@ -94,6 +95,27 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 			return errorFor(store.ErrPrecondition)
 		}
 		ifRev = &rev
+	} else if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 {
+		// "*": create only, atomically (revision 0 is "no document yet").
+		// A list of ETags: refuse when the current document is one of them.
+		tags, anyTag, ok := parseETags(string(inm))
+		if !ok {
+			return newErr(400, "invalid_header", `If-None-Match must be "*" or a list of ETags`)
+		}
+		if anyTag {
+			zero := int64(0)
+			ifRev = &zero
+		} else {
+			cur, err := s.store.Config(s.base, in.ID)
+			if err != nil {
+				return err
+			}
+			for _, t := range tags {
+				if strings.Trim(strings.TrimPrefix(t, "W/"), `"`) == strconv.FormatInt(cur.Revision, 10) {
+					return errorFor(store.ErrPrecondition)
+				}
+			}
+		}
 	}
 	b, err := s.readBody(ctx, limitConfig)
 	if err != nil {

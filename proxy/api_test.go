@@ -424,6 +424,16 @@ func TestConfigETags(t *testing.T) {
 	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", "garbage"); res.Status != 400 {
 		t.Fatalf("malformed If-Match: %d %s", res.Status, res.Body)
 	}
+	// If-None-Match on PUT: "*" creates only; a list refuses the current ETag.
+	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", "*"); res.Status != 412 || res.errCode(t) != "precondition_failed" {
+		t.Fatalf("If-None-Match * over a document: %d %s", res.Status, res.Body)
+	}
+	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", `"1", `+etag); res.Status != 412 {
+		t.Fatalf("If-None-Match naming the current ETag: %d %s", res.Status, res.Body)
+	}
+	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", "garbage"); res.Status != 400 {
+		t.Fatalf("malformed If-None-Match: %d %s", res.Status, res.Body)
+	}
 	for _, body := range []string{`[1,2]`, `"s"`, `{"a":1,"a":2}`, `{"a":`, strings.Repeat("[", 50) + strings.Repeat("]", 50)} {
 		if res := a.do("PUT", p, acme.Admin, body); res.Status != 400 {
 			t.Fatalf("put %q: %d %s", body, res.Status, res.Body)
@@ -445,6 +455,17 @@ func TestConfigETags(t *testing.T) {
 	exact := `{"blob":"` + strings.Repeat("x", 256<<10-12) + `"}`
 	if res := a.do("PUT", p, acme.Admin, exact); res.Status != 200 {
 		t.Fatalf("config of exactly 256 KiB: %d %s", res.Status, res.Body)
+	}
+
+	// If-None-Match: * creates the first document; a list without the
+	// current ETag lets the PUT through.
+	fresh := a.register("https://fresh.atlassian.net")
+	fp := "/v1/instances/" + fresh.ID + "/config"
+	if res := a.do("PUT", fp, fresh.Admin, `{"y":1}`, "If-None-Match", "*"); res.Status != 200 || string(res.Body) != `{"y":1}` {
+		t.Fatalf("If-None-Match * with no document: %d %s", res.Status, res.Body)
+	}
+	if res := a.do("PUT", fp, fresh.Admin, `{"y":2}`, "If-None-Match", `"0"`); res.Status != 200 || string(res.Body) != `{"y":2}` {
+		t.Fatalf("If-None-Match with a stale ETag: %d %s", res.Status, res.Body)
 	}
 }
 
