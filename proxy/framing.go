@@ -15,34 +15,24 @@ import (
 // (it would check one key and forward one credential), and a proxy in front
 // may have judged by the other. The answer closes the connection.
 func framingError(ctx *fasthttp.RequestCtx) *apiError {
-	raw := ctx.Request.Header.RawHeaders()
 	var te, cl, auth, key int
 	teChunked := true
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
+	headerLines(ctx.Request.Header.RawHeaders(), func(name, value []byte) bool {
 		switch {
-		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Transfer-Encoding")):
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			te++
 			if !bytes.EqualFold(bytes.TrimSpace(value), []byte("chunked")) {
 				teChunked = false
 			}
-		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")):
+		case bytes.EqualFold(name, []byte("Content-Length")):
 			cl++
-		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Authorization")):
+		case bytes.EqualFold(name, []byte("Authorization")):
 			auth++
-		case bytes.EqualFold(bytes.TrimSpace(name), []byte("X-Relay-Key")):
+		case bytes.EqualFold(name, []byte("X-Relay-Key")):
 			key++
 		}
-	}
+		return true
+	})
 	switch {
 	case te > 0 && cl > 0:
 		return newErr(400, "ambiguous_framing", "a request may not carry both Transfer-Encoding and Content-Length")
@@ -63,7 +53,17 @@ func framingError(ctx *fasthttp.RequestCtx) *apiError {
 // §6.3), and fasthttp then reports a Content-Length of 0 as if one had been
 // sent; an upload needs to tell the two apart.
 func declaresLength(ctx *fasthttp.RequestCtx) bool {
-	raw := ctx.Request.Header.RawHeaders()
+	found := false
+	headerLines(ctx.Request.Header.RawHeaders(), func(name, _ []byte) bool {
+		found = bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("Transfer-Encoding"))
+		return !found
+	})
+	return found
+}
+
+// headerLines calls f with the name (trimmed) and value of each line of raw
+// request headers, until f returns false.
+func headerLines(raw []byte, f func(name, value []byte) bool) {
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -71,14 +71,8 @@ func declaresLength(ctx *fasthttp.RequestCtx) bool {
 		} else {
 			raw = nil
 		}
-		name, _, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		name = bytes.TrimSpace(name)
-		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("Transfer-Encoding")) {
-			return true
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok && !f(bytes.TrimSpace(name), value) {
+			return
 		}
 	}
-	return false
 }
