@@ -70,10 +70,13 @@ func walkFieldNames(v any, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		return nil // decodes itself, by its own rules
+	}
 	switch x := v.(type) {
 	case map[string]any:
-		if t.Kind() != reflect.Struct || t == reflect.TypeFor[json.RawMessage]() {
-			return nil // a map, any or raw JSON: the caller's own keys
+		if t.Kind() != reflect.Struct {
+			return nil // a map or any: the caller's own keys
 		}
 		fields := jsonFields(t)
 		for k, sub := range x {
