@@ -1,4 +1,5 @@
-# Targets do what the README says. FUZZTIME sets how long each fuzz target runs,
+# Targets do what the README says. FUZZTIME sets how long each fuzz target runs
+# (a duration such as 30s, or a count of inputs such as 10000x, as CI uses),
 # SOAKTIME how long the soak runs.
 FUZZTIME ?= 30s
 SOAKTIME ?= 10m
