@@ -20,6 +20,15 @@ const (
 // requestID is the caller's X-Request-Id when it is a sane token (at most
 // 128 characters of [A-Za-z0-9._-]), else a fresh random one. It goes to
 // Jira and back to the caller.
+// stampRequestID gives the request its id (the caller's or a new one), for
+// the access line and the upstream request, and puts it on the answer.
+func stampRequestID(ctx *fasthttp.RequestCtx) string {
+	rid := requestID(ctx)
+	ctx.SetUserValue(ridKey, rid)
+	ctx.Response.Header.Set("X-Request-Id", rid)
+	return rid
+}
+
 func requestID(ctx *fasthttp.RequestCtx) string {
 	if v := ctx.Request.Header.Peek("X-Request-Id"); len(v) > 0 && len(v) <= 128 && saneToken(v) {
 		return string(v)
@@ -54,7 +63,7 @@ func (s *Server) accessLog(ctx *fasthttp.RequestCtx, route string, start time.Ti
 	inst := "-"
 	if id, _ := ctx.UserValue("id").(string); store.ValidInstanceID(id) {
 		inst = id
-	} else if id, _, ok := matchUploadPath(ctx.Request.URI().PathOriginal()); ok && route == uploadRoute && store.ValidInstanceID(string(id)) {
+	} else if id, _, ok := matchUploadPath(ctx.Request.URI().PathOriginal()); route == uploadRoute && ok && store.ValidInstanceID(string(id)) {
 		// The upload route is matched by hand, without user values.
 		inst = string(id)
 	}

@@ -34,6 +34,17 @@ func parseETags(h string) (tags []string, any bool, ok bool) {
 	return tags, false, len(tags) > 0
 }
 
+// weakMatch reports whether one of tags names tag under the weak comparison
+// (W/ ignored), as If-None-Match compares.
+func weakMatch(tags []string, tag string) bool {
+	for _, t := range tags {
+		if strings.TrimPrefix(t, "W/") == tag {
+			return true
+		}
+	}
+	return false
+}
+
 // getConfig: from the watch-fed cache, with ETag and If-None-Match → 304.
 func (s *Server) getConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	d, err := s.store.Config(s.base, in.ID)
@@ -45,14 +56,7 @@ func (s *Server) getConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 {
 		tags, anyTag, _ := parseETags(string(inm))
-		match := anyTag
-		for _, t := range tags {
-			// If-None-Match uses the weak comparison.
-			if strings.TrimPrefix(t, "W/") == tag {
-				match = true
-			}
-		}
-		if match {
+		if anyTag || weakMatch(tags, tag) {
 			ctx.SetStatusCode(fasthttp.StatusNotModified)
 			return nil
 		}
@@ -110,10 +114,8 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 			if err != nil {
 				return err
 			}
-			for _, t := range tags {
-				if strings.Trim(strings.TrimPrefix(t, "W/"), `"`) == strconv.FormatInt(cur.Revision, 10) {
-					return errorFor(store.ErrPrecondition)
-				}
+			if weakMatch(tags, etag(cur.Revision)) {
+				return errorFor(store.ErrPrecondition)
 			}
 		}
 	}

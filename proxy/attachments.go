@@ -297,11 +297,9 @@ func (s *Server) streamUpload(ctx *fasthttp.RequestCtx, p *uploadPlan) {
 	var outcome error = errNotCounted
 	s.metrics.inFlight.Add(1)
 	src := &clientBody{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: s.cfg.StreamIdleTimeout}
-	s.live.Add(1)
 	s.streams.Store(src, ctx.Conn())
 	defer func() {
 		s.streams.Delete(src)
-		s.live.Add(-1)
 		p.finish(outcome)
 		s.metrics.inFlight.Add(-1)
 		s.metrics.bytesUp.Add(int(src.n))

@@ -23,12 +23,9 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if _, err := s.planUpload(ctx, id, issue, true); err != nil {
 		// The refusal is the whole exchange: it carries the request id and
 		// gets its access line, as any other answer does.
-		rid := requestID(ctx)
-		ctx.SetUserValue(ridKey, rid)
 		ctx.SetUserValue(router.MatchedRoutePathParam, uploadRoute)
-		ctx.SetUserValue("id", string(id))
 		s.writeRefusal(ctx, err)
-		ctx.Response.Header.Set("X-Request-Id", rid)
+		stampRequestID(ctx)
 		s.accessLog(ctx, uploadRoute, start)
 		return ctx.Response.StatusCode()
 	}

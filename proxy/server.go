@@ -39,7 +39,6 @@ type Server struct {
 	// streams holds the client connection of every upload in flight, so
 	// that Shutdown can cut them off at the drain deadline; cut is set then.
 	streams sync.Map // *clientBody → net.Conn
-	live    atomic.Int64
 	cut     atomic.Bool
 	// base is the parent of every store call's context. Never the request
 	// context: fasthttp reuses a RequestCtx after its handler returns, while
@@ -131,9 +130,7 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	rid := requestID(ctx)
-	ctx.SetUserValue(ridKey, rid)
-	ctx.Response.Header.Set("X-Request-Id", rid)
+	rid := stampRequestID(ctx)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "route", routeOf(ctx), "panic", fmt.Sprint(r))
@@ -216,7 +213,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = c.(net.Conn).Close()
 			return true
 		})
-		for end := time.Now().Add(abortGrace); s.live.Load() > 0 && time.Now().Before(end); {
+		for end := time.Now().Add(abortGrace); s.metrics.inFlight.Load() > 0 && time.Now().Before(end); {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}

@@ -12,7 +12,6 @@
 package scrub
 
 import (
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,40 +26,48 @@ const email = `(?:"[^"\n]{1,64}"|[\p{L}\p{N}._%+\-]+)@(?:\[[0-9A-Fa-f:.]+\]|[\p{
 var emailRe = regexp.MustCompile(email)
 
 // Each rule replaces what it matches with a marker that no rule matches.
-var rules = []struct {
-	re   *regexp.Regexp
-	repl string
-}{
+var rules = []func(s string) string{
 	// The user part of a URL (https://user:password@host).
-	{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@"'<>]+@`), "${1}[credential]@"},
+	replace(`(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@"'<>]+@`, "${1}[credential]@"),
 	// URL query strings: keep the URL, drop what follows "?".
-	{regexp.MustCompile(`(?i)\b((?:https?|wss?|ftp)://[^\s?#"'<>]*)\?[^\s#"'<>]*`), "${1}?[query]"},
+	replace(`(?i)\b((?:https?|wss?|ftp)://[^\s?#"'<>]*)\?[^\s#"'<>]*`, "${1}?[query]"),
 	// Query strings of URLs without a scheme or of relative ones (a.js?x=1).
-	{regexp.MustCompile(`\?[A-Za-z0-9_.\-\[\]%]+=[^\s#"'<>]*`), "?[query]"},
+	replace(`\?[A-Za-z0-9_.\-\[\]%]+=[^\s#"'<>]*`, "?[query]"),
 	// Cookies: the whole header value.
-	{regexp.MustCompile(`(?i)\b((?:set-)?cookie)(\s*["']?\s*[:=]\s*)[^\n"]*`), "${1}${2}[credential]"},
+	replace(`(?i)\b((?:set-)?cookie)(\s*["']?\s*[:=]\s*)[^\n"]*`, "${1}${2}[credential]"),
 	// Credentials in an Authorization-like context, also written as a list
 	// ("Basic","dXNlcjpwdw==").
-	{regexp.MustCompile(`(?i)\b(basic|bearer|token|digest|negotiate|ntlm)(["'\s:=,]{0,6})[A-Za-z0-9._~+/=-]{4,}`), "${1}${2}[credential]"},
+	replace(`(?i)\b(basic|bearer|token|digest|negotiate|ntlm)(["'\s:=,]{0,6})[A-Za-z0-9._~+/=-]{4,}`, "${1}${2}[credential]"),
 	// JSON Web Tokens.
-	{regexp.MustCompile(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?`), "[jwt]"},
+	replace(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?`, "[jwt]"),
 	// Atlassian API tokens and the relay's own keys.
-	{regexp.MustCompile(`\b(?:ATATT|ATCTT|ATOAT)[A-Za-z0-9_=+/-]{8,}|\bjr[ac]_[A-Za-z0-9_-]{8,}`), "[token]"},
+	replace(`\b(?:ATATT|ATCTT|ATOAT)[A-Za-z0-9_=+/-]{8,}|\bjr[ac]_[A-Za-z0-9_-]{8,}`, "[token]"),
 	// key=value secrets (password=..., api_key: ..., secret=...).
-	{regexp.MustCompile(`(?i)\b(pass(?:word|wd)?|secret|api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|auth|session(?:[_-]?id)?)(\s*["']?\s*[:=]\s*["']?)[^\s"'&,;]+`), "${1}${2}[credential]"},
-	// E-mail addresses (ruleEmail: see String).
-	{emailRe, "[email]"},
+	replace(`(?i)\b(pass(?:word|wd)?|secret|api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|auth|session(?:[_-]?id)?)(\s*["']?\s*[:=]\s*["']?)[^\s"'&,;]+`, "${1}${2}[credential]"),
+	// E-mail addresses, not stack frames (see replaceEmails).
+	replaceEmails,
 	// Long opaque strings that look like secrets (32+ token characters with
-	// letters and digits mixed; see longOpaque).
-	{regexp.MustCompile(`[A-Za-z0-9_+/=-]{32,}`), "[secret]"},
+	// letters and digits mixed).
+	func(s string) string {
+		return opaqueRe.ReplaceAllStringFunc(s, func(m string) string {
+			if longOpaque(m) {
+				return "[secret]"
+			}
+			return m
+		})
+	},
 	// Long digit runs: card, phone and account numbers.
-	{regexp.MustCompile(`\d(?:[ -]?\d){5,}`), "[digits]"},
+	replace(`\d(?:[ -]?\d){5,}`, "[digits]"),
 }
 
-const (
-	ruleEmail  = 8
-	ruleOpaque = 9
-)
+// replace is a rule: every match of expr becomes repl (which may refer to
+// groups).
+func replace(expr, repl string) func(string) string {
+	re := regexp.MustCompile(expr)
+	return func(s string) string { return re.ReplaceAllString(s, repl) }
+}
+
+var opaqueRe = regexp.MustCompile(`[A-Za-z0-9_+/=-]{32,}`)
 
 // longOpaque only replaces runs that mix letters and digits, so long words
 // and paths in stack traces survive.
@@ -102,20 +109,8 @@ func String(s string) string {
 	s = normalize(s)
 	for range 4 {
 		out := s
-		for i, r := range rules {
-			switch i {
-			case ruleOpaque:
-				out = r.re.ReplaceAllStringFunc(out, func(m string) string {
-					if longOpaque(m) {
-						return r.repl
-					}
-					return m
-				})
-			case ruleEmail:
-				out = replaceEmails(out)
-			default:
-				out = r.re.ReplaceAllString(out, r.repl)
-			}
+		for _, rule := range rules {
+			out = rule(out)
 		}
 		if out == s {
 			return out
@@ -160,7 +155,8 @@ func Value(v any) any {
 	case string:
 		return String(x)
 	case float64:
-		if math.Abs(x) >= 1e5 || math.IsInf(x, 0) || String(strconv.FormatFloat(x, 'f', -1, 64)) != strconv.FormatFloat(x, 'f', -1, 64) {
+		// As the text rules read it: six or more digits are a digit run.
+		if f := strconv.FormatFloat(x, 'f', -1, 64); String(f) != f {
 			return "[digits]"
 		}
 		return x
