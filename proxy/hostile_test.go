@@ -232,6 +232,7 @@ func TestHostileRequests(t *testing.T) {
 
 		// Ports and paging cursors.
 		{name: "instance URL with port 65536", raw: hsReq("POST", "/v1/instances", []string{js}, `{"url":"https://p.atlassian.net:65536","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "invalid_url"},
+		{name: "instance URL with @ in its path", raw: hsReq("POST", "/v1/instances", []string{js}, `{"url":"https://api.atlassian.com/ex/@evil.com","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "invalid_url"},
 		{name: "instance URL with port 0", raw: hsReq("POST", "/v1/instances", []string{js}, `{"url":"https://p.atlassian.net:0","jiraVersion":"1","addinVersion":"1"}`), status: 400, code: "invalid_url"},
 		{name: "mapping cursor not given out by the relay", raw: hsReq("GET", pA+"/mappings?conversationId=c1&cursor=garbage", []string{ck}, ""), status: 400, code: "invalid_field"},
 		{name: "error-report cursor not given out by the relay", raw: hsReq("GET", pA+"/error-reports?cursor=zz", []string{ak}, ""), status: 400, code: "invalid_field"},

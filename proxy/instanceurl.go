@@ -88,6 +88,11 @@ func (p urlPolicy) normalize(raw string) (string, *apiError) {
 		hostport = net.JoinHostPort(host, port)
 	}
 	path := strings.TrimRight(u.EscapedPath(), "/")
+	if strings.Contains(path, "@") {
+		// Harmless to the relay's own client, but a URL that another
+		// parser could read as user@host has no place in a Jira base URL.
+		return bad("url path must not hold \"@\"")
+	}
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "." || seg == ".." || strings.Contains(strings.ToLower(seg), "%2f") || strings.Contains(seg, "%2e") || strings.Contains(seg, "%2E") {
 			return bad("url path must not hold dot segments or encoded slashes")

@@ -43,7 +43,7 @@ func FuzzDecodeJSON(f *testing.F) {
 func FuzzNormalizeURL(f *testing.F) {
 	for _, s := range []string{"https://acme.atlassian.net", "HTTPS://A.Atlassian.Net:443/", "https://api.atlassian.com/ex/jira/x",
 		"https://u@a.atlassian.net", "https://a.atlassian.net/../x", "https://a.atlassian.net%2f@evil.com", "https://evil.com#.atlassian.net",
-		"https://a.atlassian.net\\@evil.com", "https://[::1]/", "https://a.atlassian.net:8443/p/"} {
+		"https://a.atlassian.net\\@evil.com", "https://[::1]/", "https://a.atlassian.net:8443/p/", "https://Api.AtlAssiAn.Com/@"} {
 		f.Add(s)
 	}
 	p := urlPolicy{patterns: []string{"*.atlassian.net", "api.atlassian.com"}}
