@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/jira-relay/jira-relay/proxy/scrub"
+	"github.com/jira-relay/jira-relay/api/scrub"
 	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"
 )

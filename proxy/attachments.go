@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jira-relay/jira-relay/proxy/upload"
+	"github.com/jira-relay/jira-relay/relay/upload"
 	"github.com/jira-relay/jira-relay/ratelimit"
 	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"

@@ -11,7 +11,7 @@ import (
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
 	"github.com/jira-relay/jira-relay/internal/relaytest"
-	"github.com/jira-relay/jira-relay/proxy/upload"
+	"github.com/jira-relay/jira-relay/relay/upload"
 )
 
 // zeroBody is n bytes of a repeated pattern, produced without cost, so the
