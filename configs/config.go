@@ -75,6 +75,12 @@ type Config struct {
 	IPRPS float64 `yaml:"ip-rps"`
 	// IPBurst is the per-IP burst. Default 100.
 	IPBurst int `yaml:"ip-burst"`
+	// RegistrationRPS (with RegistrationBurst) limits POST /v1/instances per
+	// client IP: each registration writes to etcd before anyone holds a
+	// key. Default 0.1 (six a minute).
+	RegistrationRPS float64 `yaml:"registration-rps"`
+	// RegistrationBurst is the per-IP registration burst. Default 5.
+	RegistrationBurst int `yaml:"registration-burst"`
 	// InstanceMaxStreams caps concurrent attachment streams per instance. Default 32.
 	InstanceMaxStreams int `yaml:"instance-max-streams"`
 	// TrustedProxies are IPs or CIDRs whose X-Forwarded-For is believed
@@ -140,6 +146,8 @@ func Defaults() Config {
 		InstanceBurst:           200,
 		IPRPS:                   50,
 		IPBurst:                 100,
+		RegistrationRPS:         0.1,
+		RegistrationBurst:       5,
 		InstanceMaxStreams:      32,
 		BreakerFailures:         5,
 		BreakerOpenTimeout:      30 * time.Second,

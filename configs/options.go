@@ -53,6 +53,8 @@ func (c *Config) options() []option {
 		{"instance-burst", &c.InstanceBurst, "request burst allowed per instance"},
 		{"ip-rps", &c.IPRPS, "requests per second allowed per client IP"},
 		{"ip-burst", &c.IPBurst, "request burst allowed per client IP"},
+		{"registration-rps", &c.RegistrationRPS, "instance registrations per second allowed per client IP"},
+		{"registration-burst", &c.RegistrationBurst, "instance registration burst allowed per client IP"},
 		{"instance-max-streams", &c.InstanceMaxStreams, "concurrent attachment streams allowed per instance"},
 		{"trusted-proxies", &c.TrustedProxies, "IPs or CIDRs of proxies whose X-Forwarded-For is believed"},
 		{"breaker-failures", &c.BreakerFailures, "consecutive upstream failures that open an instance's circuit breaker"},

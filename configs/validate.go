@@ -94,6 +94,8 @@ func (c *Config) Validate() error {
 	v.atLeastOne("instance-burst", int64(c.InstanceBurst))
 	v.rate("ip-rps", c.IPRPS)
 	v.atLeastOne("ip-burst", int64(c.IPBurst))
+	v.rate("registration-rps", c.RegistrationRPS)
+	v.atLeastOne("registration-burst", int64(c.RegistrationBurst))
 	v.atLeastOne("instance-max-streams", int64(c.InstanceMaxStreams))
 	if _, err := c.TrustedProxyNets(); err != nil {
 		var ue *UsageError

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/valyala/fasthttp"
 )
 
@@ -35,12 +36,12 @@ func (c *cors) allowed(origin []byte) bool {
 
 // handle adds CORS headers for an allowed origin and answers a preflight.
 // It reports whether the request was answered (a preflight).
-func (c *cors) handle(ctx *fasthttp.RequestCtx) bool {
+func (c *cors) handle(ctx *fasthttp.RequestCtx, resp *httpx.Responder) bool {
 	origin := ctx.Request.Header.Peek("Origin")
 	preflight := ctx.IsOptions() && len(ctx.Request.Header.Peek("Access-Control-Request-Method")) > 0
 	if !c.allowed(origin) {
 		if preflight {
-			writeAPIError(ctx, newErr(403, "cors_origin_not_allowed", "this origin is not in --cors-origins"))
+			resp.Fail(ctx, httpx.Err(403, "cors_origin_not_allowed", "this origin is not in --cors-origins"))
 			return true
 		}
 		return false

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"github.com/jira-relay/jira-relay/internal/httpx"
 
 	"github.com/valyala/fasthttp"
 )
@@ -14,10 +15,10 @@ import (
 // two X-Relay-Key headers: which of them counts would be the relay's guess
 // (it would check one key and forward one credential), and a proxy in front
 // may have judged by the other. The answer closes the connection.
-func framingError(ctx *fasthttp.RequestCtx) *apiError {
+func framingError(ctx *fasthttp.RequestCtx) *httpx.Error {
 	var te, cl, auth, key int
 	teChunked := true
-	headerLines(ctx.Request.Header.RawHeaders(), func(name, value []byte) bool {
+	httpx.HeaderLines(ctx.Request.Header.RawHeaders(), func(name, value []byte) bool {
 		switch {
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			te++
@@ -35,44 +36,15 @@ func framingError(ctx *fasthttp.RequestCtx) *apiError {
 	})
 	switch {
 	case te > 0 && cl > 0:
-		return newErr(400, "ambiguous_framing", "a request may not carry both Transfer-Encoding and Content-Length")
+		return httpx.Err(400, "ambiguous_framing", "a request may not carry both Transfer-Encoding and Content-Length")
 	case te > 1 || !teChunked:
-		return newErr(400, "unsupported_transfer_encoding", `the only transfer coding accepted is a single "chunked"`)
+		return httpx.Err(400, "unsupported_transfer_encoding", `the only transfer coding accepted is a single "chunked"`)
 	case cl > 1:
-		return newErr(400, "ambiguous_framing", "a request may carry one Content-Length")
+		return httpx.Err(400, "ambiguous_framing", "a request may carry one Content-Length")
 	case auth > 1:
-		return newErr(400, "duplicate_header", "a request may carry one Authorization header")
+		return httpx.Err(400, "duplicate_header", "a request may carry one Authorization header")
 	case key > 1:
-		return newErr(400, "duplicate_header", "a request may carry one X-Relay-Key header")
+		return httpx.Err(400, "duplicate_header", "a request may carry one X-Relay-Key header")
 	}
 	return nil
-}
-
-// declaresLength reports whether the request carried a Content-Length or a
-// Transfer-Encoding header. Without either its body is empty (RFC 9112
-// §6.3), and fasthttp then reports a Content-Length of 0 as if one had been
-// sent; an upload needs to tell the two apart.
-func declaresLength(ctx *fasthttp.RequestCtx) bool {
-	found := false
-	headerLines(ctx.Request.Header.RawHeaders(), func(name, _ []byte) bool {
-		found = bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("Transfer-Encoding"))
-		return !found
-	})
-	return found
-}
-
-// headerLines calls f with the name (trimmed) and value of each line of raw
-// request headers, until f returns false.
-func headerLines(raw []byte, f func(name, value []byte) bool) {
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if name, value, ok := bytes.Cut(line, []byte(":")); ok && !f(bytes.TrimSpace(name), value) {
-			return
-		}
-	}
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/stack"
 	"github.com/jira-relay/jira-relay/proxy"
-	"github.com/jira-relay/jira-relay/store"
 )
 
 // lockedBuffer collects log lines written from many goroutines.
@@ -44,11 +44,13 @@ func startServer(t *testing.T, log *slog.Logger) (*proxy.Server, *api) {
 	cfg := configs.Defaults()
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1"}
-	st, _ := store.New(cli, cli, store.Options{})
-	srv, err := proxy.New(cfg, st, log)
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(rl.Close)
+	<-rl.Synced()
+	srv := rl.Server
 	ln := listen(t)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(t.Context()) })

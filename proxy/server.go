@@ -1,6 +1,9 @@
-// Package proxy is the relay's front door: the JSON API over the store, and
-// the attachment stream between the Outlook add-in and Jira Cloud. It runs on
-// fasthttp with request bodies streamed, never buffered whole.
+// Package proxy is the relay's front door: the fasthttp server, the routes,
+// request framing checks, CORS, the "Expect: 100-continue" phase, caller
+// authentication (X-Relay-Key), the limits every route passes, the access
+// log, health probes, TLS certificate reloading and the metrics endpoint.
+// What a route does lives elsewhere: the data API in api/, the attachment
+// relay in relay/; every error becomes an answer in internal/httpx.
 package proxy
 
 import (
@@ -9,14 +12,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/router"
+	"github.com/jira-relay/jira-relay/api"
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/internal/instanceurl"
+	"github.com/jira-relay/jira-relay/relay"
 	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"
 )
@@ -26,45 +33,42 @@ type Server struct {
 	cfg      configs.Config
 	store    *store.Store
 	log      *slog.Logger
-	urls     urlPolicy
+	resp     *httpx.Responder
+	api      *api.API
+	relay    *relay.Relay
+	limits   *limits
+	cors     *cors
 	router   *router.Router
 	fast     *fasthttp.Server
+	metrics  *frontMetrics
 	draining atomic.Bool
-	guards   *guards
-	ups      *upstreams
-	cors     *cors
 	stop     chan struct{}
 	stopOnce sync.Once
-	metrics  *relayMetrics
-	// streams holds the client connection of every upload in flight, so
-	// that Shutdown can cut them off at the drain deadline; cut is set then.
-	streams sync.Map // *clientBody → net.Conn
-	cut     atomic.Bool
 	// base is the parent of every store call's context. Never the request
 	// context: fasthttp reuses a RequestCtx after its handler returns, while
 	// a context's timer may still look at its parent.
 	base context.Context
 }
 
-// New builds the front door over a store. cfg must have passed Validate.
-func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error) {
+// New builds the front door, the data API and the attachment relay over a
+// store; their metrics go to set. cfg must have passed Validate.
+func New(cfg configs.Config, st *store.Store, set *metrics.Set, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{
-		cfg: cfg, store: st, log: log, base: context.Background(),
-		urls: urlPolicy{patterns: lowerAll(cfg.AllowedUpstreams), allowHTTP: cfg.AllowHTTPUpstream},
-	}
+	policy := instanceurl.NewPolicy(cfg.AllowedUpstreams, cfg.AllowHTTPUpstream)
+	s := &Server{cfg: cfg, store: st, log: log, base: context.Background(), stop: make(chan struct{})}
+	s.resp = httpx.NewResponder(log, set)
+	s.api = api.New(cfg, st, policy)
 	var err error
-	if s.guards, err = newGuards(cfg, nil); err != nil {
+	if s.relay, err = relay.New(cfg, policy, s.resp, set, log); err != nil {
 		return nil, err
 	}
-	if s.ups, err = newUpstreams(cfg); err != nil {
+	if s.limits, err = newLimits(cfg, nil); err != nil {
 		return nil, err
 	}
 	s.cors = newCORS(cfg.CORSOrigins)
-	s.metrics = newRelayMetrics(s)
-	s.stop = make(chan struct{})
+	s.metrics = newFrontMetrics(set, s)
 	s.router = s.routes()
 	s.fast = &fasthttp.Server{
 		Handler:                      s.handle,
@@ -89,14 +93,6 @@ func New(cfg configs.Config, st *store.Store, log *slog.Logger) (*Server, error)
 	return s, nil
 }
 
-func lowerAll(in []string) []string {
-	out := make([]string, 0, len(in))
-	for _, v := range in {
-		out = append(out, strings.ToLower(strings.TrimSpace(v)))
-	}
-	return out
-}
-
 // quietLogger keeps fasthttp's own error lines (which may quote a raw request
 // with its headers) out of the log: it logs only the format string.
 type quietLogger struct{ log *slog.Logger }
@@ -110,18 +106,17 @@ func (q quietLogger) Printf(format string, _ ...any) {
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	// Every answer carries a request id; here the request's own may not
 	// have been read.
-	defer ctx.Response.Header.Set("X-Request-Id", requestID(ctx))
+	defer ctx.Response.Header.Set("X-Request-Id", httpx.NewRequestID(ctx))
 	var small *fasthttp.ErrSmallBuffer
-	if errors.As(err, &small) {
-		writeAPIError(ctx, newErr(431, "headers_too_large", "request headers are too large"))
-		return
-	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		writeAPIError(ctx, newErr(408, "request_timeout", "the request was not sent in time"))
-		return
+	switch {
+	case errors.As(err, &small):
+		s.resp.Fail(ctx, httpx.Err(431, "headers_too_large", "request headers are too large"))
+	case errors.As(err, &ne) && ne.Timeout():
+		s.resp.Fail(ctx, httpx.Err(408, "request_timeout", "the request was not sent in time"))
+	default:
+		s.resp.Fail(ctx, httpx.Err(400, "bad_request", "the request is not valid HTTP/1.1"))
 	}
-	writeAPIError(ctx, newErr(400, "bad_request", "the request is not valid HTTP/1.1"))
 }
 
 // Handler is the whole front door as a fasthttp handler (for tests and
@@ -130,31 +125,33 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	rid := stampRequestID(ctx)
+	rid := httpx.StampRequestID(ctx)
+	var instance []byte // the upload route's, matched by hand
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "route", routeOf(ctx), "panic", fmt.Sprint(r))
-			writeAPIError(ctx, newErr(500, "internal", "internal error"))
+			s.log.Error("panic in handler", "route", httpx.Route(ctx), "panic", fmt.Sprint(r))
+			s.resp.Fail(ctx, httpx.ErrInternal)
 		}
 		if len(ctx.Response.Header.Peek("X-Request-Id")) == 0 {
 			ctx.Response.Header.Set("X-Request-Id", rid) // after a handler reset the answer
 		}
-		s.accessLog(ctx, routeOf(ctx), start)
+		s.accessLog(ctx, instance, start)
 	}()
 	if fe := framingError(ctx); fe != nil {
 		ctx.SetConnectionClose()
-		writeAPIError(ctx, fe)
+		s.resp.Fail(ctx, fe)
 		return
 	}
-	if s.cors.handle(ctx) {
+	if s.cors.handle(ctx, s.resp) {
 		return
 	}
-	// The upload route is matched by hand: it is the hot path, and the
-	// router's parameters cost allocations.
+	// The upload route is matched by hand, once: it is the hot path, and
+	// the router's parameters cost allocations.
 	if ctx.IsPost() {
-		if id, issue, ok := matchUploadPath(ctx.Request.URI().PathOriginal()); ok {
-			ctx.SetUserValue(router.MatchedRoutePathParam, uploadRoute)
-			s.uploadAttachment(ctx, id, issue)
+		if t, ok := relay.MatchUpload(ctx.Request.URI().PathOriginal()); ok {
+			httpx.SetRoute(ctx, relay.UploadRoute)
+			instance = t.Instance
+			s.upload(ctx, t)
 			return
 		}
 	}
@@ -167,7 +164,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.fast.Serve(ln)
 }
 
-// sweep drops idle limiter entries every few seconds until Shutdown.
+// sweep drops idle limiter entries and stale upstreams every few seconds
+// until Shutdown.
 func (s *Server) sweep() {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -176,8 +174,8 @@ func (s *Server) sweep() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.guards.sweep()
-			s.ups.prune(s.upstreamStale)
+			s.limits.sweep()
+			s.relay.Sweep(s.upstreamStale)
 		}
 	}
 }
@@ -198,140 +196,19 @@ func (s *Server) upstreamStale(id, base string) bool {
 // Shutdown stops accepting, marks the relay not ready, and waits for
 // in-flight requests until ctx ends.
 //
-// Uploads still streaming when ctx ends are cut off: their callers'
-// connections are closed, so each one aborts its request to Jira (Jira
-// never completes a truncated file), answers 503 shutting_down (for the
-// log; the caller is gone) and writes its access line. Shutdown waits up to
+// Uploads still streaming when ctx ends are cut off (relay.Cut): each
+// aborts its request to Jira, answers 503 shutting_down (for the log; the
+// caller is gone) and writes its access line. Shutdown waits up to
 // abortGrace for that.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.stopOnce.Do(func() { close(s.stop) })
 	err := s.fast.ShutdownWithContext(ctx)
 	if err != nil {
-		s.cut.Store(true)
-		s.streams.Range(func(_, c any) bool {
-			_ = c.(net.Conn).Close()
-			return true
-		})
-		for end := time.Now().Add(abortGrace); s.metrics.inFlight.Load() > 0 && time.Now().Before(end); {
-			time.Sleep(10 * time.Millisecond)
-		}
+		s.relay.Cut(abortGrace)
 	}
 	return err
 }
 
 // abortGrace bounds how long Shutdown waits for cut-off uploads to end.
 const abortGrace = 2 * time.Second
-
-// routeOf is the matched route pattern, for logs (never the raw path, which
-// holds ids).
-func routeOf(ctx *fasthttp.RequestCtx) string {
-	if r, ok := ctx.UserValue(router.MatchedRoutePathParam).(string); ok {
-		return r
-	}
-	return "unmatched"
-}
-
-func (s *Server) routes() *router.Router {
-	r := router.New()
-	r.RedirectTrailingSlash = false
-	r.RedirectFixedPath = false
-	r.HandleOPTIONS = false
-	r.SaveMatchedRoutePath = true
-	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeAPIError(ctx, errRouteNotFound) }
-	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) { writeAPIError(ctx, errMethod) }
-
-	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.readyz)
-
-	r.POST("/v1/instances", s.registerInstance)
-	r.GET("/v1/instances/{id}", s.admin(s.getInstance))
-	r.PATCH("/v1/instances/{id}", s.admin(s.patchInstance))
-	r.DELETE("/v1/instances/{id}", s.admin(s.deleteInstance))
-	r.POST("/v1/instances/{id}/keys/rotate", s.admin(s.rotateKey))
-
-	r.PUT("/v1/instances/{id}/users/{userId}", s.client(s.putUser))
-	r.GET("/v1/instances/{id}/users/{userId}", s.client(s.getUser))
-	r.DELETE("/v1/instances/{id}/users/{userId}", s.admin(s.deleteUser))
-	r.GET("/v1/instances/{id}/users/{userId}/export", s.admin(s.exportUser))
-
-	r.GET("/v1/instances/{id}/config", s.client(s.getConfig))
-	r.PUT("/v1/instances/{id}/config", s.admin(s.putConfig))
-
-	r.POST("/v1/instances/{id}/mappings", s.client(s.linkMapping))
-	r.GET("/v1/instances/{id}/mappings", s.client(s.findMappings))
-	r.DELETE("/v1/instances/{id}/mappings", s.client(s.unlinkMappings))
-
-	r.POST("/v1/instances/{id}/error-reports", s.client(s.addErrorReport))
-	r.GET("/v1/instances/{id}/error-reports", s.admin(s.listErrorReports))
-
-	r.POST(uploadRoute, s.uploadAttachmentRouted)
-	r.GET("/v1/instances/{id}/attachments/{attachmentId}/content", s.downloadAttachment)
-	return r
-}
-
-// instanceHandler is a handler that runs after the caller's key was checked.
-type instanceHandler func(ctx *fasthttp.RequestCtx, in *store.Instance) error
-
-func (s *Server) client(h instanceHandler) fasthttp.RequestHandler {
-	return s.withRole(store.RoleClient, h)
-}
-
-func (s *Server) admin(h instanceHandler) fasthttp.RequestHandler {
-	return s.withRole(store.RoleAdmin, h)
-}
-
-func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		id, _ := ctx.UserValue("id").(string)
-		in, err := s.authenticate(ctx, []byte(id), need)
-		if err == nil {
-			err = h(ctx, in)
-		}
-		if err != nil {
-			s.writeRefusal(ctx, err)
-			lingerIfBodyUnread(ctx)
-		}
-	}
-}
-
-// authenticate finds the instance named in the path and checks X-Relay-Key:
-// unknown instance → 404, missing or wrong key → 401, a client key where the
-// admin key is needed → 403.
-func (s *Server) authenticate(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*store.Instance, error) {
-	if wait, blocked := s.guards.authBlocked(ctx); blocked {
-		return nil, &rateLimited{reason: "auth_failures", d: cooldownDecision(wait)}
-	}
-	in, role, err := s.store.Authenticate(s.base, id, ctx.Request.Header.Peek("X-Relay-Key"))
-	if err != nil {
-		if isNotFound(err) {
-			return nil, s.guards.authFailed(ctx, errInstanceUnknown)
-		}
-		return nil, err
-	}
-	switch {
-	case role == store.RoleNone:
-		return nil, s.guards.authFailed(ctx, errUnauthorized)
-	case role < need:
-		return nil, errForbidden
-	}
-	return in, nil
-}
-
-// pathID decodes a path parameter (the router hands it over still
-// percent-encoded) and checks it is an acceptable opaque id.
-func pathID(ctx *fasthttp.RequestCtx, name string) (string, error) {
-	raw, _ := ctx.UserValue(name).(string)
-	v, err := url.PathUnescape(raw)
-	if err != nil {
-		return "", newErr(400, "invalid_id", name+" is not validly percent-encoded")
-	}
-	if !store.ValidOpaqueID(v) || v == "." || v == ".." {
-		return "", newErr(400, "invalid_id", name+" must be 1 to 1024 bytes of printable UTF-8")
-	}
-	return v, nil
-}
-
-// Routes lists the API's routes, method → path patterns (for the OpenAPI
-// document's test).
-func (s *Server) Routes() map[string][]string { return s.router.List() }

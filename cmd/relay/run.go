@@ -11,10 +11,10 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/stack"
 	"github.com/jira-relay/jira-relay/proxy"
 	"github.com/jira-relay/jira-relay/store"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -79,35 +79,19 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	}
 	defer cli.Close()
 
-	// The front door owns the metrics; the store's etcd calls report to it
-	// once it exists.
-	var front atomic.Pointer[proxy.Server]
-	kv := store.ObservedKV(cli, func(op string, d time.Duration, err error) {
-		if s := front.Load(); s != nil {
-			s.ObserveEtcd(op, d, err)
-		}
-	})
-	st, err := store.New(kv, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log, Lease: cli})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log})
 	if err != nil {
 		return err
 	}
-	cacheCtx, stopCache := context.WithCancel(context.Background())
-	cacheDone := make(chan struct{})
-	go func() { st.Run(cacheCtx); close(cacheDone) }()
-	defer func() { stopCache(); <-cacheDone }()
+	defer rl.Close()
 	select {
-	case <-st.Synced():
+	case <-rl.Synced():
 	case <-time.After(cfg.EtcdDialTimeout):
 		log.Warn("store cache not filled yet; serving anyway, reads fall back to etcd", "endpoints", endpoints)
 	case <-ctx.Done():
 		return nil
 	}
-
-	srv, err := proxy.New(cfg, st, log)
-	if err != nil {
-		return err
-	}
-	front.Store(srv)
+	srv := rl.Server
 	if cfg.AdminListen != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {

@@ -914,7 +914,7 @@ func TestDockerContext(t *testing.T) {
 			t.Errorf(".dockerignore leaves out %s, which the image's build needs", f)
 		}
 	}
-	for _, f := range []string{".git/config", "data/etcd/member/snap/db", "relay", "proxy.test", "clients/js/node_modules/x/index.js",
+	for _, f := range []string{".git/config", "data/etcd/member/snap/db", "relay/relay", "proxy.test", "clients/js/node_modules/x/index.js",
 		"deploy/kubernetes/secrets.example.yaml", "tls/relay.key", "certs/ca.pem", ".env", "bench-out/x.json", "docs/openapi.yaml"} {
 		if !ig.excluded(f) {
 			t.Errorf(".dockerignore lets %s into the build context", f)

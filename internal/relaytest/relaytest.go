@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/internal/stack"
 	"github.com/jira-relay/jira-relay/proxy"
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,6 +26,8 @@ type Relay struct {
 	Store  *store.Store
 	Etcd   *clientv3.Client
 	Server *proxy.Server
+	// Metrics is the relay's one registry (what /metrics serves).
+	Metrics *metrics.Set
 }
 
 // Start runs a relay whose configuration is Defaults changed by mutate; it
@@ -40,25 +44,23 @@ func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Conf
 	cfg := configs.Defaults()
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1", "localhost", "*.atlassian.net", "api.atlassian.com"}
+	// Tests register many tenants from one loopback address; the
+	// registration limit is tested where a test sets it.
+	cfg.RegistrationRPS, cfg.RegistrationBurst = 1000, 1000
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	st, err := store.New(cli, cli, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Lease: cli})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { st.Run(ctx); close(done) }()
 	select {
-	case <-st.Synced():
+	case <-rl.Synced():
 	case <-time.After(10 * time.Second):
+		rl.Close()
 		t.Fatal("relaytest: store cache did not sync")
 	}
-	srv, err := proxy.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := rl.Server
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -71,10 +73,9 @@ func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Conf
 		_ = srv.Shutdown(sctx)
 		scancel()
 		<-served
-		cancel()
-		<-done
+		rl.Close()
 	})
-	return &Relay{URL: "http://" + ln.Addr().String(), Config: cfg, Store: st, Etcd: cli, Server: srv}
+	return &Relay{URL: "http://" + ln.Addr().String(), Config: cfg, Store: rl.Store, Etcd: cli, Server: srv, Metrics: rl.Metrics}
 }
 
 // waitServing returns once the front door answers: a Shutdown before Serve

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/stack"
 	"github.com/jira-relay/jira-relay/proxy"
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -54,6 +55,9 @@ func Start(t testing.TB, o Options) *Relay {
 	cfg := configs.Defaults()
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1", "localhost", "*.atlassian.net", "api.atlassian.com"}
+	// Tests register many tenants from one loopback address; the
+	// registration limit is tested where a test sets it.
+	cfg.RegistrationRPS, cfg.RegistrationBurst = 1000, 1000
 	cfg.AdminListen = ""
 	if o.Mutate != nil {
 		o.Mutate(&cfg)
@@ -62,45 +66,34 @@ func Start(t testing.TB, o Options) *Relay {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, err := store.New(o.Etcd, o.Etcd, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Logger: log, Lease: o.Etcd})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: o.Etcd, Logger: o.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cacheDone := make(chan struct{})
-	go func() { st.Run(ctx); close(cacheDone) }()
 	select {
-	case <-st.Synced():
+	case <-rl.Synced():
 	case <-time.After(20 * time.Second):
-		cancel()
-		<-cacheDone
+		rl.Close()
 		t.Fatal("resiliencetest: store cache did not sync in 20s")
 	}
-	srv, err := proxy.New(cfg, st, log)
-	if err != nil {
-		cancel()
-		<-cacheDone
-		t.Fatal(err)
-	}
+	srv := rl.Server
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		cancel()
-		<-cacheDone
+		rl.Close()
 		t.Fatal(err)
 	}
 	served := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(served) }()
 	r := &Relay{
 		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
-		Config: cfg, Store: st, Etcd: o.Etcd, Server: srv,
+		Config: cfg, Store: rl.Store, Etcd: o.Etcd, Server: srv,
 	}
 	r.stopFn = func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)
 		scancel()
 		<-served
-		cancel()
-		<-cacheDone
+		rl.Close()
 	}
 	t.Cleanup(r.Stop)
 	return r

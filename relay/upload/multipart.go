@@ -48,24 +48,41 @@ const (
 	phaseDone
 )
 
-// NewMultipart returns a Multipart that wraps body, a file of size bytes
-// (negative: unknown), as a part with the given filename and contentType.
-//
-// filename must pass ValidateFilename and is encoded with
-// EncodeDispositionParams. contentType is the caller's Content-Type,
-// normalized by NormalizeContentType: empty means application/octet-stream,
-// an invalid one yields a *ContentTypeError. The boundary is 48 random hex
-// characters.
-func NewMultipart(body io.Reader, size int64, filename, contentType string) (*Multipart, error) {
-	if body == nil {
-		return nil, errors.New("upload: NewMultipart: nil body")
-	}
+// Part is a validated file part: its file name and media type, checked
+// once (ParsePart) before any body byte is read.
+type Part struct {
+	Filename    string
+	ContentType string // normalised
+}
+
+// ParsePart validates a file name and normalises a media type (empty:
+// application/octet-stream) for a part.
+func ParsePart(filename, contentType string) (Part, error) {
 	if err := ValidateFilename(filename); err != nil {
-		return nil, err
+		return Part{}, err
 	}
 	ct, err := NormalizeContentType(contentType)
 	if err != nil {
+		return Part{}, err
+	}
+	return Part{Filename: filename, ContentType: ct}, nil
+}
+
+// NewMultipart wraps body (size bytes, or -1 when unknown) as a
+// multipart/form-data body with one part named "file" (ParsePart, then
+// Part.Wrap).
+func NewMultipart(body io.Reader, size int64, filename, contentType string) (*Multipart, error) {
+	p, err := ParsePart(filename, contentType)
+	if err != nil {
 		return nil, err
+	}
+	return p.Wrap(body, size)
+}
+
+// Wrap builds the multipart body around body for the validated part.
+func (p Part) Wrap(body io.Reader, size int64) (*Multipart, error) {
+	if body == nil {
+		return nil, errors.New("upload: NewMultipart: nil body")
 	}
 	boundary, err := newBoundary()
 	if err != nil {
@@ -78,9 +95,9 @@ func NewMultipart(body io.Reader, size int64, filename, contentType string) (*Mu
 	b.WriteString("--")
 	b.WriteString(boundary)
 	b.WriteString("\r\nContent-Disposition: form-data; name=\"file\"; ")
-	b.WriteString(EncodeDispositionParams(filename))
+	b.WriteString(EncodeDispositionParams(p.Filename))
 	b.WriteString("\r\nContent-Type: ")
-	b.WriteString(ct)
+	b.WriteString(p.ContentType)
 	b.WriteString("\r\n\r\n")
 	head := b.Len()
 	b.WriteString("\r\n--")

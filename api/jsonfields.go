@@ -1,8 +1,9 @@
-package proxy
+package api
 
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/jira-relay/jira-relay/internal/httpx"
 	"reflect"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ func walkFieldNames(v any, t reflect.Type, path string) error {
 		for k, sub := range x {
 			ft, ok := fields[k]
 			if !ok {
-				return newErr(400, "unknown_field", "field \""+path+k+"\" is not accepted (field names are case-sensitive)")
+				return httpx.Err(400, "unknown_field", "field \""+path+k+"\" is not accepted (field names are case-sensitive)")
 			}
 			if err := walkFieldNames(sub, ft, path+k+"."); err != nil {
 				return err

@@ -1,6 +1,7 @@
-package proxy
+package api
 
 import (
+	"github.com/jira-relay/jira-relay/internal/httpx"
 	"strconv"
 	"unicode/utf8"
 
@@ -23,23 +24,23 @@ type errorReportAnswer struct {
 	ID string `json:"id"`
 }
 
-// addErrorReport: POST /v1/instances/{id}/error-reports (client key). Only
+// AddErrorReport: POST /v1/instances/{id}/error-reports (client key). Only
 // when the instance's admin turned errorReports on; the text is scrubbed of
 // e-mail addresses, credentials, URL query strings and long digit runs
 // before it is stored, and it expires after --error-report-ttl.
-func (s *Server) addErrorReport(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+func (a *API) AddErrorReport(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if !in.ErrorReports {
-		return newErr(403, "error_reports_off", "this instance's admin has not turned error reports on")
+		return httpx.Err(403, "error_reports_off", "this instance's admin has not turned error reports on")
 	}
 	var b errorReportBody
-	if err := s.decodeJSON(ctx, limitErrorReport, &b); err != nil {
+	if err := a.decodeJSON(ctx, limitErrorReport, &b); err != nil {
 		return err
 	}
 	if b.Message == "" || utf8.RuneCountInString(b.Message) > 8192 {
-		return newErr(400, "invalid_field", "message is required (at most 8192 characters)")
+		return httpx.Err(400, "invalid_field", "message is required (at most 8192 characters)")
 	}
 	if len(b.AddinVersion) > 64 {
-		return newErr(400, "invalid_field", "addinVersion is at most 64 characters")
+		return httpx.Err(400, "invalid_field", "addinVersion is at most 64 characters")
 	}
 	r := store.ErrorReport{
 		Message:      scrub.String(b.Message),
@@ -49,11 +50,11 @@ func (s *Server) addErrorReport(ctx *fasthttp.RequestCtx, in *store.Instance) er
 	if b.Context != nil {
 		r.Context, _ = scrub.Value(b.Context).(map[string]any)
 	}
-	out, err := s.store.AddErrorReport(s.base, in.ID, r, s.cfg.ErrorReportTTL)
+	out, err := a.store.AddErrorReport(a.base, in.ID, r, a.cfg.ErrorReportTTL)
 	if err != nil {
 		return err
 	}
-	return writeJSON(ctx, 201, errorReportAnswer{ID: out.ID})
+	return httpx.WriteJSON(ctx, 201, errorReportAnswer{ID: out.ID})
 }
 
 type errorReportsPage struct {
@@ -61,21 +62,21 @@ type errorReportsPage struct {
 	Next    string              `json:"next"`
 }
 
-// listErrorReports: GET /v1/instances/{id}/error-reports (admin).
-func (s *Server) listErrorReports(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	q, err := queryArgs(ctx, "limit", "cursor")
+// ListErrorReports: GET /v1/instances/{id}/error-reports (admin).
+func (a *API) ListErrorReports(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	q, err := httpx.QueryArgs(ctx, "limit", "cursor")
 	if err != nil {
 		return err
 	}
 	limit := 0
 	if v, ok := q["limit"]; ok {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
-			return newErr(400, "invalid_query", "limit must be a whole number from 1 to 1000")
+			return httpx.Err(400, "invalid_query", "limit must be a whole number from 1 to 1000")
 		}
 	}
-	rs, next, err := s.store.ErrorReports(s.base, in.ID, limit, q["cursor"])
+	rs, next, err := a.store.ErrorReports(a.base, in.ID, limit, q["cursor"])
 	if err != nil {
 		return err
 	}
-	return writeJSON(ctx, 200, errorReportsPage{Reports: rs, Next: next})
+	return httpx.WriteJSON(ctx, 200, errorReportsPage{Reports: rs, Next: next})
 }

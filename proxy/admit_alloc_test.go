@@ -6,22 +6,27 @@ import (
 	"context"
 	"net"
 	"testing"
-	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
-	"github.com/jira-relay/jira-relay/ratelimit"
+	"github.com/jira-relay/jira-relay/relay"
 	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"
 )
 
-// TestDecisionPathAllocatesNothing: the per-request decision of an upload
-// (route match, key check from the cache, rate limiters, breaker check) makes
-// no heap allocation once the instance, its limiter entries and its upstream
-// exist.
-func TestDecisionPathAllocatesNothing(t *testing.T) {
+// TestAdmitAllocatesNothing: the front door's decision on a request (the
+// upload route matched by hand, the key checked against the cache, the
+// limits of the caller's address and of the instance) makes no heap
+// allocation once the instance and its limiter entries exist. Every data
+// route and every upload runs it; a cached config read (304) adds nothing
+// to it but the cache lookup.
+func TestAdmitAllocatesNothing(t *testing.T) {
 	_, cli := etcdtest.Start(t)
-	st, _ := store.New(cli, cli, store.Options{})
+	st, err := store.New(cli, cli, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go st.Run(ctx)
@@ -30,7 +35,7 @@ func TestDecisionPathAllocatesNothing(t *testing.T) {
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1"}
 	cfg.InstanceRPS, cfg.InstanceBurst, cfg.IPRPS, cfg.IPBurst = 1e9, 1e9, 1e9, 1e9
-	s, err := New(cfg, st, nil)
+	s, err := New(cfg, st, metrics.NewSet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +43,6 @@ func TestDecisionPathAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Jira's per-issue limit (20 per 2 s) would refuse a hot loop on one
-	// issue; the refusal path is not what this test measures. Windows of a
-	// nanosecond admit every call (the clock moves on between two).
-	s.guards.writes = ratelimit.NewIssueWrites(ratelimit.WithWindows(
-		ratelimit.Window{Events: 1, Per: time.Nanosecond}, ratelimit.Window{Events: 1, Per: time.Nanosecond}))
 	var rc fasthttp.RequestCtx
 	rc.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5000}, nil)
 	rc.Request.Header.SetMethod("POST")
@@ -52,12 +52,16 @@ func TestDecisionPathAllocatesNothing(t *testing.T) {
 	rc.Request.Header.SetContentLength(1000)
 
 	decide := func() {
-		if !s.decide(&rc) {
-			t.Fatal("refused")
+		tg, ok := relay.MatchUpload(rc.Request.URI().PathOriginal())
+		if !ok {
+			t.Fatal("upload route not matched")
+		}
+		if _, err := s.admit(&rc, tg.Instance, store.RoleClient); err != nil {
+			t.Fatal(err)
 		}
 	}
 	decide()
 	if n := testing.AllocsPerRun(200, decide); n != 0 {
-		t.Fatalf("decision path: %v allocations per request, want 0", n)
+		t.Fatalf("front door decision: %v allocations per request, want 0", n)
 	}
 }

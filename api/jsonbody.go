@@ -1,10 +1,11 @@
-package proxy
+package api
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jira-relay/jira-relay/internal/httpx"
 	"io"
 	"mime"
 	"net"
@@ -26,28 +27,27 @@ const (
 
 // readBody reads a JSON request body of at most limit bytes from the stream.
 // Bodies over the limit get 413 without being read whole.
-func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+func (a *API) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	ct := string(ctx.Request.Header.ContentType())
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
-		return nil, newErr(415, "unsupported_media_type", "send the body as application/json (UTF-8)")
+		return nil, httpx.Err(415, "unsupported_media_type", "send the body as application/json (UTF-8)")
 	}
 	if cl := ctx.Request.Header.ContentLength(); cl > limit {
 		return nil, tooLarge(limit)
 	}
 	var buf bytes.Buffer
-	body := &clientBody{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: s.cfg.StreamIdleTimeout}
+	body := httpx.NewBody(ctx, a.cfg.StreamIdleTimeout)
 	n, err := buf.ReadFrom(io.LimitReader(body, int64(limit)+1))
 	if err != nil {
 		// The body's framing or the connection broke: nothing to linger for,
 		// fasthttp closes the connection.
-		ctx.SetUserValue(bodyBrokenKey, true)
-		ctx.SetConnectionClose()
+		httpx.MarkBodyBroken(ctx)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, newErr(408, "body_timeout", "the request body stalled")
+			return nil, httpx.Err(408, "body_timeout", "the request body stalled")
 		}
-		return nil, newErr(400, "bad_body", "the request body could not be read")
+		return nil, httpx.Err(400, "bad_body", "the request body could not be read")
 	}
 	if n > int64(limit) {
 		return nil, tooLarge(limit)
@@ -55,16 +55,16 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func tooLarge(limit int) *apiError {
-	return newErr(413, "body_too_large", fmt.Sprintf("the body is larger than this route's limit of %d bytes", limit))
+func tooLarge(limit int) *httpx.Error {
+	return httpx.Err(413, "body_too_large", fmt.Sprintf("the body is larger than this route's limit of %d bytes", limit))
 }
 
 // decodeJSON reads the body and decodes it into v strictly: valid UTF-8, no
 // duplicate keys, no nesting deeper than 32, no unknown fields, no trailing
 // data, the right types. Unknown fields are refused so that the relay stores
 // nothing it was not built to store.
-func (s *Server) decodeJSON(ctx *fasthttp.RequestCtx, limit int, v any) error {
-	b, err := s.readBody(ctx, limit)
+func (a *API) decodeJSON(ctx *fasthttp.RequestCtx, limit int, v any) error {
+	b, err := a.readBody(ctx, limit)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func strictUnmarshal(b []byte, v any) error {
 	return nil
 }
 
-func jsonError(err error) *apiError {
+func jsonError(err error) *httpx.Error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
@@ -98,15 +98,15 @@ func jsonError(err error) *apiError {
 		if field == "" {
 			field = "body"
 		}
-		return newErr(400, "invalid_type", fmt.Sprintf("%s must be %s", field, jsonKind(te.Type.Kind().String())))
+		return httpx.Err(400, "invalid_type", fmt.Sprintf("%s must be %s", field, jsonKind(te.Type.Kind().String())))
 	case errors.As(err, &se):
-		return newErr(400, "invalid_json", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
+		return httpx.Err(400, "invalid_json", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return newErr(400, "unknown_field", "field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+" is not accepted")
+		return httpx.Err(400, "unknown_field", "field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+" is not accepted")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return newErr(400, "invalid_json", "the body is empty or cut short")
+		return httpx.Err(400, "invalid_json", "the body is empty or cut short")
 	}
-	return newErr(400, "invalid_json", "the body is not valid JSON for this route")
+	return httpx.Err(400, "invalid_json", "the body is not valid JSON for this route")
 }
 
 func jsonKind(k string) string {
@@ -129,7 +129,7 @@ func jsonKind(k string) string {
 // duplicate object keys (after unescaping), nesting at most maxJSONDepth.
 func checkJSON(b []byte) error {
 	if !utf8.Valid(b) {
-		return newErr(400, "invalid_json", "the body is not valid UTF-8")
+		return httpx.Err(400, "invalid_json", "the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -154,7 +154,7 @@ func checkJSON(b []byte) error {
 					stack[len(stack)-1].key = true
 				}
 				if len(stack) >= maxJSONDepth {
-					return newErr(400, "invalid_json", fmt.Sprintf("JSON nested deeper than %d levels", maxJSONDepth))
+					return httpx.Err(400, "invalid_json", fmt.Sprintf("JSON nested deeper than %d levels", maxJSONDepth))
 				}
 				stack = append(stack, frame{obj: d == '{', keys: map[string]struct{}{}, key: d == '{'})
 			case '}', ']':
@@ -168,7 +168,7 @@ func checkJSON(b []byte) error {
 			if f.key {
 				k := tok.(string)
 				if _, dup := f.keys[k]; dup {
-					return newErr(400, "duplicate_key", fmt.Sprintf("key %q appears twice in one object", k))
+					return httpx.Err(400, "duplicate_key", fmt.Sprintf("key %q appears twice in one object", k))
 				}
 				f.keys[k] = struct{}{}
 				f.key = false
@@ -177,7 +177,7 @@ func checkJSON(b []byte) error {
 			}
 		}
 		if len(stack) == 0 && dec.More() {
-			return newErr(400, "invalid_json", "more than one JSON value in the body")
+			return httpx.Err(400, "invalid_json", "more than one JSON value in the body")
 		}
 	}
 	return nil

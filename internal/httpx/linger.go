@@ -1,4 +1,4 @@
-package proxy
+package httpx
 
 import (
 	"bytes"
@@ -20,20 +20,16 @@ const (
 	lingerBytes = 64 << 20
 )
 
-// bodyBrokenKey marks a request whose body could not be read (bad chunked
-// framing, a reset, a stall): such a connection is closed, not lingered on.
-const bodyBrokenKey = "jira-relay.body-broken"
-
 // fasthttpDiscards is how much unread body fasthttp itself reads and drops
 // after a handler, keeping the connection alive (its maxUnreadStreamBodySize).
 const fasthttpDiscards = 256 << 10
 
-// lingerIfBodyUnread arranges a lingering close when the request has a body
+// LingerIfBodyUnread arranges a lingering close when the request has a body
 // larger than fasthttp discards by itself (or of unknown length) that the
 // handler did not read to its end. Smaller bodies are drained by fasthttp and
 // the connection stays alive.
-func lingerIfBodyUnread(ctx *fasthttp.RequestCtx) {
-	if broken, _ := ctx.UserValue(bodyBrokenKey).(bool); broken {
+func LingerIfBodyUnread(ctx *fasthttp.RequestCtx) {
+	if bodyBroken(ctx) {
 		return
 	}
 	cl := ctx.Request.Header.ContentLength()

@@ -1,8 +1,9 @@
-package proxy
+package api
 
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/jira-relay/jira-relay/internal/httpx"
 	"strconv"
 	"strings"
 
@@ -45,9 +46,9 @@ func weakMatch(tags []string, tag string) bool {
 	return false
 }
 
-// getConfig: from the watch-fed cache, with ETag and If-None-Match → 304.
-func (s *Server) getConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	d, err := s.store.Config(s.base, in.ID)
+// GetConfig: from the watch-fed cache, with ETag and If-None-Match → 304.
+func (a *API) GetConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	d, err := a.store.Config(a.base, in.ID)
 	if err != nil {
 		return err
 	}
@@ -67,16 +68,16 @@ func (s *Server) getConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	return nil
 }
 
-// putConfig replaces the document; with If-Match a stale ETag → 412, with
+// PutConfig replaces the document; with If-Match a stale ETag → 412, with
 // If-None-Match a matching one ("*": any document at all) → 412.
-func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+func (a *API) PutConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var ifRev *int64
 	if im := ctx.Request.Header.Peek("If-Match"); len(im) > 0 {
 		tags, anyTag, ok := parseETags(string(im))
 		if !ok {
-			return newErr(400, "invalid_header", `If-Match must be "*" or a list of ETags`)
+			return httpx.Err(400, "invalid_header", `If-Match must be "*" or a list of ETags`)
 		}
-		cur, err := s.store.Config(s.base, in.ID)
+		cur, err := a.store.Config(a.base, in.ID)
 		if err != nil {
 			return err
 		}
@@ -96,7 +97,7 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 			}
 		}
 		if rev < 0 {
-			return errorFor(store.ErrPrecondition)
+			return store.ErrPrecondition
 		}
 		ifRev = &rev
 	} else if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 {
@@ -104,22 +105,22 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 		// A list of ETags: refuse when the current document is one of them.
 		tags, anyTag, ok := parseETags(string(inm))
 		if !ok {
-			return newErr(400, "invalid_header", `If-None-Match must be "*" or a list of ETags`)
+			return httpx.Err(400, "invalid_header", `If-None-Match must be "*" or a list of ETags`)
 		}
 		if anyTag {
 			zero := int64(0)
 			ifRev = &zero
 		} else {
-			cur, err := s.store.Config(s.base, in.ID)
+			cur, err := a.store.Config(a.base, in.ID)
 			if err != nil {
 				return err
 			}
 			if weakMatch(tags, etag(cur.Revision)) {
-				return errorFor(store.ErrPrecondition)
+				return store.ErrPrecondition
 			}
 		}
 	}
-	b, err := s.readBody(ctx, limitConfig)
+	b, err := a.readBody(ctx, limitConfig)
 	if err != nil {
 		return err
 	}
@@ -128,13 +129,13 @@ func (s *Server) putConfig(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
-		return newErr(400, "invalid_json", "the configuration must be a JSON object")
+		return httpx.Err(400, "invalid_json", "the configuration must be a JSON object")
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, b); err != nil {
 		return jsonError(err)
 	}
-	d, err := s.store.PutConfig(s.base, in.ID, compact.Bytes(), ifRev)
+	d, err := a.store.PutConfig(a.base, in.ID, compact.Bytes(), ifRev)
 	if err != nil {
 		return err
 	}

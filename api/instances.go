@@ -1,7 +1,8 @@
-package proxy
+package api
 
 import (
 	"crypto/subtle"
+	"github.com/jira-relay/jira-relay/internal/httpx"
 	"time"
 
 	"github.com/jira-relay/jira-relay/store"
@@ -19,7 +20,7 @@ func (l *licenseBody) toStore() (*store.License, error) {
 		return nil, nil
 	}
 	if l.Key == nil || l.ExpiresAt == nil || l.Seats == nil {
-		return nil, newErr(400, "invalid_field", "license needs key, expiresAt and seats")
+		return nil, httpx.Err(400, "invalid_field", "license needs key, expiresAt and seats")
 	}
 	return &store.License{Key: *l.Key, ExpiresAt: *l.ExpiresAt, Seats: *l.Seats}, nil
 }
@@ -38,45 +39,39 @@ type registerAnswer struct {
 	Instance   store.InstanceView `json:"instance"`
 }
 
-// registerInstance: POST /v1/instances. Open, or guarded by
+// RegisterInstance: POST /v1/instances. Open, or guarded by
 // X-Registration-Token when --registration-token is set.
-func (s *Server) registerInstance(ctx *fasthttp.RequestCtx) {
-	if err := s.doRegister(ctx); err != nil {
-		s.writeRefusal(ctx, err)
-		lingerIfBodyUnread(ctx)
-	}
-}
-
-func (s *Server) doRegister(ctx *fasthttp.RequestCtx) error {
-	if tok := s.cfg.RegistrationToken; tok != "" {
+func (a *API) RegisterInstance(ctx *fasthttp.RequestCtx) error {
+	if tok := a.cfg.RegistrationToken; tok != "" {
 		got := ctx.Request.Header.Peek("X-Registration-Token")
 		if subtle.ConstantTimeCompare(got, []byte(tok)) != 1 {
-			return newErr(401, "unauthorized", "missing or wrong X-Registration-Token")
+			return httpx.Err(401, "unauthorized", "missing or wrong X-Registration-Token")
 		}
 	}
 	var b registerBody
-	if err := s.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
+	if err := a.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
-	u, aerr := s.urls.normalize(b.URL)
-	if aerr != nil {
-		return aerr
+	u, err := a.urls.Normalize(b.URL)
+	if err != nil {
+		return httpx.Err(400, "invalid_url", err.Error())
 	}
 	lic, err := b.License.toStore()
 	if err != nil {
 		return err
 	}
-	reg, err := s.store.Register(s.base, store.NewInstance{URL: u, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
+	reg, err := a.store.Register(a.base, store.NewInstance{URL: u, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
 	if err != nil {
 		return err
 	}
-	return writeJSON(ctx, 201, registerAnswer{
+	return httpx.WriteJSON(ctx, 201, registerAnswer{
 		InstanceID: reg.Instance.ID, ClientKey: reg.ClientKey, AdminKey: reg.AdminKey, Instance: reg.Instance.View(),
 	})
 }
 
-func (s *Server) getInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	return writeJSON(ctx, 200, in.View())
+// GetInstance: GET /v1/instances/{id} (admin).
+func (a *API) GetInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	return httpx.WriteJSON(ctx, 200, in.View())
 }
 
 type patchBody struct {
@@ -86,26 +81,28 @@ type patchBody struct {
 	ErrorReports *bool        `json:"errorReports"`
 }
 
-func (s *Server) patchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+// PatchInstance: PATCH /v1/instances/{id} (admin) changes versions, licence and the error-report switch.
+func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var b patchBody
-	if err := s.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
+	if err := a.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
 	lic, err := b.License.toStore()
 	if err != nil {
 		return err
 	}
-	out, err := s.store.PatchInstance(s.base, in.ID, store.InstancePatch{
+	out, err := a.store.PatchInstance(a.base, in.ID, store.InstancePatch{
 		JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic, ErrorReports: b.ErrorReports,
 	})
 	if err != nil {
 		return err
 	}
-	return writeJSON(ctx, 200, out.View())
+	return httpx.WriteJSON(ctx, 200, out.View())
 }
 
-func (s *Server) deleteInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	if err := s.store.DeleteInstance(s.base, in.ID); err != nil {
+// DeleteInstance: DELETE /v1/instances/{id} (admin) erases the tenant and everything held for it.
+func (a *API) DeleteInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	if err := a.store.DeleteInstance(a.base, in.ID); err != nil {
 		return err
 	}
 	ctx.SetStatusCode(204)
@@ -117,10 +114,11 @@ type rotateAnswer struct {
 	ClientKey  string `json:"clientKey"`
 }
 
-func (s *Server) rotateKey(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	key, _, err := s.store.RotateClientKey(s.base, in.ID)
+// RotateKey: POST /v1/instances/{id}/keys/rotate (admin) replaces the client key.
+func (a *API) RotateKey(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	key, _, err := a.store.RotateClientKey(a.base, in.ID)
 	if err != nil {
 		return err
 	}
-	return writeJSON(ctx, 200, rotateAnswer{InstanceID: in.ID, ClientKey: key})
+	return httpx.WriteJSON(ctx, 200, rotateAnswer{InstanceID: in.ID, ClientKey: key})
 }

@@ -1,10 +1,12 @@
-package proxy
+package relay
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/jira-relay/jira-relay/internal/httpx"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -27,15 +29,23 @@ type upstream struct {
 	openedAt atomic.Int64 // unix nanos of the last move to open
 }
 
+// urlPolicy decides whether a stored instance URL may still be reached: the
+// allowed upstreams may have been narrowed since the instance registered.
+type urlPolicy interface {
+	Allowed(normalized string) error
+}
+
 // upstreams holds one upstream per instance, made on first use.
 type upstreams struct {
 	cfg     configs.Config
+	policy  urlPolicy
+	log     *slog.Logger
 	tlsConf *tls.Config
 	mu      sync.Mutex
 	byID    map[string]*upstream
 }
 
-func newUpstreams(cfg configs.Config) (*upstreams, error) {
+func newUpstreams(cfg configs.Config, policy urlPolicy, log *slog.Logger) (*upstreams, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
 		roots = x509.NewCertPool()
@@ -43,53 +53,40 @@ func newUpstreams(cfg configs.Config) (*upstreams, error) {
 	if cfg.UpstreamCA != "" {
 		pem, err := os.ReadFile(cfg.UpstreamCA)
 		if err != nil {
-			return nil, fmt.Errorf("proxy: --upstream-ca: %w", err)
+			return nil, fmt.Errorf("relay: --upstream-ca: %w", err)
 		}
 		if !roots.AppendCertsFromPEM(pem) {
-			return nil, errors.New("proxy: --upstream-ca holds no PEM certificate")
+			return nil, errors.New("relay: --upstream-ca holds no PEM certificate")
 		}
 	}
 	return &upstreams{
 		cfg:     cfg,
+		policy:  policy,
+		log:     log,
 		tlsConf: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		byID:    map[string]*upstream{},
 	}, nil
 }
 
-// errBreakerOpen: the instance's breaker refuses requests for now.
-type breakerOpenError struct{ retryAfter time.Duration }
-
-func (e *breakerOpenError) Error() string { return "upstream circuit open" }
-
-// errNotCounted marks an outcome the breaker must ignore (the caller's own
-// abort or bad body).
-var errNotCounted = errors.New("outcome not counted by the breaker")
-
-// errUpstreamStatus marks a 5xx answer from Jira, a breaker failure.
-var errUpstreamStatus = errors.New("upstream answered 5xx")
-
-// lookup returns the instance's upstream if one was made.
-func (u *upstreams) lookup(id string) *upstream {
-	u.mu.Lock()
-	up := u.byID[id]
-	u.mu.Unlock()
-	return up
-}
-
+// get returns the instance's upstream, made on first use. The URL policy
+// is checked when an upstream is made, so a narrowed --allowed-upstreams
+// stops an instance registered under the old one from being reached: 502
+// upstream_not_allowed.
 func (u *upstreams) get(id, base string) (*upstream, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if up, ok := u.byID[id]; ok && up.base == strings.TrimRight(base, "/") {
 		return up, nil
 	}
+	if err := u.policy.Allowed(base); err != nil {
+		u.log.Warn("instance URL refused by the current upstream policy", "instance", id, "reason", err.Error())
+		return nil, errNotAllowed
+	}
 	pu, err := url.Parse(base)
 	if err != nil || pu.Host == "" {
-		return nil, fmt.Errorf("proxy: instance url %q: %w", base, err)
+		return nil, fmt.Errorf("relay: instance url of %s does not parse: %w", id, err)
 	}
 	isTLS := pu.Scheme == "https"
-	if !isTLS && !u.cfg.AllowHTTPUpstream {
-		return nil, errors.New("proxy: plain http upstream without --allow-http-upstream")
-	}
 	addr := pu.Host
 	if pu.Port() == "" {
 		if isTLS {
@@ -177,16 +174,29 @@ func (u *upstreams) prune(stale func(id, base string) bool) {
 	}
 }
 
-// allow asks the breaker for a slot; refused → *breakerOpenError with the
-// time left until it lets probes through.
-func (up *upstream) allow(openTimeout time.Duration) (func(error), error) {
-	done, err := up.cb.Allow()
+// errNotAllowed: the instance's URL no longer passes --allowed-upstreams.
+var errNotAllowed = httpx.Err(502, "upstream_not_allowed",
+	"this instance's Jira URL is not allowed by the relay's --allowed-upstreams; the operator must allow it or the instance must be registered again")
+
+// refusal reports whether the breaker refuses requests now, without taking
+// a slot: the check step (and so the Expect phase) asks this.
+func (up *upstream) refusal(openTimeout time.Duration) error {
+	if up.cb.State() == gobreaker.StateOpen {
+		return &httpx.BreakerOpen{RetryAfter: up.openLeft(openTimeout)}
+	}
+	return nil
+}
+
+// ticket takes a breaker slot; refused → *httpx.BreakerOpen with the time
+// left until it lets probes through. done reports the request's outcome.
+func (up *upstream) ticket(openTimeout time.Duration) (done func(error), err error) {
+	done, err = up.cb.Allow()
 	if err != nil {
 		left := up.openLeft(openTimeout)
 		if errors.Is(err, gobreaker.ErrTooManyRequests) {
 			left = time.Second
 		}
-		return nil, &breakerOpenError{retryAfter: left}
+		return nil, &httpx.BreakerOpen{RetryAfter: left}
 	}
 	return done, nil
 }

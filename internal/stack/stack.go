@@ -1,0 +1,87 @@
+// Package stack assembles one relay from its parts, once: the store over an
+// etcd client (every etcd call timed into the metrics), the store's
+// watch-fed cache, and the front door with the data API and the attachment
+// relay, all reporting to one metrics registry. cmd/relay and the test
+// starters (internal/relaytest, internal/resiliencetest) all build a relay
+// with Start, so no two of them wire it differently.
+package stack
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/proxy"
+	"github.com/jira-relay/jira-relay/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Options are what a relay is built from.
+type Options struct {
+	// Config must have passed configs.Validate (or come from configs.Load).
+	Config configs.Config
+	// Etcd is the client the store uses; the caller closes it after Close.
+	Etcd *clientv3.Client
+	// Logger receives the relay's and the store's log lines; nil discards.
+	Logger *slog.Logger
+}
+
+// Stack is one assembled relay. Its cache runs from Start until Close.
+type Stack struct {
+	Config  configs.Config
+	Store   *store.Store
+	Server  *proxy.Server
+	Metrics *metrics.Set
+
+	stopCache context.CancelFunc
+	cacheDone chan struct{}
+}
+
+// Start builds the relay and starts its cache; it does not wait for the
+// cache to fill (Synced tells) nor listen (Server.Serve does).
+func Start(o Options) (*Stack, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	set := metrics.NewSet()
+	kv := store.ObservedKV(o.Etcd, etcdObserver(set))
+	st, err := store.New(kv, o.Etcd, store.Options{
+		Prefix: o.Config.EtcdPrefix, Timeout: o.Config.EtcdRequestTimeout, Logger: log, Lease: o.Etcd,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := proxy.New(o.Config, st, set, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Stack{Config: o.Config, Store: st, Server: srv, Metrics: set, stopCache: cancel, cacheDone: make(chan struct{})}
+	go func() { st.Run(ctx); close(s.cacheDone) }()
+	return s, nil
+}
+
+// Synced is closed once the cache holds every instance and configuration.
+func (s *Stack) Synced() <-chan struct{} { return s.Store.Synced() }
+
+// Close stops the cache (after the front door's Shutdown).
+func (s *Stack) Close() {
+	s.stopCache()
+	<-s.cacheDone
+}
+
+// etcdObserver records each etcd operation's latency as
+// relay_etcd_op_duration_seconds{op,result}.
+func etcdObserver(set *metrics.Set) store.Observer {
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}
+	return func(op string, d time.Duration, err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		set.GetOrCreatePrometheusHistogramExt(`relay_etcd_op_duration_seconds{op="`+op+`",result="`+result+`"}`, buckets).Update(d.Seconds())
+	}
+}

@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"github.com/fasthttp/router"
+	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/relay"
+	"github.com/jira-relay/jira-relay/store"
+	"github.com/valyala/fasthttp"
+)
+
+func (s *Server) routes() *router.Router {
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	r.SaveMatchedRoutePath = true
+	r.NotFound = s.open(func(*fasthttp.RequestCtx) error { return httpx.ErrRouteNotFound })
+	r.MethodNotAllowed = s.open(func(*fasthttp.RequestCtx) error { return httpx.ErrMethod })
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.open(s.readyz))
+
+	a := s.api
+	r.POST("/v1/instances", s.registration(a.RegisterInstance))
+	r.GET("/v1/instances/{id}", s.admin(a.GetInstance))
+	r.PATCH("/v1/instances/{id}", s.admin(a.PatchInstance))
+	r.DELETE("/v1/instances/{id}", s.admin(a.DeleteInstance))
+	r.POST("/v1/instances/{id}/keys/rotate", s.admin(a.RotateKey))
+
+	r.PUT("/v1/instances/{id}/users/{userId}", s.client(a.PutUser))
+	r.GET("/v1/instances/{id}/users/{userId}", s.client(a.GetUser))
+	r.DELETE("/v1/instances/{id}/users/{userId}", s.admin(a.DeleteUser))
+	r.GET("/v1/instances/{id}/users/{userId}/export", s.admin(a.ExportUser))
+
+	r.GET("/v1/instances/{id}/config", s.client(a.GetConfig))
+	r.PUT("/v1/instances/{id}/config", s.admin(a.PutConfig))
+
+	r.POST("/v1/instances/{id}/mappings", s.client(a.LinkMapping))
+	r.GET("/v1/instances/{id}/mappings", s.client(a.FindMappings))
+	r.DELETE("/v1/instances/{id}/mappings", s.client(a.UnlinkMappings))
+
+	r.POST("/v1/instances/{id}/error-reports", s.client(a.AddErrorReport))
+	r.GET("/v1/instances/{id}/error-reports", s.admin(a.ListErrorReports))
+
+	// The upload route is matched by hand in handle; the router only lists
+	// it (for the OpenAPI test), and a request reaches it only if handle's
+	// match and the router's ever disagreed.
+	r.POST(relay.UploadRoute, s.uploadRouted)
+	r.GET(relay.DownloadRoute, s.client(s.relay.Download))
+	return r
+}
+
+// Routes lists the API's routes, method → path patterns (for the OpenAPI
+// document's test).
+func (s *Server) Routes() map[string][]string { return s.router.List() }
+
+// instanceHandler is a handler that runs after the caller's key was checked.
+type instanceHandler func(ctx *fasthttp.RequestCtx, in *store.Instance) error
+
+func (s *Server) client(h instanceHandler) fasthttp.RequestHandler {
+	return s.withRole(store.RoleClient, h)
+}
+
+func (s *Server) admin(h instanceHandler) fasthttp.RequestHandler {
+	return s.withRole(store.RoleAdmin, h)
+}
+
+// withRole runs h for a caller who holds the role's key, within the limits
+// of its address and its instance.
+func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		id, _ := ctx.UserValue("id").(string)
+		in, err := s.admit(ctx, []byte(id), need)
+		if err == nil {
+			err = h(ctx, in)
+		}
+		if err != nil {
+			s.refuse(ctx, err)
+		}
+	}
+}
+
+// open runs h for anyone, within the limit of the caller's address.
+func (s *Server) open(h func(*fasthttp.RequestCtx) error) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		err := s.limits.address(ctx)
+		if err == nil {
+			err = h(ctx)
+		}
+		if err != nil {
+			s.refuse(ctx, err)
+		}
+	}
+}
+
+// registration runs h within the registration limit of the caller's
+// address (tighter than the limit of other routes).
+func (s *Server) registration(h func(*fasthttp.RequestCtx) error) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		err := s.limits.register(ctx)
+		if err == nil {
+			err = h(ctx)
+		}
+		if err != nil {
+			s.refuse(ctx, err)
+		}
+	}
+}
+
+// refuse answers err and, when the caller may still be sending a body the
+// handler did not read, closes the connection after a lingering read.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, err error) {
+	s.resp.Fail(ctx, err)
+	httpx.LingerIfBodyUnread(ctx)
+}

@@ -1,0 +1,115 @@
+package relay
+
+import (
+	"bytes"
+	"io"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/store"
+	"github.com/valyala/fasthttp"
+)
+
+// Download: GET /v1/instances/{id}/attachments/{attachmentId}/content
+// streams Jira's bytes back, with Range passed through. A download holds one
+// of the instance's stream slots until its body is sent or the caller goes,
+// so that callers who never read cannot take the upstream pool. A refusal
+// is returned for the front door to answer.
+func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+	raw, _ := ctx.UserValue("attachmentId").(string)
+	if !store.ValidNumericID(raw) {
+		return httpx.Err(400, "invalid_attachment_id", "attachmentId must be Jira's numeric attachment id")
+	}
+	if len(ctx.Request.Header.Peek("Authorization")) == 0 {
+		return httpx.Err(401, "missing_authorization", "send the user's Jira credential in Authorization")
+	}
+	rng := ctx.Request.Header.Peek("Range")
+	if len(rng) > 0 && !validRange(rng) {
+		return httpx.Err(400, "invalid_range", `Range must look like "bytes=0-1023"`)
+	}
+	if _, err := httpx.QueryArgs(ctx); err != nil {
+		return err
+	}
+	up, err := r.ups.get(in.ID, in.URL)
+	if err != nil {
+		return err
+	}
+	if err := r.guards.cooling(in.ID); err != nil {
+		return err
+	}
+	p := &Plan{in: in, up: up}
+	t, err := r.acquire(p)
+	if err != nil {
+		return err
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(fasthttp.MethodGet)
+	req.SetRequestURI(up.base + "/rest/api/3/attachment/content/" + raw + "?redirect=false")
+	req.Header.SetBytesV("Authorization", ctx.Request.Header.Peek("Authorization"))
+	if len(rng) > 0 {
+		req.Header.SetBytesV("Range", rng)
+	}
+	resp, err := r.roundTrip(ctx, in.ID, up, req)
+	if err != nil {
+		t.finish(err)
+		return &httpx.UpstreamFailure{Err: err}
+	}
+	status := resp.StatusCode()
+	t.done(outcome(status))
+	if status >= 300 && status < 400 {
+		fasthttp.ReleaseResponse(resp)
+		t.release()
+		return httpx.Err(502, "upstream_redirect", "Jira answered with a redirect; the relay follows none")
+	}
+	ctx.SetStatusCode(status)
+	copyJiraHeaders(&ctx.Response.Header, &resp.Header, true)
+	cl := resp.Header.ContentLength()
+	ctx.SetBodyStream(&downloadBody{resp: resp, bytes: r.metrics.bytesDown, release: t.release}, cl)
+	return nil
+}
+
+// downloadBody streams Jira's response body to the caller; when fasthttp
+// closes it (sent, or the caller gone) it releases the upstream response
+// (and so its connection) and the stream slot.
+type downloadBody struct {
+	resp    *fasthttp.Response
+	bytes   *metrics.Counter
+	release func()
+}
+
+func (b *downloadBody) Read(p []byte) (int, error) {
+	if b.resp == nil {
+		return 0, io.EOF
+	}
+	if bs := b.resp.BodyStream(); bs != nil {
+		n, err := bs.Read(p)
+		b.bytes.Add(n)
+		return n, err
+	}
+	// A body fasthttp read whole (small answers).
+	return 0, io.EOF
+}
+
+// Close gives the upstream response and the stream slot back.
+func (b *downloadBody) Close() error {
+	if b.resp != nil {
+		_ = b.resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(b.resp)
+		b.resp = nil
+		b.release()
+	}
+	return nil
+}
+
+func validRange(v []byte) bool {
+	if len(v) > 256 || !bytes.HasPrefix(v, []byte("bytes=")) {
+		return false
+	}
+	for _, c := range v[len("bytes="):] {
+		if !(c >= '0' && c <= '9' || c == '-' || c == ',' || c == ' ') {
+			return false
+		}
+	}
+	return len(v) > len("bytes=")
+}

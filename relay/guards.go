@@ -1,0 +1,97 @@
+package relay
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/ratelimit"
+)
+
+// guards are the protections of Jira itself, kept per relay: the cool-down
+// after Jira's 429, Jira's per-issue write limit, and the uploads and
+// downloads in flight per instance. (The limits per address and per
+// instance, which every route has, are the front door's.) Every map is
+// bounded.
+type guards struct {
+	streams  *ratelimit.Streams
+	cooldown *ratelimit.Cooldown
+	writes   *ratelimit.IssueWrites
+}
+
+func newGuards(cfg configs.Config, clock ratelimit.Clock) *guards {
+	if clock == nil {
+		clock = ratelimit.SystemClock{}
+	}
+	c := ratelimit.WithClock(clock)
+	return &guards{
+		streams:  ratelimit.NewStreams(cfg.InstanceMaxStreams),
+		cooldown: ratelimit.NewCooldown(c),
+		writes:   ratelimit.NewIssueWrites(c),
+	}
+}
+
+// sweep drops idle entries; the relay runs it every few seconds.
+func (g *guards) sweep() {
+	g.cooldown.Sweep()
+	g.writes.Sweep()
+}
+
+// cooling refuses a request while Jira's cool-down for the instance runs.
+func (g *guards) cooling(instanceID string) error {
+	if wait, cooling := g.cooldown.Check([]byte(instanceID)); cooling {
+		return httpx.Limited(httpx.ReasonJiraCooldown, httpx.Held(wait))
+	}
+	return nil
+}
+
+// streamsFull refuses a request when the instance's streams are all taken,
+// without taking one.
+func (g *guards) streamsFull(instanceID string) error {
+	if g.streams.InFlight([]byte(instanceID)) >= g.streams.Limit() {
+		return httpx.Limited(httpx.ReasonStreams, g.streamsDecision())
+	}
+	return nil
+}
+
+// takeStream takes one of the instance's stream slots; release gives it back.
+func (g *guards) takeStream(instanceID string) (release func(), err error) {
+	if !g.streams.TryAcquire([]byte(instanceID)) {
+		return nil, httpx.Limited(httpx.ReasonStreams, g.streamsDecision())
+	}
+	return func() { g.streams.Release([]byte(instanceID)) }, nil
+}
+
+func (g *guards) streamsDecision() ratelimit.Decision {
+	return ratelimit.Decision{OK: false, Limit: g.streams.Limit(), Remaining: 0, Reset: time.Second, RetryAfter: time.Second}
+}
+
+// issueWrite charges one write to the issue against Jira's per-issue limit.
+func (g *guards) issueWrite(instanceID, issue string) error {
+	var buf [320]byte // instance id (26) + "/" + issue key (at most 255)
+	key := append(append(append(buf[:0], instanceID...), '/'), issue...)
+	if d := g.writes.Allow(key); !d.OK {
+		return httpx.Limited(httpx.ReasonIssueWrites, d)
+	}
+	return nil
+}
+
+// parseRetryAfter reads Jira's Retry-After (seconds, or an HTTP date).
+func parseRetryAfter(v []byte, now time.Time) time.Duration {
+	s := strings.TrimSpace(string(v))
+	if s == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return min(time.Duration(n)*time.Second, time.Hour)
+	}
+	if t, err := time.Parse(time.RFC1123, s); err == nil {
+		return min(max(t.Sub(now), 0), time.Hour)
+	}
+	return 0
+}

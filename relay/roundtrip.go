@@ -1,0 +1,59 @@
+package relay
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/ratelimit"
+	"github.com/valyala/fasthttp"
+)
+
+// errNotCounted marks an outcome the breaker must ignore (the caller's own
+// abort or bad body).
+var errNotCounted = errors.New("outcome not counted by the breaker")
+
+// errUpstreamStatus marks a 5xx answer from Jira, a breaker failure.
+var errUpstreamStatus = errors.New("upstream answered 5xx")
+
+// roundTrip sends req to the instance's Jira and returns its answer (the
+// caller releases it), shared by uploads and downloads: it stamps the
+// request id, times the exchange, records Jira's status for the access
+// line, and keeps the cool-down Jira asked for. A 429 without Retry-After
+// gets the relay's own, so the caller knows when to come back.
+func (r *Relay) roundTrip(ctx *fasthttp.RequestCtx, instanceID string, up *upstream, req *fasthttp.Request) (*fasthttp.Response, error) {
+	if rid := httpx.RequestID(ctx); rid != "" {
+		req.Header.Set("X-Request-Id", rid)
+	}
+	resp := fasthttp.AcquireResponse()
+	t0 := time.Now()
+	err := up.hc.Do(req, resp)
+	r.metrics.upstream.Update(time.Since(t0).Seconds())
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, err
+	}
+	status := resp.StatusCode()
+	httpx.SetUpstreamStatus(ctx, status)
+	switch {
+	case status == fasthttp.StatusTooManyRequests:
+		given := parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now())
+		cool := r.guards.cooldown.Trip([]byte(instanceID), given)
+		if given <= 0 {
+			resp.Header.Set("Retry-After", strconv.Itoa(max(ratelimit.CeilSeconds(cool), 1)))
+		}
+	case status < 500:
+		r.guards.cooldown.Succeeded([]byte(instanceID))
+	}
+	return resp, nil
+}
+
+// outcome is the breaker's view of Jira's status: only 5xx is a failure (a
+// 4xx is the caller's or the credential's problem, not Jira's health).
+func outcome(status int) error {
+	if status >= 500 {
+		return errUpstreamStatus
+	}
+	return nil
+}
