@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -112,6 +113,9 @@ type Responder struct {
 
 // NewResponder registers relay_ratelimit_refusals_total{reason} in set.
 func NewResponder(log *slog.Logger, set *metrics.Set) *Responder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	r := &Responder{log: log, refusals: map[Reason]*metrics.Counter{}}
 	for _, reason := range Reasons {
 		r.refusals[reason] = set.NewCounter(`relay_ratelimit_refusals_total{reason="` + string(reason) + `"}`)
@@ -122,10 +126,13 @@ func NewResponder(log *slog.Logger, set *metrics.Set) *Responder {
 // Fail answers ctx with err's status and the JSON error shape.
 func (r *Responder) Fail(ctx *fasthttp.RequestCtx, err error) {
 	ae := Answer(err)
-	if ae.Reason != "" {
+	switch {
+	case ae.Reason != "":
 		r.refusals[ae.Reason].Inc()
-	}
-	if ae == ErrInternal {
+		if r.log.Enabled(context.Background(), slog.LevelDebug) {
+			r.log.Debug("refused", "route", Route(ctx), "reason", string(ae.Reason), "status", ae.Status)
+		}
+	case ae == ErrInternal:
 		r.log.Error("internal error", "route", Route(ctx), "err", err)
 	}
 	ae.write(ctx)
