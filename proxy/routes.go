@@ -82,22 +82,19 @@ func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHa
 
 // open runs h for anyone, within the limit of the caller's address.
 func (s *Server) open(h func(*fasthttp.RequestCtx) error) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		err := s.limits.address(ctx)
-		if err == nil {
-			err = h(ctx)
-		}
-		if err != nil {
-			s.refuse(ctx, err)
-		}
-	}
+	return s.charged(s.limits.address, h)
 }
 
 // registration runs h within the registration limit of the caller's
 // address (tighter than the limit of other routes).
 func (s *Server) registration(h func(*fasthttp.RequestCtx) error) fasthttp.RequestHandler {
+	return s.charged(s.limits.register, h)
+}
+
+// charged runs h once charge admits the request.
+func (s *Server) charged(charge, h func(*fasthttp.RequestCtx) error) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		err := s.limits.register(ctx)
+		err := charge(ctx)
 		if err == nil {
 			err = h(ctx)
 		}
