@@ -147,7 +147,8 @@ func (c *cache) replace(rev int64, ins map[string]*Instance, cfgs map[string]*Co
 	c.once.Do(func() { close(c.syncedCh) })
 }
 
-// Sizes reports how many instances and configurations the cache holds.
+// CacheSizes reports how many instances (counting those whose record does
+// not decode) and configurations the cache holds.
 func (s *Store) CacheSizes() (instances, configs int) {
 	s.cache.mu.RLock()
 	defer s.cache.mu.RUnlock()
@@ -199,7 +200,7 @@ func (s *Store) relist(ctx context.Context) (int64, error) {
 	defer cancel()
 	var rev int64
 	var ids []string
-	from, end := s.k.urls(), prefixEnd(s.k.urls())
+	from, end := s.k.urls(), clientv3.GetPrefixRangeEnd(s.k.urls())
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(1000)}
 		if rev != 0 {
@@ -213,9 +214,12 @@ func (s *Store) relist(ctx context.Context) (int64, error) {
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			if id := indexedID(kv.Value); id != "" {
-				ids = append(ids, id)
+			id, ok := indexedID(kv.Value)
+			if !ok {
+				s.log.Warn("store cache: URL index entry does not decode; skipped", "key", string(kv.Key))
+				continue
 			}
+			ids = append(ids, id)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			break
@@ -245,14 +249,14 @@ func (s *Store) relist(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-func indexedID(v []byte) string {
-	var x struct {
-		InstanceID string `json:"instanceId"`
-	}
+// indexedID is the instance id a URL index entry names; false when the
+// entry does not decode or names no valid id.
+func indexedID(v []byte) (string, bool) {
+	var x urlIndexEntry
 	if json.Unmarshal(v, &x) != nil || !ValidInstanceID(x.InstanceID) {
-		return ""
+		return "", false
 	}
-	return x.InstanceID
+	return x.InstanceID, true
 }
 
 // splitTenantKey splits "<prefix>instances/<id>/<rest>" into id and rest.
@@ -272,9 +276,7 @@ func (s *Store) applyKV(ins map[string]*Instance, cfgs map[string]*ConfigDoc, kv
 	}
 	switch rest {
 	case "instance":
-		if in, err := decodeInstance(kv.Value, kv.ModRevision); err == nil {
-			ins[id] = in
-		}
+		ins[id] = s.instanceEntry(id, kv)
 	case "config":
 		cfgs[id] = &ConfigDoc{Body: kv.Value, Revision: kv.ModRevision}
 	}
@@ -284,7 +286,7 @@ func (s *Store) watch(ctx context.Context, from int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	p := s.k.instances()
-	wch := s.watcher.Watch(wctx, p, clientv3.WithRange(prefixEnd(p)), clientv3.WithRev(from))
+	wch := s.watcher.Watch(wctx, p, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithRev(from))
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
 			return errCompacted
@@ -299,10 +301,26 @@ func (s *Store) watch(ctx context.Context, from int64) error {
 	return ctx.Err()
 }
 
+// instanceEntry is the cache entry of an instance record, noting in the log
+// a record that does not decode (by instance id and revision, never its
+// value): the tenant answers ErrCorrupt until it is repaired or erased.
+func (s *Store) instanceEntry(id string, kv *mvccpb.KeyValue) *Instance {
+	in := cacheEntry(id, kv.Value, kv.ModRevision)
+	if in.corrupt {
+		s.log.Warn("store cache: instance record does not decode; the tenant cannot be used until it is erased or repaired (docs/operations.md)",
+			"instance", id, "revision", kv.ModRevision)
+	}
+	return in
+}
+
 func (s *Store) applyEvent(ev *clientv3.Event) {
 	id, rest, ok := s.splitTenantKey(string(ev.Kv.Key))
 	if !ok || (rest != "instance" && rest != "config") {
 		return
+	}
+	var in *Instance
+	if rest == "instance" && ev.Type != clientv3.EventTypeDelete {
+		in = s.instanceEntry(id, ev.Kv)
 	}
 	c := s.cache
 	c.mu.Lock()
@@ -315,10 +333,8 @@ func (s *Store) applyEvent(ev *clientv3.Event) {
 		c.deleteLocked(kind, id, ev.Kv.ModRevision)
 		return
 	}
-	if rest == "instance" {
-		if in, err := decodeInstance(ev.Kv.Value, ev.Kv.ModRevision); err == nil {
-			c.putInstanceLocked(in)
-		}
+	if in != nil {
+		c.putInstanceLocked(in)
 		return
 	}
 	c.putConfigLocked(id, &ConfigDoc{Body: ev.Kv.Value, Revision: ev.Kv.ModRevision})

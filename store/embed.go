@@ -34,6 +34,10 @@ type EmbedConfig struct {
 	LogLevel string
 	// StartTimeout bounds waiting for the member to be ready. Default 60s.
 	StartTimeout time.Duration
+	// UnsafeNoFsync skips fsync of the member's log and database, so a crash
+	// of the machine loses recent writes. For test members only, whose data
+	// is thrown away with the process (etcdtest.Shared).
+	UnsafeNoFsync bool
 }
 
 // Embedded is a running in-process etcd member.
@@ -78,6 +82,7 @@ func StartEmbedded(c EmbedConfig) (*Embedded, error) {
 		cfg.InitialCluster = c.InitialCluster
 		cfg.InitialClusterToken = "jira-relay"
 	}
+	cfg.UnsafeNoFsync = c.UnsafeNoFsync
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
 	// etcd's own zap logger, with a level the relay can raise at Close: a

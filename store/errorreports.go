@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -73,18 +72,18 @@ func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, tt
 	}
 	now := s.nowUTC()
 	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
+	randomBytes(rnd[:])
 	// Time-ordered ids: listing returns the oldest first.
 	r.ID = fmt.Sprintf("%013d-%s", now.UnixMilli(), hex.EncodeToString(rnd[:]))
 	r.ReceivedAt = now
-	val, err := json.Marshal(r)
+	val, err := encode("error report", r)
 	if err != nil {
-		return nil, fmt.Errorf("store: encode error report: %w", err)
+		return nil, err
 	}
-	key := s.k.tenant(id) + "error-reports/" + r.ID
+	key := s.k.errorReport(id, r.ID)
 	resp, err := s.kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(s.k.instance(id)), ">", 0)).
-		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).Commit()
+		Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).Commit()
 	if err != nil {
 		return nil, etcdErr("put error report", err)
 	}
@@ -102,7 +101,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	if limit < 1 || limit > 1000 {
 		return nil, "", invalid("limit", "must be between 1 and 1000")
 	}
-	p := s.k.tenant(id) + "error-reports/"
+	p := s.k.errorReports(id)
 	from := p
 	if cursor != "" {
 		rest, err := decodeCursor(p, cursor, 256)
@@ -113,7 +112,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(prefixEnd(p)), clientv3.WithLimit(int64(limit)))
+	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(limit)))
 	if err != nil {
 		return nil, "", etcdErr("list error reports", err)
 	}
@@ -121,7 +120,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	for _, kv := range resp.Kvs {
 		var r ErrorReport
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			return nil, "", fmt.Errorf("store: decode error report: %w", err)
+			return nil, "", corrupt("error report", id)
 		}
 		out = append(out, r)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -17,6 +18,12 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrInvalid: the value breaks a rule of the store (400).
 	ErrInvalid = errors.New("invalid")
+	// ErrCorrupt: a stored record does not decode (written by hand, by an
+	// older defect, by a damaged restore). Reads of the record fail with it,
+	// wrapped with the kind of record and the instance id, never the value;
+	// the tenant can still be erased (DeleteInstance) or the record repaired
+	// with etcdctl (docs/operations.md).
+	ErrCorrupt = errors.New("stored record does not decode")
 )
 
 // InvalidError says which field broke which rule. It matches ErrInvalid.
@@ -31,6 +38,23 @@ func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
 func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
 
 func invalid(field, reason string) error { return &InvalidError{Field: field, Reason: reason} }
+
+// corrupt is the error of a read whose record (of kind "instance", "user",
+// "mapping", "error report") does not decode. The decoder's message is left
+// out: it can quote the value.
+func corrupt(kind, instanceID string) error {
+	return fmt.Errorf("store: %s record of instance %s: %w", kind, instanceID, ErrCorrupt)
+}
+
+// encode is json.Marshal for a record about to be written, with the error
+// wrapped: a value that did not encode whole is never written.
+func encode(kind string, v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("store: encode %s: %w", kind, err)
+	}
+	return string(b), nil
+}
 
 // etcdErr wraps an etcd client error with context. Every failure of etcd
 // itself (timeout, no leader, closed client, unreachable) is ErrUnavailable:

@@ -9,9 +9,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -40,6 +42,10 @@ type Instance struct {
 
 	// Revision is the etcd ModRevision the record was read at.
 	Revision int64 `json:"-"`
+
+	// corrupt marks a cache placeholder for a record that does not decode:
+	// it holds only ID, Revision and the key hashes that could be read.
+	corrupt bool
 }
 
 // InstanceView is what the API shows of an instance.
@@ -122,21 +128,42 @@ func validLicense(l *License) error {
 	if l.ExpiresAt.IsZero() {
 		return invalid("license.expiresAt", "is required (RFC 3339)")
 	}
+	if err := validTime("license.expiresAt", l.ExpiresAt); err != nil {
+		return err
+	}
 	if l.Seats < 0 || l.Seats > 10_000_000 {
 		return invalid("license.seats", "must be between 0 and 10000000")
 	}
 	return nil
 }
 
+// validTime checks a time the store will write: records hold times in UTC
+// as RFC 3339, whose years are 0000 to 9999, and json.Marshal fails on any
+// other ("9999-12-31T23:59:59-23:59" is in the year 10000 in UTC).
+func validTime(field string, t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return invalid(field, "must lie between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z (in UTC)")
+	}
+	return nil
+}
+
+// randomBytes fills b from crypto/rand. Its Read never returns an error
+// (since Go 1.24 it crashes the program instead); the check is for form.
+func randomBytes(b []byte) {
+	if _, err := rand.Read(b); err != nil {
+		panic("store: crypto/rand: " + err.Error())
+	}
+}
+
 func newInstanceID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	randomBytes(b[:])
 	return lower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
 func newKey(kind string) string {
 	var b [32]byte
-	_, _ = rand.Read(b[:])
+	randomBytes(b[:])
 	return kind + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
@@ -170,8 +197,14 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 		l.ExpiresAt = l.ExpiresAt.UTC()
 		in.License = &l
 	}
-	val, _ := json.Marshal(in)
-	idx, _ := json.Marshal(map[string]string{"instanceId": in.ID})
+	val, err := encode("instance", in)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := encode("url index entry", urlIndexEntry{InstanceID: in.ID})
+	if err != nil {
+		return nil, err
+	}
 	urlKey, instKey := s.k.url(in.URL), s.k.instance(in.ID)
 
 	ctx, cancel := s.ctx(ctx)
@@ -179,7 +212,7 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 	resp, err := s.kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(urlKey), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(instKey), "=", 0)).
-		Then(clientv3.OpPut(urlKey, string(idx)), clientv3.OpPut(instKey, string(val))).
+		Then(clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val)).
 		Commit()
 	if err != nil {
 		return nil, etcdErr("register instance", err)
@@ -203,64 +236,123 @@ func lower(s string) string {
 }
 
 // Instance returns an instance by id: from the cache, or from etcd when the
-// cache has not seen it (registered moments ago on another relay).
+// cache has not seen it (registered moments ago on another relay). A record
+// that does not decode → ErrCorrupt.
 func (s *Store) Instance(ctx context.Context, id string) (*Instance, error) {
 	if !ValidInstanceID(id) {
 		return nil, fmt.Errorf("store: instance: %w", ErrNotFound)
 	}
-	if in, ok := s.cache.instance([]byte(id)); ok {
-		return in, nil
-	}
-	return s.loadInstance(ctx, id)
-}
-
-func (s *Store) loadInstance(ctx context.Context, id string) (*Instance, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	in, err := s.readInstance(ctx, id)
+	in, err := s.cachedInstance(ctx, []byte(id))
 	if err != nil {
 		return nil, err
 	}
-	s.cache.putInstance(in)
+	if in.corrupt {
+		return nil, corrupt("instance", id)
+	}
 	return in, nil
 }
 
-// readInstance reads the instance record from etcd (not the cache).
-func (s *Store) readInstance(ctx context.Context, id string) (*Instance, error) {
-	resp, err := s.kv.Get(ctx, s.k.instance(id))
+// cachedInstance returns the cache's entry for the instance, loading it from
+// etcd when the cache has none. The entry may be a corrupt placeholder.
+func (s *Store) cachedInstance(ctx context.Context, id []byte) (*Instance, error) {
+	if in, ok := s.cache.instance(id); ok {
+		return in, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	sid := string(id)
+	resp, err := s.kv.Get(ctx, s.k.instance(sid))
 	if err != nil {
 		return nil, etcdErr("get instance", err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("store: instance %s: %w", sid, ErrNotFound)
 	}
-	return decodeInstance(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	in := cacheEntry(sid, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	s.cache.putInstance(in)
+	return in, nil
 }
 
-func decodeInstance(v []byte, rev int64) (*Instance, error) {
+// urlIndexEntry is the value of a URL index key.
+type urlIndexEntry struct {
+	InstanceID string `json:"instanceId"`
+}
+
+// decodeInstance decodes the record of instance id read at rev. One that
+// does not decode, or decodes to no record of this instance (JSON null, {},
+// another id, no URL or key hashes) → ErrCorrupt.
+func decodeInstance(id string, v []byte, rev int64) (*Instance, error) {
 	in := new(Instance)
 	if err := json.Unmarshal(v, in); err != nil {
-		return nil, fmt.Errorf("store: decode instance: %w", err)
+		return nil, corrupt("instance", id)
+	}
+	if in.ID != id || in.URL == "" || !validHash(in.ClientKeyHash) || !validHash(in.AdminKeyHash) {
+		return nil, corrupt("instance", id)
 	}
 	in.Revision = rev
 	return in, nil
 }
 
+// cacheEntry is what the cache holds for an instance record: the record, or
+// for one that does not decode a corrupt placeholder with the key hashes
+// that can still be read from it (a record that is JSON but has a field
+// that does not parse, such as a time out of range), so that Authenticate
+// can still tell the tenant's admin key.
+func cacheEntry(id string, v []byte, rev int64) *Instance {
+	if in, err := decodeInstance(id, v, rev); err == nil {
+		return in
+	}
+	in := &Instance{ID: id, Revision: rev, corrupt: true}
+	var h struct {
+		ClientKeyHash string `json:"clientKeySha256"`
+		AdminKeyHash  string `json:"adminKeySha256"`
+	}
+	if json.Unmarshal(v, &h) == nil {
+		if validHash(h.ClientKeyHash) {
+			in.ClientKeyHash = h.ClientKeyHash
+		}
+		if validHash(h.AdminKeyHash) {
+			in.AdminKeyHash = h.AdminKeyHash
+		}
+	}
+	return in
+}
+
+// validHash reports whether h has the form HashKey gives: 64 lower-case hex digits.
+func validHash(h string) bool {
+	if len(h) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Authenticate checks a key against an instance, in constant time, from the
 // cache (falling back to etcd for an instance the cache has not seen). An
 // unknown instance → ErrNotFound; a wrong key → RoleNone.
+//
+// An instance whose record does not decode → a nil instance, an error
+// matching ErrCorrupt, and the role the key has by the key hashes that could
+// still be read from the record: RoleNone when none could (an empty or
+// garbled value). The caller may let RoleAdmin erase the tenant
+// (DeleteInstance) and must refuse everything else.
 func (s *Store) Authenticate(ctx context.Context, id, key []byte) (*Instance, Role, error) {
 	if !validIDBytes(id) {
 		return nil, RoleNone, fmt.Errorf("store: instance: %w", ErrNotFound)
 	}
-	in, ok := s.cache.instance(id)
-	if !ok {
-		var err error
-		if in, err = s.loadInstance(ctx, string(id)); err != nil {
-			return nil, RoleNone, err
-		}
+	in, err := s.cachedInstance(ctx, id)
+	if err != nil {
+		return nil, RoleNone, err
 	}
-	return in, in.roleOf(key), nil
+	role := in.roleOf(key)
+	if in.corrupt {
+		return nil, role, corrupt("instance", in.ID)
+	}
+	return in, role, nil
 }
 
 // roleOf compares the key's hash with both stored hashes in constant time.
@@ -282,14 +374,26 @@ func (in *Instance) roleOf(key []byte) Role {
 	return RoleNone
 }
 
-// updateInstance applies f to the current record with compare-and-swap,
-// retrying when another writer got there first.
+// updateInstance applies f to the current record with compare-and-swap.
+// When another writer got there first, the failed transaction returns the
+// record as it is now (Else), and f is applied to that: no extra read.
 func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance) error) (*Instance, error) {
+	if !ValidInstanceID(id) {
+		return nil, fmt.Errorf("store: instance: %w", ErrNotFound)
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	key := s.k.instance(id)
+	resp, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return nil, etcdErr("get instance", err)
+	}
+	kvs := resp.Kvs
 	for {
-		in, err := s.readInstance(ctx, id)
+		if len(kvs) == 0 {
+			return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+		}
+		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
 		if err != nil {
 			return nil, err
 		}
@@ -298,10 +402,14 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 			return nil, err
 		}
 		in.UpdatedAt = s.nowUTC()
-		val, _ := json.Marshal(in)
+		val, err := encode("instance", in)
+		if err != nil {
+			return nil, err
+		}
 		tr, err := s.kv.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", readAt)).
-			Then(clientv3.OpPut(key, string(val))).Commit()
+			Then(clientv3.OpPut(key, val)).
+			Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
 			return nil, etcdErr("update instance", err)
 		}
@@ -310,6 +418,7 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 			s.cache.putInstance(in)
 			return in, nil
 		}
+		kvs = tr.Responses[0].GetResponseRange().Kvs
 	}
 }
 
@@ -362,22 +471,47 @@ func (s *Store) RotateClientKey(ctx context.Context, id string) (string, *Instan
 	return ck, in, nil
 }
 
-// DeleteInstance erases every record of the instance and its URL index entry
-// in one transaction.
+// DeleteInstance erases every record of the instance (everything under its
+// prefix: record, configuration, users, mappings, error reports) and its URL
+// index entry, in one transaction. An instance whose record does not decode
+// is erased too: its URL index entries are then found by the instance id
+// they name. A conflicting write makes the transaction return the record as
+// it is now (Else), and the erase is tried again from that.
 func (s *Store) DeleteInstance(ctx context.Context, id string) error {
+	if !ValidInstanceID(id) {
+		return fmt.Errorf("store: instance: %w", ErrNotFound)
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	key := s.k.instance(id)
+	key, tenant := s.k.instance(id), s.k.tenant(id)
+	resp, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return etcdErr("get instance", err)
+	}
+	kvs := resp.Kvs
 	for {
-		in, err := s.readInstance(ctx, id)
-		if err != nil {
+		if len(kvs) == 0 {
+			return fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)}
+		ops := []clientv3.Op{clientv3.OpDelete(tenant, clientv3.WithRange(clientv3.GetPrefixRangeEnd(tenant)))}
+		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
+		switch {
+		case err == nil:
+			ops = append(ops, clientv3.OpDelete(s.k.url(in.URL)))
+		case errors.Is(err, ErrCorrupt):
+			urls, err := s.urlKeysOf(ctx, id)
+			if err != nil {
+				return err
+			}
+			for _, u := range urls {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(u.Key)), "=", u.ModRevision))
+				ops = append(ops, clientv3.OpDelete(string(u.Key)))
+			}
+		default:
 			return err
 		}
-		tenant := s.k.tenant(id)
-		tr, err := s.kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", in.Revision)).
-			Then(clientv3.OpDelete(tenant, clientv3.WithRange(prefixEnd(tenant))),
-				clientv3.OpDelete(s.k.url(in.URL))).Commit()
+		tr, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
 			return etcdErr("delete instance", err)
 		}
@@ -385,5 +519,29 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 			s.cache.deleteInstance(id, tr.Header.Revision)
 			return nil
 		}
+		kvs = tr.Responses[0].GetResponseRange().Kvs
+	}
+}
+
+// urlKeysOf scans the URL index for the entries that name instance id (one,
+// unless the data was edited by hand). Entries that do not decode name no
+// instance and are left alone.
+func (s *Store) urlKeysOf(ctx context.Context, id string) ([]*mvccpb.KeyValue, error) {
+	var out []*mvccpb.KeyValue
+	from, end := s.k.urls(), clientv3.GetPrefixRangeEnd(s.k.urls())
+	for {
+		resp, err := s.kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
+		if err != nil {
+			return nil, etcdErr("list url index", err)
+		}
+		for _, kv := range resp.Kvs {
+			if got, ok := indexedID(kv.Value); ok && got == id {
+				out = append(out, kv)
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 }

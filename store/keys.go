@@ -19,6 +19,7 @@ import (
 //	P instances/<id>/index/issue/<issueId>/<user>/<mail>       → mapping copy
 //	P instances/<id>/index/issuekey/<key>/<user>/<mail>/<issueId> → mapping copy
 //	P instances/<id>/index/user/<user>/<mail>/<issueId>        → mapping copy
+//	P instances/<id>/error-reports/<millis>-<random>           → error report (on a lease)
 //
 // Everything of one instance lives under P instances/<id>/, so one
 // `etcdctl get --prefix` shows a tenant and one `etcdctl del --prefix` erases it.
@@ -34,6 +35,11 @@ func (k keys) instance(id string) string    { return k.tenant(id) + "instance" }
 func (k keys) config(id string) string      { return k.tenant(id) + "config" }
 func (k keys) users(id string) string       { return k.tenant(id) + "users/" }
 func (k keys) user(id, user string) string  { return k.users(id) + EscapeSegment(user) }
+
+func (k keys) errorReports(id string) string { return k.tenant(id) + "error-reports/" }
+func (k keys) errorReport(id, reportID string) string {
+	return k.errorReports(id) + EscapeSegment(reportID)
+}
 
 func (k keys) mappingsByMail(id, mail string) string {
 	return k.tenant(id) + "mappings/" + EscapeSegment(mail) + "/"
@@ -153,17 +159,4 @@ func unhex(c byte) int {
 		return int(c-'A') + 10
 	}
 	return -1
-}
-
-// prefixEnd is the first key after every key that starts with p
-// (clientv3.GetPrefixRangeEnd for strings).
-func prefixEnd(p string) string {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1])
-		}
-	}
-	return "\x00"
 }

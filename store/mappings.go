@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -95,12 +96,15 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 	defer cancel()
 	m.CreatedAt = s.nowUTC()
 	instKey, key := s.k.instance(id), s.k.mapping(id, &m)
+	val, err := encode("mapping", m)
+	if err != nil {
+		return nil, false, err
+	}
+	var puts []clientv3.Op
+	for _, k := range s.k.mappingKeys(id, &m) {
+		puts = append(puts, clientv3.OpPut(k, val))
+	}
 	for {
-		val, _ := json.Marshal(m)
-		var puts []clientv3.Op
-		for _, k := range s.k.mappingKeys(id, &m) {
-			puts = append(puts, clientv3.OpPut(k, string(val)))
-		}
 		resp, err := s.kv.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(instKey), ">", 0),
 				clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
@@ -119,16 +123,16 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 		if len(kvs) == 0 {
 			continue // unlinked meanwhile: create again
 		}
-		old := new(Mapping)
-		if err := json.Unmarshal(kvs[0].Value, old); err != nil {
-			return nil, false, fmt.Errorf("store: decode mapping: %w", err)
+		old, err := decodeMapping(id, kvs[0].Value)
+		if err != nil {
+			return nil, false, err
 		}
-		if sameLink(old, &m) {
-			return old, false, nil
+		if sameLink(&old, &m) {
+			return &old, false, nil
 		}
 		upd := m
 		upd.CreatedAt = old.CreatedAt
-		ok, err := s.replaceMapping(ctx, id, old, &upd, kvs[0].ModRevision)
+		ok, err := s.replaceMapping(ctx, id, &old, &upd, kvs[0].ModRevision)
 		if err != nil {
 			return nil, false, err
 		}
@@ -141,13 +145,16 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 // replaceMapping swaps old for upd (same identity) if the primary record is
 // still at rev: stale index entries go, new ones come, in one transaction.
 func (s *Store) replaceMapping(ctx context.Context, id string, old, upd *Mapping, rev int64) (bool, error) {
-	val, _ := json.Marshal(upd)
+	val, err := encode("mapping", upd)
+	if err != nil {
+		return false, err
+	}
 	newKeys := s.k.mappingKeys(id, upd)
 	keep := map[string]bool{}
 	var ops []clientv3.Op
 	for _, k := range newKeys {
 		keep[k] = true
-		ops = append(ops, clientv3.OpPut(k, string(val)))
+		ops = append(ops, clientv3.OpPut(k, val))
 	}
 	for _, k := range s.k.mappingKeys(id, old) {
 		if !keep[k] {
@@ -218,15 +225,15 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(prefixEnd(p)), clientv3.WithLimit(int64(q.Limit)))
+	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(q.Limit)))
 	if err != nil {
 		return nil, "", etcdErr("list mappings", err)
 	}
 	out := make([]Mapping, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var m Mapping
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
-			return nil, "", fmt.Errorf("store: decode mapping: %w", err)
+		m, err := decodeMapping(id, kv.Value)
+		if err != nil {
+			return nil, "", err
 		}
 		out = append(out, m)
 	}
@@ -238,10 +245,29 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	return out, next, nil
 }
 
+// decodeMapping decodes a mapping record (primary or index copy) of
+// instance id; one that does not decode → ErrCorrupt.
+func decodeMapping(id string, v []byte) (Mapping, error) {
+	var m Mapping
+	if err := json.Unmarshal(v, &m); err != nil {
+		return Mapping{}, corrupt("mapping", id)
+	}
+	return m, nil
+}
+
+// storedMapping is a mapping as read, with the ModRevision of the key it
+// was read from. Every key of a mapping is written in the same transaction,
+// so an index copy's revision is its primary record's while the mapping is
+// unchanged.
+type storedMapping struct {
+	m   Mapping
+	rev int64
+}
+
 // allMappings reads every mapping under a prefix, in pages.
-func (s *Store) allMappings(ctx context.Context, p string) ([]Mapping, error) {
-	var out []Mapping
-	from, end := p, prefixEnd(p)
+func (s *Store) allMappings(ctx context.Context, id, p string) ([]storedMapping, error) {
+	var out []storedMapping
+	from, end := p, clientv3.GetPrefixRangeEnd(p)
 	for {
 		cctx, cancel := s.ctx(ctx)
 		resp, err := s.kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
@@ -250,11 +276,11 @@ func (s *Store) allMappings(ctx context.Context, p string) ([]Mapping, error) {
 			return nil, etcdErr("list mappings", err)
 		}
 		for _, kv := range resp.Kvs {
-			var m Mapping
-			if err := json.Unmarshal(kv.Value, &m); err != nil {
-				return nil, fmt.Errorf("store: decode mapping: %w", err)
+			m, err := decodeMapping(id, kv.Value)
+			if err != nil {
+				return nil, err
 			}
-			out = append(out, m)
+			out = append(out, storedMapping{m: m, rev: kv.ModRevision})
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return out, nil
@@ -263,28 +289,62 @@ func (s *Store) allMappings(ctx context.Context, p string) ([]Mapping, error) {
 	}
 }
 
-// deleteMappings removes whole mappings (record and index entries), 25 per
-// transaction, and says how many records were there.
-func (s *Store) deleteMappings(ctx context.Context, id string, ms []Mapping) (int, error) {
+// mappingsBatch bounds the mappings deleted per transaction: five keys each
+// stay within etcd's 128 operations.
+const mappingsBatch = 25
+
+// deleteMappings removes whole mappings (record and index entries),
+// mappingsBatch per transaction, and says how many primary records it
+// removed. Each delete is guarded by the primary record's ModRevision as
+// read: when a concurrent LinkMapping changed a mapping meanwhile (moving
+// its index entries) or removed it, the transaction fails, returns the
+// primary records as they are now (Else), and the batch is tried again with
+// the index keys computed from those. A mapping found gone is tried again
+// with its primary record required absent, so index entries left of it go
+// too.
+func (s *Store) deleteMappings(ctx context.Context, id string, ms []storedMapping) (int, error) {
 	n := 0
-	for start := 0; start < len(ms); start += 25 {
-		var ops []clientv3.Op
-		var primaries []int // positions of the primary records in ops
-		for i := start; i < min(start+25, len(ms)); i++ {
-			primaries = append(primaries, len(ops))
-			for _, k := range s.k.mappingKeys(id, &ms[i]) {
-				ops = append(ops, clientv3.OpDelete(k))
+	for start := 0; start < len(ms); start += mappingsBatch {
+		batch := slices.Clone(ms[start:min(start+mappingsBatch, len(ms))])
+		for {
+			cmps := make([]clientv3.Cmp, 0, len(batch))
+			gets := make([]clientv3.Op, 0, len(batch))
+			var ops []clientv3.Op
+			var primaries []int // positions of the primary records in ops
+			for i := range batch {
+				ks := s.k.mappingKeys(id, &batch[i].m)
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(ks[0]), "=", batch[i].rev))
+				gets = append(gets, clientv3.OpGet(ks[0]))
+				primaries = append(primaries, len(ops))
+				for _, k := range ks {
+					ops = append(ops, clientv3.OpDelete(k))
+				}
 			}
-		}
-		cctx, cancel := s.ctx(ctx)
-		resp, err := s.kv.Txn(cctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			return n, etcdErr("delete mappings", err)
-		}
-		for _, i := range primaries {
-			if resp.Responses[i].GetResponseDeleteRange().Deleted > 0 {
-				n++
+			cctx, cancel := s.ctx(ctx)
+			resp, err := s.kv.Txn(cctx).If(cmps...).Then(ops...).Else(gets...).Commit()
+			cancel()
+			if err != nil {
+				return n, etcdErr("delete mappings", err)
+			}
+			if resp.Succeeded {
+				for _, i := range primaries {
+					if resp.Responses[i].GetResponseDeleteRange().Deleted > 0 {
+						n++
+					}
+				}
+				break
+			}
+			for i, r := range resp.Responses {
+				kvs := r.GetResponseRange().Kvs
+				if len(kvs) == 0 {
+					batch[i].rev = 0
+					continue
+				}
+				m, err := decodeMapping(id, kvs[0].Value)
+				if err != nil {
+					return n, err
+				}
+				batch[i] = storedMapping{m: m, rev: kvs[0].ModRevision}
 			}
 		}
 	}
@@ -292,7 +352,8 @@ func (s *Store) deleteMappings(ctx context.Context, id string, ms []Mapping) (in
 }
 
 // UnlinkMappings removes the links between a mail and an issue: of one user
-// when userID is set, else of every user. None → ErrNotFound.
+// when userID is set, else of every user. None → ErrNotFound. A link changed
+// meanwhile (new conversation id or issue key) is removed as it is now.
 func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID string) (int, error) {
 	if !ValidOpaqueID(mailID) {
 		return 0, invalid("mailId", "is required: 1 to 1024 bytes of printable UTF-8")
@@ -307,35 +368,22 @@ func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID 
 	if userID != "" {
 		p += EscapeSegment(userID) + "/"
 	}
-	all, err := s.allMappings(ctx, p)
+	all, err := s.allMappings(ctx, id, p)
 	if err != nil {
 		return 0, err
 	}
-	var ms []Mapping
-	for _, m := range all {
-		if m.Jira.ID == issueID {
-			ms = append(ms, m)
+	var ms []storedMapping
+	for _, sm := range all {
+		if sm.m.Jira.ID == issueID {
+			ms = append(ms, sm)
 		}
 	}
 	if len(ms) == 0 {
 		return 0, fmt.Errorf("store: mapping: %w", ErrNotFound)
 	}
-	// Count the primary records actually removed by this call.
-	n := 0
-	for _, m := range ms {
-		var ops []clientv3.Op
-		for _, k := range s.k.mappingKeys(id, &m) {
-			ops = append(ops, clientv3.OpDelete(k))
-		}
-		cctx, cancel := s.ctx(ctx)
-		resp, err := s.kv.Txn(cctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			return n, etcdErr("unlink mapping", err)
-		}
-		if resp.Responses[0].GetResponseDeleteRange().Deleted > 0 {
-			n++
-		}
+	n, err := s.deleteMappings(ctx, id, ms)
+	if err != nil {
+		return n, err
 	}
 	if n == 0 {
 		return 0, fmt.Errorf("store: mapping: %w", ErrNotFound)

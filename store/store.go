@@ -1,8 +1,15 @@
-// Package store keeps the relay's four kinds of data per Jira instance in
-// etcd: instance data, user data, the admin's configuration, and mappings of
-// e-mails to Jira issues. Nothing else is stored: no e-mail content, no Jira
-// issue data beyond id, key and project id, no credentials (client and admin
-// keys only as SHA-256 hashes).
+// Package store keeps the relay's five kinds of data per Jira instance in
+// etcd: instance data, user data, the admin's configuration, mappings of
+// e-mails to Jira issues, and the add-in's error reports (scrubbed, and
+// expiring with an etcd lease). Nothing else is stored: no e-mail content,
+// no Jira issue data beyond id, key and project id, no credentials (client
+// and admin keys only as SHA-256 hashes).
+//
+// Every value is written whole or not at all: a record that does not encode
+// is an error, and a time the records cannot hold (outside the years 0000 to
+// 9999 in UTC) is refused as invalid. A stored record that does not decode
+// (written by hand, by a defect) reads as ErrCorrupt, and DeleteInstance
+// still erases its tenant.
 //
 // Instances and configurations are served from a watch-fed in-memory cache,
 // so the hot paths (key checks, config reads) make no etcd round trip and keep

@@ -1,11 +1,16 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,19 +19,28 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-const prefix = "/jira-relay/"
-
-// newStore starts an embedded etcd and a Store whose cache runs until the
-// test ends.
-func newStore(t *testing.T) (*store.Store, *clientv3.Client) {
+// newStore gives the test a Store under a key prefix of its own on the
+// shared etcd member, with its cache running until the test ends; the
+// client and the prefix are for looking at etcd directly.
+func newStore(t *testing.T) (*store.Store, *clientv3.Client, string) {
 	t.Helper()
-	_, cli := etcdtest.Start(t)
-	return runStore(t, cli), cli
+	cli, p := etcdtest.Shared(t)
+	return runStore(t, cli, p), cli, p
 }
 
-func runStore(t *testing.T, cli *clientv3.Client) *store.Store {
+// runStore starts a Store (a relay's) under prefix p whose cache runs until
+// the test ends.
+func runStore(t *testing.T, cli *clientv3.Client, p string) *store.Store {
 	t.Helper()
-	s, err := store.New(cli, cli, store.Options{Prefix: prefix, Timeout: 3 * time.Second})
+	return runStoreWith(t, cli, cli, store.Options{Prefix: p})
+}
+
+func runStoreWith(t *testing.T, cli *clientv3.Client, w clientv3.Watcher, o store.Options) *store.Store {
+	t.Helper()
+	if o.Timeout == 0 {
+		o.Timeout = 3 * time.Second
+	}
+	s, err := store.New(cli, w, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +50,7 @@ func runStore(t *testing.T, cli *clientv3.Client) *store.Store {
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case <-s.Synced():
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("cache did not sync")
 	}
 	return s
@@ -69,7 +83,8 @@ func keysUnder(t *testing.T, cli *clientv3.Client, p string) []string {
 }
 
 func TestRegisterAuthenticateAndRoles(t *testing.T) {
-	s, cli := newStore(t)
+	t.Parallel()
+	s, cli, prefix := newStore(t)
 	r := register(t, s, "https://acme.atlassian.net")
 	ctx := context.Background()
 
@@ -99,7 +114,13 @@ func TestRegisterAuthenticateAndRoles(t *testing.T) {
 	}
 
 	// The keys themselves are nowhere in etcd; only their hashes are.
-	resp, _ := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 2 {
+		t.Fatalf("%d keys after one registration, want 2 (URL index, instance)", len(resp.Kvs))
+	}
 	for _, kv := range resp.Kvs {
 		if strings.Contains(string(kv.Value), r.ClientKey) || strings.Contains(string(kv.Value), r.AdminKey) {
 			t.Fatalf("a key is stored in clear under %s", kv.Key)
@@ -107,14 +128,15 @@ func TestRegisterAuthenticateAndRoles(t *testing.T) {
 	}
 
 	// The same URL twice → ErrExists.
-	_, err := s.Register(ctx, store.NewInstance{URL: "https://acme.atlassian.net", JiraVersion: "1", AddinVersion: "1"})
+	_, err = s.Register(ctx, store.NewInstance{URL: "https://acme.atlassian.net", JiraVersion: "1", AddinVersion: "1"})
 	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second register: err = %v, want ErrExists", err)
 	}
 }
 
 func TestRegisterRejectsBadFields(t *testing.T) {
-	s, cli := newStore(t)
+	t.Parallel()
+	s, cli, prefix := newStore(t)
 	for _, n := range []store.NewInstance{
 		{URL: "https://a.atlassian.net", JiraVersion: "", AddinVersion: "1"},
 		{URL: "https://a.atlassian.net", JiraVersion: "1", AddinVersion: "4.2 beta"},
@@ -133,27 +155,39 @@ func TestRegisterRejectsBadFields(t *testing.T) {
 }
 
 func TestRotateClientKeyStopsOldKeyAtOnce(t *testing.T) {
-	s, _ := newStore(t)
+	t.Parallel()
+	s, _, _ := newStore(t)
 	r := register(t, s, "https://acme.atlassian.net")
 	ctx := context.Background()
 	nk, _, err := s.RotateClientKey(ctx, r.Instance.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, role, _ := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.ClientKey)); role != store.RoleNone {
+	if role := roleOf(t, s, r.Instance.ID, r.ClientKey); role != store.RoleNone {
 		t.Fatalf("old client key still has role %v", role)
 	}
-	if _, role, _ := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(nk)); role != store.RoleClient {
+	if role := roleOf(t, s, r.Instance.ID, nk); role != store.RoleClient {
 		t.Fatalf("new client key has role %v", role)
 	}
-	if _, role, _ := s.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.AdminKey)); role != store.RoleAdmin {
+	if role := roleOf(t, s, r.Instance.ID, r.AdminKey); role != store.RoleAdmin {
 		t.Fatalf("admin key changed by a client key rotation: %v", role)
 	}
 }
 
+// roleOf is the role key has at instance id; any error fails the test.
+func roleOf(t *testing.T, s *store.Store, id, key string) store.Role {
+	t.Helper()
+	_, role, err := s.Authenticate(context.Background(), []byte(id), []byte(key))
+	if err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	return role
+}
+
 func TestSecondRelaySeesChangesThroughItsWatch(t *testing.T) {
-	_, cli := etcdtest.Start(t)
-	a, b := runStore(t, cli), runStore(t, cli)
+	t.Parallel()
+	cli, prefix := etcdtest.Shared(t)
+	a, b := runStore(t, cli, prefix), runStore(t, cli, prefix)
 	ctx := context.Background()
 	r := register(t, a, "https://acme.atlassian.net")
 
@@ -169,11 +203,17 @@ func TestSecondRelaySeesChangesThroughItsWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, func() bool {
-		_, role, _ := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(nk))
-		d, _ := b.Config(ctx, r.Instance.ID)
+		_, role, err := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(nk))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := b.Config(ctx, r.Instance.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return role == store.RoleClient && string(d.Body) == `{"theme":"dark"}`
 	})
-	if _, role, _ := b.Authenticate(ctx, []byte(r.Instance.ID), []byte(r.ClientKey)); role != store.RoleNone {
+	if role := roleOf(t, b, r.Instance.ID, r.ClientKey); role != store.RoleNone {
 		t.Fatal("b still accepts the rotated key")
 	}
 	if err := a.DeleteInstance(ctx, r.Instance.ID); err != nil {
@@ -188,31 +228,103 @@ func TestSecondRelaySeesChangesThroughItsWatch(t *testing.T) {
 	}
 }
 
+// gatedWatcher is the client's real watcher with the first Watch call held
+// until the test opens the gate: the test can change etcd and compact it
+// between the cache's first list and its watch. Later calls pass straight on.
+type gatedWatcher struct {
+	clientv3.Watcher
+	entered chan struct{} // closed when the first call arrives
+	gate    chan struct{} // closed by the test
+	calls   atomic.Int32
+}
+
+func (g *gatedWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	if g.calls.Add(1) == 1 {
+		close(g.entered)
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+		}
+	}
+	return g.Watcher.Watch(ctx, key, opts...)
+}
+
+// TestCacheRelistsAfterCompaction: changes made after the cache's list,
+// then compacted away before its watch starts, reach the cache only by a
+// new list, which the watch's compaction error must trigger.
 func TestCacheRelistsAfterCompaction(t *testing.T) {
-	_, cli := etcdtest.Start(t)
-	s := runStore(t, cli)
+	t.Parallel()
+	_, cli := etcdtest.Start(t) // its own member: the test compacts it
+	const prefix = "/jira-relay/"
 	ctx := context.Background()
-	r := register(t, s, "https://acme.atlassian.net")
-	// Changes made behind the store's back, then compacted: the watch must
-	// notice ErrCompacted or keep up, and the cache must end up current.
-	other := runStore(t, cli)
+	other := runStore(t, cli, prefix) // another relay, writing
+	r := register(t, other, "https://acme.atlassian.net")
+
+	gw := &gatedWatcher{Watcher: cli, entered: make(chan struct{}), gate: make(chan struct{})}
+	logs := new(logBuffer)
+	s := runStoreWith(t, cli, gw, store.Options{Prefix: prefix, Logger: logs.logger()})
+	select {
+	case <-gw.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cache did not start its watch")
+	}
 	for i := range 20 {
 		if _, err := other.PutConfig(ctx, r.Instance.ID, []byte(fmt.Sprintf(`{"n":%d}`, i)), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	resp, _ := cli.Get(ctx, "x")
+	resp, err := cli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
+	// The cache has not seen the changes: it listed before them and its
+	// watch has not started.
+	if d, err := s.Config(ctx, r.Instance.ID); err != nil || string(d.Body) != "{}" {
+		t.Fatalf("before the watch: config %s, %v; want the listed {}", d.Body, err)
+	}
+	close(gw.gate)
 	eventually(t, func() bool {
-		d, _ := s.Config(ctx, r.Instance.ID)
+		d, err := s.Config(ctx, r.Instance.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return string(d.Body) == `{"n":19}`
 	})
+	if !strings.Contains(logs.String(), "watch revision compacted") {
+		t.Errorf("the cache did not log its watch's compaction:\n%s", logs)
+	}
+	if n := gw.calls.Load(); n < 2 {
+		t.Errorf("%d watch calls, want a second one after the new list", n)
+	}
 }
 
+// logBuffer collects a Store's log lines (text handler), safe for the
+// cache's goroutine and the test.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
 func TestConfigCompareAndSwap(t *testing.T) {
-	s, _ := newStore(t)
+	t.Parallel()
+	s, _, _ := newStore(t)
 	ctx := context.Background()
 	r := register(t, s, "https://acme.atlassian.net")
 	id := r.Instance.ID
@@ -233,9 +345,9 @@ func TestConfigCompareAndSwap(t *testing.T) {
 	if err != nil || d2.Revision <= d1.Revision {
 		t.Fatalf("CAS with current revision: %v", err)
 	}
-	got, _ := s.Config(ctx, id)
-	if string(got.Body) != `{"a":3}` || got.Revision != d2.Revision {
-		t.Fatalf("config = %s@%d", got.Body, got.Revision)
+	got, err := s.Config(ctx, id)
+	if err != nil || string(got.Body) != `{"a":3}` || got.Revision != d2.Revision {
+		t.Fatalf("config = %s@%d, %v", got.Body, got.Revision, err)
 	}
 	if _, err := s.PutConfig(ctx, "aaaaaaaaaaaaaaaaaaaaaaaaaa", []byte(`{}`), nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("config of unknown instance: %v", err)
@@ -248,7 +360,8 @@ func mapping(conv, mail, user, issueID, key string) store.Mapping {
 }
 
 func TestMappingsLinkIdempotentLookupPageUnlink(t *testing.T) {
-	s, cli := newStore(t)
+	t.Parallel()
+	s, cli, prefix := newStore(t)
 	ctx := context.Background()
 	id := register(t, s, "https://acme.atlassian.net").Instance.ID
 	conv := "AAQkADQ2ZWI1NWUzLWFjNTgtNDhkNi05MTRlLTE0ZjkzYjhiZmIxYgAQACGaySOzKTNItlx6EtoJ8kc="
@@ -327,7 +440,8 @@ func TestMappingsLinkIdempotentLookupPageUnlink(t *testing.T) {
 }
 
 func TestMappingQueriesRejectBadInput(t *testing.T) {
-	s, _ := newStore(t)
+	t.Parallel()
+	s, _, _ := newStore(t)
 	id := register(t, s, "https://acme.atlassian.net").Instance.ID
 	for _, q := range []store.MappingQuery{
 		{By: "subject", Value: "x"},
@@ -361,14 +475,15 @@ func TestMappingQueriesRejectBadInput(t *testing.T) {
 }
 
 func TestDeleteUserErasesEveryKeyOfTheUser(t *testing.T) {
-	s, cli := newStore(t)
+	t.Parallel()
+	s, cli, prefix := newStore(t)
 	ctx := context.Background()
 	id := register(t, s, "https://acme.atlassian.net").Instance.ID
 	if _, created, err := s.PutUser(ctx, id, store.User{UserID: "mia", Name: "Mia Krystof", Email: "mia@example.com"}); err != nil || !created {
 		t.Fatalf("put user: %v %v", created, err)
 	}
-	if _, created, _ := s.PutUser(ctx, id, store.User{UserID: "mia", Name: "Mia K.", Email: "mia@example.com"}); created {
-		t.Fatal("replacing a user reported created")
+	if _, created, err := s.PutUser(ctx, id, store.User{UserID: "mia", Name: "Mia K.", Email: "mia@example.com"}); err != nil || created {
+		t.Fatalf("replacing a user: created=%v err=%v", created, err)
 	}
 	if _, _, err := s.PutUser(ctx, id, store.User{UserID: "bob", Name: "Bob", Email: "bob@example.com"}); err != nil {
 		t.Fatal(err)
@@ -413,7 +528,8 @@ func TestDeleteUserErasesEveryKeyOfTheUser(t *testing.T) {
 }
 
 func TestDeleteInstanceErasesTheTenant(t *testing.T) {
-	s, cli := newStore(t)
+	t.Parallel()
+	s, cli, prefix := newStore(t)
 	ctx := context.Background()
 	a := register(t, s, "https://acme.atlassian.net").Instance.ID
 	b := register(t, s, "https://other.atlassian.net").Instance.ID
@@ -454,18 +570,36 @@ func TestDeleteInstanceErasesTheTenant(t *testing.T) {
 }
 
 // TestKeyLayout pins the documented layout (docs/key-layout.md): operators
-// paste these prefixes into etcdctl.
+// paste these prefixes into etcdctl. Every kind of record is written through
+// the API, and the keys then in etcd are exactly the documented ones.
 func TestKeyLayout(t *testing.T) {
-	s, cli := newStore(t)
+	t.Parallel()
+	cli, prefix := etcdtest.Shared(t)
+	received := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli, Now: func() time.Time { return received }})
 	ctx := context.Background()
 	r := register(t, s, "https://acme.atlassian.net")
 	id := r.Instance.ID
-	s.PutUser(ctx, id, store.User{UserID: "1220", Name: "Mia", Email: "mia@example.com"})
-	s.PutConfig(ctx, id, []byte(`{"x":1}`), nil)
-	s.LinkMapping(ctx, id, mapping("AAQk/x+y=", "<a/b@c>", "1220", "10710", "ITSM-34"))
+	if _, _, err := s.PutUser(ctx, id, store.User{UserID: "1220", Name: "Mia", Email: "mia@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutConfig(ctx, id, []byte(`{"x":1}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LinkMapping(ctx, id, mapping("AAQk/x+y=", "<a/b@c>", "1220", "10710", "ITSM-34")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.AddErrorReport(ctx, id, store.ErrorReport{Message: "compose failed"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^[0-9]{13}-[0-9a-f]{12}$`).MatchString(rep.ID) || !strings.HasPrefix(rep.ID, fmt.Sprintf("%013d-", received.UnixMilli())) {
+		t.Fatalf("error report id %q is not <millis of receipt, 13 digits>-<12 hex digits>", rep.ID)
+	}
 	got := keysUnder(t, cli, prefix)
 	want := []string{
 		prefix + "instances/" + id + "/config",
+		prefix + "instances/" + id + "/error-reports/" + rep.ID,
 		prefix + "instances/" + id + "/index/conversation/AAQk%2Fx+y=/1220/%3Ca%2Fb@c%3E/10710",
 		prefix + "instances/" + id + "/index/issue/10710/1220/%3Ca%2Fb@c%3E",
 		prefix + "instances/" + id + "/index/issuekey/ITSM-34/1220/%3Ca%2Fb@c%3E/10710",
@@ -477,6 +611,18 @@ func TestKeyLayout(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("key layout:\n got %q\nwant %q", got, want)
+	}
+	resp, err := cli.Get(ctx, prefix+"urls/https%3A%2F%2Facme.atlassian.net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := string(resp.Kvs[0].Value); v != `{"instanceId":"`+id+`"}` {
+		t.Errorf("URL index entry = %s", v)
+	}
+	// The documented default prefix.
+	d, err := store.New(cli, cli, store.Options{})
+	if err != nil || d.Prefix() != "/jira-relay/" {
+		t.Errorf("default prefix %q, %v; want /jira-relay/", d.Prefix(), err)
 	}
 }
 

@@ -63,13 +63,16 @@ func (s *Store) PutUser(ctx context.Context, id string, u User) (*User, bool, er
 		return nil, false, err
 	}
 	u.UpdatedAt = s.nowUTC()
-	val, _ := json.Marshal(u)
+	val, err := encode("user", u)
+	if err != nil {
+		return nil, false, err
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	key := s.k.user(id, u.UserID)
 	resp, err := s.kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(s.k.instance(id)), ">", 0)).
-		Then(clientv3.OpPut(key, string(val), clientv3.WithPrevKV())).Commit()
+		Then(clientv3.OpPut(key, val, clientv3.WithPrevKV())).Commit()
 	if err != nil {
 		return nil, false, etcdErr("put user", err)
 	}
@@ -96,7 +99,7 @@ func (s *Store) User(ctx context.Context, id, userID string) (*User, error) {
 	}
 	u := new(User)
 	if err := json.Unmarshal(resp.Kvs[0].Value, u); err != nil {
-		return nil, fmt.Errorf("store: decode user: %w", err)
+		return nil, corrupt("user", id)
 	}
 	return u, nil
 }
@@ -107,15 +110,16 @@ func (s *Store) ExportUser(ctx context.Context, id, userID string) (*UserExport,
 	if err != nil && !isNotFound(err) {
 		return nil, err
 	}
-	ms, err := s.allMappings(ctx, s.k.index(id, "user", userID))
+	sms, err := s.allMappings(ctx, id, s.k.index(id, "user", userID))
 	if err != nil {
 		return nil, err
 	}
-	if u == nil && len(ms) == 0 {
+	if u == nil && len(sms) == 0 {
 		return nil, fmt.Errorf("store: user: %w", ErrNotFound)
 	}
-	if ms == nil {
-		ms = []Mapping{}
+	ms := make([]Mapping, 0, len(sms))
+	for _, sm := range sms {
+		ms = append(ms, sm.m)
 	}
 	return &UserExport{User: u, Mappings: ms}, nil
 }
@@ -128,7 +132,7 @@ func (s *Store) DeleteUser(ctx context.Context, id, userID string) error {
 	if !ValidOpaqueID(userID) {
 		return invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
 	}
-	ms, err := s.allMappings(ctx, s.k.index(id, "user", userID))
+	ms, err := s.allMappings(ctx, id, s.k.index(id, "user", userID))
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,24 @@
-// Package etcdtest starts real etcd members inside a test process: a single
-// node for most tests, or a cluster of several on loopback, each on random
-// ports with its data under t.TempDir(). Never a mock of the KV.
+// Package etcdtest starts real etcd members inside a test process, each on
+// random loopback ports. Never a mock of the KV.
+//
+//   - Shared: one single-node member per test binary, started on first use,
+//     and a key prefix of the test's own on it. For every test that only
+//     reads and writes keys. The package's TestMain must be Main, which stops
+//     the member and removes its data after the tests.
+//   - Start: a member of the test's own, data under t.TempDir(), for tests
+//     that act on etcd as a whole (compaction, quotas and alarms, stopping
+//     it, counting its revisions).
+//   - StartCluster: several members forming one cluster.
 package etcdtest
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,33 +30,148 @@ import (
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	return p
+}
+
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("etcdtest: free port: %v", err)
+		return 0, fmt.Errorf("free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// shared is the test binary's one shared member.
+var shared struct {
+	inMain atomic.Bool // Main is running the tests
+	once   sync.Once
+	e      *store.Embedded
+	dir    string
+	err    error
+	n      atomic.Int64 // prefixes given out
+}
+
+// Main runs the package's tests and then stops the shared member (if a test
+// started one) and removes its data directory. It returns m.Run's exit code;
+// every package that calls Shared needs
+//
+//	func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
+//
+// so that nothing of the member outlives its tests: no goroutine for a
+// later check (goleak.Find after Main finds none of etcd's) and no directory.
+func Main(m *testing.M) int {
+	shared.inMain.Store(true)
+	code := m.Run()
+	shared.inMain.Store(false)
+	if shared.e != nil {
+		shared.e.Close()
+	}
+	if shared.dir != "" {
+		if err := os.RemoveAll(shared.dir); err != nil {
+			fmt.Fprintf(os.Stderr, "etcdtest: remove the shared member's data: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	return code
+}
+
+// Shared returns a client of the test binary's shared member, started on
+// the first call, and a key prefix no other test gets:
+// "/t/<test name>-<n>/". When the test ends, everything under the prefix is
+// deleted and the client closed; the member runs on for the other tests.
+// Tests on it can run in parallel. The package's TestMain must be Main.
+func Shared(t testing.TB) (cli *clientv3.Client, prefix string) {
+	t.Helper()
+	if !shared.inMain.Load() {
+		t.Fatal("etcdtest.Shared: the package needs func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }")
+	}
+	shared.once.Do(startShared)
+	if shared.err != nil {
+		t.Fatalf("etcdtest: shared member: %v", shared.err)
+	}
+	cli = Client(t, shared.e.Endpoints()...)
+	prefix = fmt.Sprintf("/t/%s-%d/", keySafe(t.Name()), shared.n.Add(1))
+	// Runs before the client's Close (cleanups run last-registered first).
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := cli.Delete(ctx, prefix, clientv3.WithPrefix()); err != nil {
+			t.Errorf("etcdtest: delete the test's keys under %s: %v", prefix, err)
+		}
+	})
+	return cli, prefix
+}
+
+func startShared() {
+	dir, err := os.MkdirTemp("", "etcdtest-shared-")
+	if err != nil {
+		shared.err = err
+		return
+	}
+	shared.dir = dir
+	shared.e, shared.err = startMember(func() (store.EmbedConfig, error) {
+		d, err := os.MkdirTemp(dir, "member-") // fresh for each try
+		// No fsync: the data is thrown away with the process.
+		return store.EmbedConfig{Dir: d, LogLevel: "fatal", UnsafeNoFsync: true}, err
+	})
+}
+
+// keySafe keeps the letters, digits and -_. of a test name (a subtest's
+// "/" would be a key level) and cuts it to 64 bytes.
+func keySafe(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b[:min(len(b), 64)])
+}
+
+// startMember starts a single member of config c with fresh ports, trying
+// again with new ones when another process took a port between freePort and
+// etcd's bind.
+func startMember(c func() (store.EmbedConfig, error)) (*store.Embedded, error) {
+	var err error
+	for range 5 {
+		var cfg store.EmbedConfig
+		if cfg, err = c(); err != nil {
+			return nil, err
+		}
+		var cp, pp int
+		if cp, err = freePort(); err != nil {
+			return nil, err
+		}
+		if pp, err = freePort(); err != nil {
+			return nil, err
+		}
+		cfg.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", cp)
+		cfg.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", pp)
+		var e *store.Embedded
+		if e, err = store.StartEmbedded(cfg); err == nil {
+			return e, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, err
 }
 
 // Start runs a single-node embedded etcd for the test and returns it with a
 // connected client; both are closed when the test ends.
 func Start(t testing.TB) (*store.Embedded, *clientv3.Client) {
 	t.Helper()
-	var e *store.Embedded
-	var err error
-	// A free port can be taken by another test process between FreePort
-	// and etcd's bind: try again with new ports.
-	for range 5 {
-		e, err = store.StartEmbedded(store.EmbedConfig{
-			Dir:       t.TempDir(),
-			LogLevel:  "fatal",
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-		})
-		if err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
+	e, err := startMember(func() (store.EmbedConfig, error) {
+		return store.EmbedConfig{Dir: t.TempDir(), LogLevel: "fatal"}, nil
+	})
 	if err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
