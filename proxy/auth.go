@@ -11,8 +11,10 @@ import (
 // admit authenticates the caller for the instance named in the path and
 // charges the request to the caller's address and to the instance: unknown
 // instance → 404, missing or wrong key → 401, a client key where the admin
-// key is needed → 403, over a limit → 429. Failed key checks are limited per
-// address before any etcd read.
+// key is needed → 403, over a limit → 429, a record that does not decode →
+// 500 record_corrupt (with a placeholder instance holding only the id, when
+// the key still matched: see withRole's mayBeCorrupt). Failed key checks
+// are limited per address before any etcd read.
 func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*store.Instance, error) {
 	if err := s.limits.authBlocked(ctx); err != nil {
 		return nil, err
@@ -21,6 +23,13 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*s
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, s.limits.authFailed(ctx, httpx.ErrInstanceUnknown)
+	case errors.Is(err, store.ErrCorrupt) && role >= need:
+		// The key matched what is left of a record that does not decode:
+		// only a route that tolerates that (the erase) may go on.
+		if err := s.charge(ctx, string(id)); err != nil {
+			return nil, err
+		}
+		return &store.Instance{ID: string(id)}, err
 	case err != nil:
 		return nil, err
 	case role == store.RoleNone:
@@ -28,11 +37,17 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*s
 	case role < need:
 		return nil, httpx.ErrForbidden
 	}
-	if err := s.limits.address(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.limits.tenant(in.ID); err != nil {
+	if err := s.charge(ctx, in.ID); err != nil {
 		return nil, err
 	}
 	return in, nil
+}
+
+// charge charges an admitted request to the caller's address and the
+// instance.
+func (s *Server) charge(ctx *fasthttp.RequestCtx, instanceID string) error {
+	if err := s.limits.address(ctx); err != nil {
+		return err
+	}
+	return s.limits.tenant(instanceID)
 }

@@ -315,3 +315,86 @@ func (l *hLog) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// TestLicenceDateOutOfRangeWritesNothing: a valid RFC 3339 date whose UTC
+// form leaves the years 0000–9999 ("9999-12-31T23:59:59-23:59" is in year
+// 10000 in UTC) is 400 invalid_field at registration and on PATCH, and the
+// record is unchanged: the tenant keeps working.
+func TestLicenceDateOutOfRangeWritesNothing(t *testing.T) {
+	r := relaytest.Start(t, nil)
+	lic := `"license":{"key":"LIC-1","expiresAt":"9999-12-31T23:59:59-23:59","seats":5}`
+	before := hKeys(t, r.Etcd, r.Config.EtcdPrefix)
+	res := hDo(t, "POST", r.URL+"/v1/instances", "", `{"url":"https://acme.atlassian.net","jiraVersion":"1","addinVersion":"1",`+lic+`}`)
+	if res.status != 400 || res.code != "invalid_field" {
+		t.Fatalf("registration with the date: %d %s", res.status, res.body)
+	}
+	if after := hKeys(t, r.Etcd, r.Config.EtcdPrefix); after != before {
+		t.Fatalf("a refused registration wrote %d keys", after-before)
+	}
+	_, ten := hRegister(t, r.URL, "https://acme.atlassian.net")
+	id, admin := ten["instanceId"].(string), ten["adminKey"].(string)
+	was := hDo(t, "GET", r.URL+"/v1/instances/"+id, admin, "")
+	res = hDo(t, "PATCH", r.URL+"/v1/instances/"+id, admin, `{`+lic+`}`)
+	if res.status != 400 || res.code != "invalid_field" {
+		t.Fatalf("PATCH with the date: %d %s", res.status, res.body)
+	}
+	now := hDo(t, "GET", r.URL+"/v1/instances/"+id, admin, "")
+	if now.status != 200 || !bytes.Equal(now.body, was.body) {
+		t.Fatalf("the record changed: %d %s, was %s", now.status, now.body, was.body)
+	}
+	if res := hDo(t, "GET", r.URL+"/v1/instances/"+id+"/config", ten["clientKey"].(string), ""); res.status != 200 {
+		t.Fatalf("config after the refused PATCH: %d %s", res.status, res.body)
+	}
+}
+
+// TestUndecodableRecordIsErasable: an instance record that no longer
+// decodes answers 500 record_corrupt (logged), not a bare 500, and the
+// admin can still erase the tenant through the API; its URL can then be
+// registered again.
+func TestUndecodableRecordIsErasable(t *testing.T) {
+	r := relaytest.Start(t, nil)
+	_, ten := hRegister(t, r.URL, "https://acme.atlassian.net")
+	id, admin, client := ten["instanceId"].(string), ten["adminKey"].(string), ten["clientKey"].(string)
+	key := r.Config.EtcdPrefix + "instances/" + id + "/instance"
+	got, err := r.Etcd.Get(context.Background(), key)
+	if err != nil || len(got.Kvs) != 1 {
+		t.Fatalf("instance record: %v %v", got, err)
+	}
+	// A record that decodes no more, with its key hashes intact: a year
+	// past 9999, which the store can no longer write.
+	var rec map[string]any
+	if err := json.Unmarshal(got.Kvs[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["license"] = map[string]any{"key": "LIC-1", "expiresAt": "10000-01-01T00:00:00Z", "seats": 1}
+	broken, _ := json.Marshal(rec)
+	if _, err := r.Etcd.Put(context.Background(), key, string(broken)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := hDo(t, "GET", r.URL+"/v1/instances/"+id+"/config", client, "")
+		if res.status == 500 && res.code == "record_corrupt" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("config of a corrupt tenant: %d %s", res.status, res.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res := hDo(t, "GET", r.URL+"/v1/instances/"+id, admin, ""); res.status != 500 || res.code != "record_corrupt" {
+		t.Fatalf("GET of a corrupt tenant: %d %s", res.status, res.body)
+	}
+	if res := hDo(t, "DELETE", r.URL+"/v1/instances/"+id, client, ""); res.status == 204 {
+		t.Fatal("the client key erased the tenant")
+	}
+	if res := hDo(t, "DELETE", r.URL+"/v1/instances/"+id, admin, ""); res.status != 204 {
+		t.Fatalf("erase with the admin key: %d %s", res.status, res.body)
+	}
+	if n := hKeys(t, r.Etcd, r.Config.EtcdPrefix+"instances/"+id+"/"); n != 0 {
+		t.Fatalf("%d keys of the erased tenant left", n)
+	}
+	if res, _ := hRegister(t, r.URL, "https://acme.atlassian.net"); res.status != 201 {
+		t.Fatalf("registering the URL again: %d %s", res.status, res.body)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"github.com/fasthttp/router"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/relay"
@@ -24,7 +25,9 @@ func (s *Server) routes() *router.Router {
 	r.POST("/v1/instances", s.registration(a.RegisterInstance))
 	r.GET("/v1/instances/{id}", s.admin(a.GetInstance))
 	r.PATCH("/v1/instances/{id}", s.admin(a.PatchInstance))
-	r.DELETE("/v1/instances/{id}", s.admin(a.DeleteInstance))
+	// The erase works on a record that no longer decodes, as long as the
+	// admin key still matches what is left of it.
+	r.DELETE("/v1/instances/{id}", s.withRole(store.RoleAdmin, true, a.DeleteInstance))
 	r.POST("/v1/instances/{id}/keys/rotate", s.admin(a.RotateKey))
 
 	r.PUT("/v1/instances/{id}/users/{userId}", s.client(a.PutUser))
@@ -58,19 +61,23 @@ func (s *Server) Routes() map[string][]string { return s.router.List() }
 type instanceHandler func(ctx *fasthttp.RequestCtx, in *store.Instance) error
 
 func (s *Server) client(h instanceHandler) fasthttp.RequestHandler {
-	return s.withRole(store.RoleClient, h)
+	return s.withRole(store.RoleClient, false, h)
 }
 
 func (s *Server) admin(h instanceHandler) fasthttp.RequestHandler {
-	return s.withRole(store.RoleAdmin, h)
+	return s.withRole(store.RoleAdmin, false, h)
 }
 
 // withRole runs h for a caller who holds the role's key, within the limits
-// of its address and its instance.
-func (s *Server) withRole(need store.Role, h instanceHandler) fasthttp.RequestHandler {
+// of its address and its instance. With mayBeCorrupt, h also runs for an
+// instance whose record does not decode (it gets only the id).
+func (s *Server) withRole(need store.Role, mayBeCorrupt bool, h instanceHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		id, _ := ctx.UserValue("id").(string)
 		in, err := s.admit(ctx, []byte(id), need)
+		if mayBeCorrupt && in != nil && errors.Is(err, store.ErrCorrupt) {
+			err = nil
+		}
 		if err == nil {
 			err = h(ctx, in)
 		}

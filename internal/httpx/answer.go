@@ -73,6 +73,8 @@ func Answer(err error) *Error {
 		return Err(502, "upstream_unreachable", "the connection to Jira failed")
 	case errors.As(err, &inv):
 		return Err(400, "invalid_field", inv.Error())
+	case errors.Is(err, store.ErrCorrupt):
+		return errCorrupt
 	case errors.Is(err, store.ErrNotFound):
 		return Err(404, "not_found", "no such record")
 	case errors.Is(err, store.ErrExists):
@@ -103,6 +105,11 @@ func bodyAnswer(bf *BodyFailure) *Error {
 	return Err(499, "client_closed", "the caller's body broke off; nothing was uploaded")
 }
 
+// errCorrupt answers a record the store cannot decode: the relay did not
+// mean it, so it is logged, but it is not the caller's fault either.
+var errCorrupt = Err(500, "record_corrupt",
+	"this instance's record in the store does not decode; the admin can still erase the instance (DELETE /v1/instances/{id}) and the operator can repair or erase it (docs/operations.md)")
+
 // Responder writes error answers: it maps the error (Answer), counts a
 // refusal under its reason, and logs what the relay did not mean to answer
 // (500) without any request data.
@@ -132,8 +139,8 @@ func (r *Responder) Fail(ctx *fasthttp.RequestCtx, err error) {
 		if r.log.Enabled(context.Background(), slog.LevelDebug) {
 			r.log.Debug("refused", "route", Route(ctx), "reason", string(ae.Reason), "status", ae.Status)
 		}
-	case ae == ErrInternal:
-		r.log.Error("internal error", "route", Route(ctx), "err", err)
+	case ae == ErrInternal, ae == errCorrupt:
+		r.log.Error("internal error", "route", Route(ctx), "code", ae.Code, "err", err)
 	}
 	ae.write(ctx)
 }
