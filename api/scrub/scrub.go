@@ -1,29 +1,53 @@
 // Package scrub removes personal data and credentials from free text before
 // the relay stores it (add-in error reports): e-mail addresses, Basic and
 // Bearer credentials, cookies, JWTs, API tokens and other long secrets, the
-// user part of URLs, URL query strings, and long digit runs; in JSON values
-// also whatever is stored under a secret-sounding key and numbers of six or
-// more digits.
+// value after any secret-named key (password=…, "apiToken": "…",
+// <secret>…</secret>), the user part of URLs, URL query strings, and long
+// digit runs in any script; in JSON values also whatever is stored under a
+// secret-named key and numbers of six or more digits.
 //
 // Text is normalised first, so that a shape cannot hide behind an encoding:
-// invisible format characters (zero-width spaces, soft hyphens, bidi marks)
-// are dropped, full-width forms folded to ASCII ("＠" → "@", "４" → "4"),
-// and "%40", "&#64;", "&#x40;", "&commat;" read as "@", "%3F" as "?".
+// HTML character references ("&#64;", "&commat;") and JavaScript/JSON escapes
+// ("\u0040") are decoded, invisible characters (zero-width spaces, soft
+// hyphens, bidi marks, variation selectors) dropped, the text brought to
+// Unicode NFKC (so "＠" is "@", "４" is "4", "e"+U+0301 is "é"), and "%40"
+// read as "@", "%3F" as "?" (also double-encoded).
 package scrub
 
 import (
+	"html"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-// email matches an address: a local part of letters (any script), digits
-// and ._%+- or a quoted one, "@", and a domain name (with or without dots,
-// any script) or an address literal in brackets.
-const email = `(?:"[^"\n]{1,64}"|[\p{L}\p{N}._%+\-]+)@(?:\[[0-9A-Fa-f:.]+\]|[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*)`
+// email matches an address: a local part, "@" and a domain. The local part
+// is a run of anything but spaces, controls and the punctuation that
+// delimits text (so letters and combining marks of any script, digits,
+// symbols; "रवि", "jose\u0301"), with inner apostrophes (o'brien) and
+// perhaps a closing one ('mia'@), or a quoted string. The domain is labels
+// of the same kind (without "!#") between dots, or an address literal in
+// brackets. Matching what is not excluded, not what is listed, leaves no
+// character that would end the match early and keep the address.
+const email = `(?:["“][^"“”\n]{1,64}["”]|` + localRun + `(?:['’]` + localRun + `)*['’]?)` +
+	`@(?:\[[0-9A-Fa-f:.]+\]|` + domainLabel + `(?:\.` + domainLabel + `)*)`
+
+const (
+	notInAddress = `\s\p{Z}\p{Cc}@<>()\[\]{}"'‘’“”«»` + "`" + `,;:=/\\|&?`
+	localRun     = `[^` + notInAddress + `]+`
+	domainLabel  = `[^` + notInAddress + `.!#]+`
+)
 
 var emailRe = regexp.MustCompile(email)
+
+// credentialMark replaces a credential; like every marker, no rule matches
+// it.
+const credentialMark = "[credential]"
 
 // Each rule replaces what it matches with a marker that no rule matches.
 var rules = []func(s string) string{
@@ -32,18 +56,17 @@ var rules = []func(s string) string{
 	// URL query strings: keep the URL, drop what follows "?".
 	replace(`(?i)\b((?:https?|wss?|ftp)://[^\s?#"'<>]*)\?[^\s#"'<>]*`, "${1}?[query]"),
 	// Query strings of URLs without a scheme or of relative ones (a.js?x=1).
-	replace(`\?[A-Za-z0-9_.\-\[\]%]+=[^\s#"'<>]*`, "?[query]"),
-	// Cookies: the whole header value.
-	replace(`(?i)\b((?:set-)?cookie)(\s*["']?\s*[:=]\s*)[^\n"]*`, "${1}${2}[credential]"),
+	replace(`\?[\p{L}\p{M}\p{N}_.\-\[\]%]+=[^\s#"'<>]*`, "?[query]"),
 	// Credentials in an Authorization-like context, also written as a list
 	// ("Basic","dXNlcjpwdw==").
-	replace(`(?i)\b(basic|bearer|token|digest|negotiate|ntlm)(["'\s:=,]{0,6})[A-Za-z0-9._~+/=-]{4,}`, "${1}${2}[credential]"),
+	replace(`(?i)\b(basic|bearer|token|digest|negotiate|ntlm)(["'\s:=,]{1,6})[A-Za-z0-9._~+/=-]{4,}`, "${1}${2}[credential]"),
 	// JSON Web Tokens.
 	replace(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?`, "[jwt]"),
 	// Atlassian API tokens and the relay's own keys.
 	replace(`\b(?:ATATT|ATCTT|ATOAT)[A-Za-z0-9_=+/-]{8,}|\bjr[ac]_[A-Za-z0-9_-]{8,}`, "[token]"),
-	// key=value secrets (password=..., api_key: ..., secret=...).
-	replace(`(?i)\b(pass(?:word|wd)?|secret|api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|auth|session(?:[_-]?id)?)(\s*["']?\s*[:=]\s*["']?)[^\s"'&,;]+`, "${1}${2}[credential]"),
+	// The value after a secret-named key: cookies, passwords, tokens, …
+	// (see credentialSpans).
+	replaceCredentials,
 	// E-mail addresses, not stack frames (see replaceEmails).
 	replaceEmails,
 	// Long opaque strings that look like secrets (32+ token characters with
@@ -56,9 +79,15 @@ var rules = []func(s string) string{
 			return m
 		})
 	},
-	// Long digit runs: card, phone and account numbers.
-	replace(`\d(?:[ -]?\d){5,}`, "[digits]"),
+	// Long digit runs (any script): card, phone and account numbers, also
+	// with dashes of any kind or groups of three or more digits between dots.
+	replace(digitRun+`|`+dottedDigits, "[digits]"),
 }
+
+const (
+	digitRun     = `\p{Nd}(?:[ \-\x{2010}-\x{2015}\x{2212}]?\p{Nd}){5,}`
+	dottedDigits = `\p{Nd}{3,}(?:\.\p{Nd}{3,}){2,}`
+)
 
 // replace is a rule: every match of expr becomes repl (which may refer to
 // groups).
@@ -81,34 +110,93 @@ func longOpaque(s string) bool {
 	return letter && digit
 }
 
-var encodedAt = regexp.MustCompile(`(?i)%40|&#0*64;|&#x0*40;|&commat;`)
+var (
+	// jsEscape is a JavaScript/JSON escape of one UTF-16 unit or a
+	// surrogate pair, or an ES2015 code point escape; any number of
+	// backslashes (an escaped escape hides a shape just as well).
+	jsEscape = regexp.MustCompile(`\\+(?:u([dD][89abAB][0-9a-fA-F]{2})\\+u([dD][c-fC-F][0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|u\{([0-9a-fA-F]{1,6})\})`)
+	// encodedAt and encodedQuery are "@" and "?" percent-encoded (once or
+	// more), as a JavaScript escape() or a hex escape.
+	encodedAt    = regexp.MustCompile(`(?i)%(?:25)*40|%u0040|\\+x40`)
+	encodedQuery = regexp.MustCompile(`(?i)%(?:25)*3F|%u003F|\\+x3F`)
+)
 
-var encodedQuery = regexp.MustCompile(`(?i)%3F`)
-
-// normalize drops invisible format characters, folds full-width forms to
-// ASCII and decodes the encodings of "@" and "?" that would hide a shape.
+// normalize undoes the encodings that would hide a shape: HTML character
+// references, JavaScript escapes, invisible characters, compatibility forms
+// (NFKC) and percent-encoded "@" and "?". One call undoes one level of
+// nesting; String repeats it.
 func normalize(s string) string {
+	if strings.IndexByte(s, '&') >= 0 {
+		s = html.UnescapeString(s)
+	}
+	if strings.IndexByte(s, '\\') >= 0 {
+		s = jsEscape.ReplaceAllStringFunc(s, decodeJSEscape)
+	}
 	s = strings.Map(func(r rune) rune {
-		switch {
-		case unicode.Is(unicode.Cf, r):
-			return -1 // zero-width spaces and joiners, soft hyphen, bidi marks, BOM
-		case r >= 0xFF01 && r <= 0xFF5E:
-			return r - 0xFEE0 // full-width ASCII
-		case r == 0xFE6B: // small commercial at
-			return '@'
+		if invisible(r) {
+			return -1
 		}
 		return r
 	}, s)
+	s = norm.NFKC.String(s)
 	s = encodedAt.ReplaceAllString(s, "@")
 	return encodedQuery.ReplaceAllString(s, "?")
 }
 
-// String returns s with every sensitive shape replaced by a marker. It runs
-// the rules until nothing changes (a replacement can join two pieces).
+// invisible reports whether r is drawn as nothing: format characters
+// (zero-width spaces and joiners, soft hyphen, bidi marks, BOM, tags) and
+// the other default-ignorable code points (variation selectors, Hangul
+// fillers, the combining grapheme joiner).
+func invisible(r rune) bool {
+	return unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+// decodeJSEscape decodes one jsEscape match; a control character or a lone
+// surrogate stays escaped.
+func decodeJSEscape(m string) string {
+	g := jsEscape.FindStringSubmatch(m)
+	var r rune
+	switch {
+	case g[1] != "":
+		hi, _ := strconv.ParseUint(g[1], 16, 32)
+		lo, _ := strconv.ParseUint(g[2], 16, 32)
+		r = (rune(hi)-0xD800)<<10 | (rune(lo) - 0xDC00) + 0x10000
+	case g[3] != "":
+		n, _ := strconv.ParseUint(g[3], 16, 32)
+		r = rune(n)
+	default:
+		n, _ := strconv.ParseUint(g[4], 16, 32)
+		r = rune(n)
+	}
+	if r < 0x20 || r == 0x7f || !utf8.ValidRune(r) {
+		return m
+	}
+	return string(r)
+}
+
+// maxPasses bounds String's rounds of normalising and replacing: each undoes
+// one level of nested encoding ("&amp;#64;"). Text still changing after that
+// many rounds is dropped, not stored half-scrubbed.
+const maxPasses = 8
+
+// Markers for text that is dropped whole.
+const (
+	tooDeep = "[unreadable: too deeply encoded]"
+	tooLong = "[unreadable: too long once decoded]"
+)
+
+// String returns s with every sensitive shape replaced by a marker. It
+// normalises and runs the rules until nothing changes (a decoding or a
+// replacement can join two pieces). Text that needs more than eight rounds,
+// or grows past three times its length (plus 1 KiB) once decoded (NFKC
+// writes "ﷺ" as 18 letters), is replaced as a whole by a marker.
 func String(s string) string {
-	s = normalize(s)
-	for range 4 {
-		out := s
+	limit := 3*len(s) + 1024
+	for range maxPasses {
+		out := normalize(s)
+		if len(out) > limit {
+			return tooLong
+		}
 		for _, rule := range rules {
 			out = rule(out)
 		}
@@ -117,7 +205,7 @@ func String(s string) string {
 		}
 		s = out
 	}
-	return s
+	return tooDeep
 }
 
 // replaceEmails replaces every address but the "function@https://…" frames
@@ -130,7 +218,7 @@ func replaceEmails(s string) string {
 	var b strings.Builder
 	last := 0
 	for _, l := range locs {
-		if stackFrame(s, l[1]) {
+		if stackFrame(s, l) {
 			continue
 		}
 		b.WriteString(s[last:l[0]])
@@ -141,15 +229,20 @@ func replaceEmails(s string) string {
 	return b.String()
 }
 
-// stackFrame reports whether an address-like match ending at end is a stack
-// frame's "name@scheme" (followed by "://").
-func stackFrame(s string, end int) bool {
-	return strings.HasPrefix(s[end:], "://")
+var schemeRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+\-]*$`)
+
+// stackFrame reports whether the address-like match at loc is a stack
+// frame's "name@scheme://": what follows "@" is a URL scheme (no dots, so
+// "mia@example.com://" is an address) and then "://".
+func stackFrame(s string, loc []int) bool {
+	at := strings.LastIndexByte(s[loc[0]:loc[1]], '@')
+	return strings.HasPrefix(s[loc[1]:], "://") && schemeRe.MatchString(s[loc[0]+at+1:loc[1]])
 }
 
 // Value scrubs a decoded JSON value: every string (object keys too) with
 // String, every number of six or more digits, and the whole value under a
-// key that names a secret (password, token, cookie, …).
+// key that names a secret (password, token, cookie, …; see String for the
+// same keys in text).
 func Value(v any) any {
 	switch x := v.(type) {
 	case string:
@@ -169,7 +262,7 @@ func Value(v any) any {
 		out := make(map[string]any, len(x))
 		for k, val := range x {
 			if secretKey(k) {
-				out[String(k)] = "[credential]"
+				out[String(k)] = credentialMark
 				continue
 			}
 			out[String(k)] = Value(val)
@@ -179,35 +272,212 @@ func Value(v any) any {
 	return v
 }
 
-// secretKey reports whether a JSON key names a secret: a password, token,
-// key, cookie, session or credential, in any case and spelling of separators.
+// Key names: a key is secret when its words, run together in lower case,
+// end with a secretSuffix, or when its last words run together are a
+// secretWord ("user pin", "connect.sid", but not "spin" or "bypass").
+var (
+	secretWords = []string{"pass", "pwd", "auth", "jwt", "bearer", "session", "sid", "otp", "totp", "pin", "csrf", "xsrf",
+		"sig", "cvv", "cvc", "ssn"}
+	secretSuffixes = []string{"password", "passwd", "passphrase", "passcode", "pincode", "secret", "token", "apikey", "accesskey",
+		"privatekey", "privkey", "secretkey", "signingkey", "encryptionkey", "masterkey", "sessionkey", "licensekey",
+		"relaykey", "clientkey", "adminkey", "cookie", "sessionid", "sessid", "credential", "credentials", "creds",
+		"authorization", "authcode", "signature",
+		// Password in other languages.
+		"passwort", "kennwort", "contraseña", "senha", "motdepasse", "wachtwoord", "lösenord", "пароль", "密码", "密碼",
+		"パスワード", "비밀번호"}
+)
+
+// keyWordSep splits a key into words.
+func keyWordSep(r rune) bool { return r == '_' || r == '-' || r == '.' || r == ' ' || r == '\t' }
+
+// secretKey reports whether a key (JSON, text or XML) names a secret: a
+// password, token, key, cookie, session or credential, in any case and
+// spelling of separators ("api_token", "apiToken", "API-TOKEN", "api token").
 func secretKey(k string) bool {
-	n := strings.Map(func(r rune) rune {
-		if r == '_' || r == '-' || r == '.' || r == ' ' {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, normalize(k))
-	for _, exact := range []string{"pass", "pwd", "auth", "jwt", "bearer", "session", "sid", "otp", "pin"} {
-		if n == exact {
+	return secretName(strings.ToLower(normalize(k)))
+}
+
+// secretName is secretKey for a normalised, lower-case key.
+func secretName(k string) bool {
+	words := strings.FieldsFunc(k, keyWordSep)
+	if len(words) == 0 {
+		return false
+	}
+	joined := strings.Join(words, "")
+	for _, suffix := range secretSuffixes {
+		if strings.HasSuffix(joined, suffix) {
 			return true
 		}
 	}
-	for _, suffix := range []string{"password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey", "privatekey",
-		"relaykey", "clientkey", "adminkey", "cookie", "sessionid", "credential", "credentials", "authorization", "signature"} {
-		if strings.HasSuffix(n, suffix) {
-			return true
+	for i := len(words) - 1; i >= 0; i-- {
+		tail := strings.Join(words[i:], "")
+		for _, w := range secretWords {
+			if tail == w {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// Leaks reports the first sensitive shape found in s (for tests and fuzzing).
+// quotes maps each opening quote to the characters that close it.
+var quotes = map[rune]string{
+	'"': `"`, '\'': `'`, '`': "`", '‘': "’‘", '’': "’", '‚': "’‘", '‛': "’",
+	'“': "”“", '”': "”", '„': "”“", '‟': "”", '«': "»", '»': "«", '‹': "›", '›': "‹",
+	'「': "」", '『': "』",
+}
+
+const quoteChars = `"'` + "`" + `‘’‚‛“”„‟«»‹›「」『』`
+
+// keyValueRe finds a key (one to three words) and the separator before its
+// value: an optional closing quote (also JSON-escaped), ":", "=" or "=>".
+var keyValueRe = regexp.MustCompile(`((?:[\p{L}\p{M}\p{N}_.\-]+ ){0,2}[\p{L}\p{M}\p{N}_.\-]+)(\\?[` + quoteChars + `]?\s*(?:=>|[:=])\s*)`)
+
+// xmlRe finds an XML or HTML element with text content.
+var xmlRe = regexp.MustCompile(`<([\p{L}\p{N}_.:\-]+)(?:\s[^<>]*)?>([^<]*)</`)
+
+// authSchemeMarked is a value already scrubbed by the Authorization rule.
+var authSchemeMarked = regexp.MustCompile(`(?i)^(?:basic|bearer|token|digest|negotiate|ntlm)\s+\[credential\]$`)
+
+// credentialSpans returns, in order and not overlapping, the spans of the
+// values in s that follow a secret-named key, quoted or not (the part
+// between the quotes), and of the text of secret-named XML elements. Values
+// that are already just a marker are left out.
+func credentialSpans(s string) [][2]int {
+	var spans [][2]int
+	valueEnd := 0
+	for _, l := range keyValueRe.FindAllStringSubmatchIndex(s, -1) {
+		key := strings.ToLower(s[l[2]:l[3]])
+		if l[0] < valueEnd || !secretName(key) {
+			continue // a key inside the last value goes with it (and scanning it again would be quadratic)
+		}
+		// A cookie header's value runs to the end of the line ("a=b; c=d").
+		start, end := valueSpan(s, l[1], strings.HasSuffix(key, "cookie"))
+		valueEnd = end
+		if start < end && !marked(s[start:end]) {
+			spans = append(spans, [2]int{start, end})
+		}
+	}
+	for _, l := range xmlRe.FindAllStringSubmatchIndex(s, -1) {
+		if secretName(strings.ToLower(s[l[2]:l[3]])) && l[4] < l[5] && !marked(s[l[4]:l[5]]) {
+			spans = append(spans, [2]int{l[4], l[5]})
+		}
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	out := spans[:0]
+	for _, sp := range spans {
+		if n := len(out); n > 0 && sp[0] < out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], sp[1]) // overlapping: one span
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// marked reports whether a value has been scrubbed.
+func marked(v string) bool {
+	return v == credentialMark || authSchemeMarked.MatchString(v)
+}
+
+// valueSpan returns the value that starts at s[i:]: between quotes (of any
+// kind, also JSON-escaped \"…\") up to the closing quote or the end of the
+// line; or unquoted: a cookie header to the end of the line or a quote, any
+// other value up to a space, quote, "&", "," or ";" (with an Authorization
+// scheme word before it: "Basic dXNlcjpwdw==").
+func valueSpan(s string, i int, cookie bool) (start, end int) {
+	escaped := false
+	if i+1 < len(s) && s[i] == '\\' {
+		if r, _ := utf8.DecodeRuneInString(s[i+1:]); quotes[r] != "" {
+			escaped = true
+			i++
+		}
+	}
+	if r, size := utf8.DecodeRuneInString(s[i:]); quotes[r] != "" {
+		closers := quotes[r]
+		start = i + size
+		for end = start; end < len(s); {
+			c, n := utf8.DecodeRuneInString(s[end:])
+			switch {
+			case c == '\n' || c == '\r' || strings.ContainsRune(closers, c):
+				return start, end
+			case c == '\\' && escaped:
+				if next, _ := utf8.DecodeRuneInString(s[end+1:]); strings.ContainsRune(closers, next) {
+					return start, end // the closing \"
+				}
+			case c == '\\' && end+1 < len(s):
+				_, m := utf8.DecodeRuneInString(s[end+1:])
+				n += m // an escaped character
+			}
+			end += n
+		}
+		return start, end
+	}
+	start = i
+	if cookie {
+		for end = start; end < len(s); end++ {
+			switch c := s[end]; {
+			case c == '\n' || c == '\r':
+				return start, end
+			case c == '"' && end > start && s[end-1] == '=':
+				// A quoted cookie value (a="b c"): to its closing quote.
+				if q := strings.IndexAny(s[end+1:], "\"\n\r"); q >= 0 && s[end+1+q] == '"' {
+					end += q + 1
+				}
+			case c == '"' || c == '\\' && end+1 < len(s) && s[end+1] == '"':
+				return start, end
+			}
+		}
+		return start, end
+	}
+	end = start
+	if m := authScheme.FindStringIndex(s[start:]); m != nil {
+		end += m[1]
+	}
+	for end < len(s) {
+		c, n := utf8.DecodeRuneInString(s[end:])
+		if unicode.IsSpace(c) || strings.ContainsRune(quoteChars+"&,;", c) {
+			break
+		}
+		if next, _ := utf8.DecodeRuneInString(s[end+n:]); c == '\\' && quotes[next] != "" {
+			break // the end of a JSON-escaped string: \"
+		}
+		end += n
+	}
+	return start, end
+}
+
+var authScheme = regexp.MustCompile(`^(?i:basic|bearer|token|digest|negotiate|ntlm)[ \t]+`)
+
+// replaceCredentials replaces the values credentialSpans finds.
+func replaceCredentials(s string) string {
+	spans := credentialSpans(s)
+	if spans == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		b.WriteString(s[last:sp[0]])
+		b.WriteString(credentialMark)
+		last = sp[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// Leaks reports the first sensitive shape found in s (for tests and
+// fuzzing): an e-mail address, a value after a secret-named key, a JWT, a
+// Basic or Bearer credential, an Atlassian token, a long digit run or a URL
+// user part.
 func Leaks(s string) string {
 	for _, l := range emailRe.FindAllStringIndex(s, -1) {
-		if !stackFrame(s, l[1]) {
+		if !stackFrame(s, l) {
 			return s[l[0]:l[1]]
 		}
+	}
+	if spans := credentialSpans(s); spans != nil {
+		return s[spans[0][0]:spans[0][1]]
 	}
 	for _, re := range leakChecks {
 		if m := re.FindString(s); m != "" {
@@ -221,6 +491,6 @@ var leakChecks = []*regexp.Regexp{
 	regexp.MustCompile(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}`),
 	regexp.MustCompile(`(?i)\b(?:basic|bearer)["'\s:=,]{1,6}[A-Za-z0-9._~+/=-]{4,}`),
 	regexp.MustCompile(`\bATATT[A-Za-z0-9_=+/-]{8,}`),
-	regexp.MustCompile(`\d(?:[ -]?\d){5,}`),
+	regexp.MustCompile(digitRun + `|` + dottedDigits),
 	regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.\-]*://[^\s/?#@"'<>\[\]]+@`), // a user part, not the marker
 }

@@ -37,11 +37,144 @@ func TestString(t *testing.T) {
 		"card ４１１１１１１１１１１１１１１１":                       "card [digits]",
 		`["Basic","Y2FuYXJ5NjRzZWNyZXRzZWNyZXQ="]`:    `["Basic","[credential]"]`,
 		// A Firefox stack frame is not an address.
-		"upload@https://addin.example.com/app.js:10:5": "upload@https://addin.example.com/app.js:10:5",
+		"upload@https://addin.example.com/app.js:10:5":        "upload@https://addin.example.com/app.js:10:5",
+		"Object.upload/<@moz-extension://abc/x.js:1:1":        "Object.upload/<@moz-extension://abc/x.js:1:1",
+		"async*send@resource://gre/modules/Fetch.sys.mjs:4:2": "async*send@resource://gre/modules/Fetch.sys.mjs:4:2",
+		// Harmless text stays.
+		"at Object.upload (relay-client.js:120:15) v1001.0.0-SNAPSHOT": "at Object.upload (relay-client.js:120:15) v1001.0.0-SNAPSHOT",
+		"password.length: 8, spin=3, bypass=true, token_type: bearer":  "password.length: 8, spin=3, bypass=true, token_type: bearer",
 	} {
 		if got := String(in); got != want {
 			t.Errorf("String(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestStringReportedMisses: the shapes reported as kept, each scrubbed
+// now, as the stored report shows it.
+func TestStringReportedMisses(t *testing.T) {
+	for in, want := range map[string]string{
+		// E-mail addresses in decomposed Unicode and other scripts.
+		"from jose\u0301.canary80@example.com": "from [email]",
+		"रवि.canary81@example.in failed":       "[email] failed",
+		"रवि.canary82@उदाहरण.भारत":             "[email]",
+		"jose.canary83@exa\u0301mple.com":      "[email]",
+		"ⓜⓘⓐ.canary84@example.com":             "[email]", // circled letters, NFKC
+		"mia\u2800canary85@example.com":        "[email]", // a blank that is not a space
+		"mia😀canary86@example.com":             "[email]",
+		"o'canary87@example.com":               "[email]",
+		"'canary88'@example.com":               "'[email]",
+		"“frank canary89”@example.com x":       "[email] x",
+		"canary90@example.com://x":             "[email]://x", // not a stack frame: the "scheme" has a dot
+		"ИВАН.canary91@пример.рф":              "[email]",
+		"canary92\\u0040example.com":           "[email]", // JSON escape, as text
+		"canary93\\\\u0040example.com":         "[email]", // escaped twice
+		"canary94\\u{40}example.com":           "[email]",
+		"canary95\\x40example.com":             "[email]",
+		"canary96%2540example.com":             "[email]", // percent-encoded twice
+		"canary97%u0040example.com":            "[email]",
+		"canary98&amp;#64;example.com":         "[email]", // HTML-escaped twice
+		"canary99&#64example.com":              "[email]", // no semicolon
+		"jos&eacute;canary100@example.com":     "[email]",
+		"jos\\u00e9canary101@example.com":      "[email]",
+		"canary102\\ufe6bexample.com":          "[email]",
+		// Cookies inside quoted strings, also JSON-escaped.
+		`"Cookie":"JSESSIONID=CANARY103ABCDEF"`:     `"Cookie":"[credential]"`,
+		`{\"Cookie\":\"JSESSIONID=CANARY104\"}`:     `{\"Cookie\":\"[credential]\"}`,
+		`'set-cookie': 'sid=CANARY105; Path=/'`:     `'set-cookie': '[credential]'`,
+		"Cookie: a=\"CANARY106 x\"; b=c\nnext line": "Cookie: [credential]\nnext line",
+		// Credential-like keys, any spelling of separators and quotes.
+		"api_token=CANARY107&x=1":                 "api_token=[credential]&x=1",
+		"apiToken: CANARY108":                     "apiToken: [credential]",
+		`"api-token": "CANARY109 x"`:              `"api-token": "[credential]"`,
+		"API TOKEN = CANARY110":                   "API TOKEN = [credential]",
+		"access_token=CANARY111":                  "access_token=[credential]",
+		`{"refresh_token":"CANARY112"}`:           `{"refresh_token":"[credential]"}`,
+		"client_secret: CANARY113":                "client_secret: [credential]",
+		"password=CANARY114":                      "password=[credential]",
+		"passwd:CANARY115":                        "passwd:[credential]",
+		"secret = 'CANARY116'":                    "secret = '[credential]'",
+		"private_key: CANARY117":                  "private_key: [credential]",
+		"secret_key=CANARY118":                    "secret_key=[credential]",
+		"auth=CANARY119":                          "auth=[credential]",
+		"session id: CANARY120":                   "session id: [credential]",
+		"SESSION-ID=CANARY121":                    "SESSION-ID=[credential]",
+		"connect.sid=CANARY122":                   "connect.sid=[credential]",
+		"user pin: 4711":                          "user pin: [credential]",
+		"“password”: “CANARY123”":                 "“password”: “[credential]”",
+		"`token`: `CANARY124`":                    "`token`: `[credential]`",
+		`{\"password\":\"CANARY125\"}`:            `{\"password\":\"[credential]\"}`,
+		`:password => "CANARY126"`:                `:password => "[credential]"`,
+		"ｐａｓｓｗｏｒｄ＝ｃａｎａｒｙ１２７":                      "password=[credential]",
+		"pass\\u0077ord=CANARY128":                "password=[credential]",
+		"Passwort: CANARY129":                     "Passwort: [credential]",
+		"Пароль: CANARY130":                       "Пароль: [credential]",
+		"password=[credential]CANARY131":          "password=[credential]",
+		"Authorization: Negotiate":                "Authorization: [credential]",
+		`"Authorization": "Bearer CANARY132"`:     `"Authorization": "Bearer [credential]"`,
+		"<password>CANARY133</password>":          "<password>[credential]</password>",
+		`<apiToken type="x">CANARY134</apiToken>`: `<apiToken type="x">[credential]</apiToken>`,
+		// Query strings with keys in other scripts.
+		"app.js?имя=Иван.canary135": "app.js?[query]",
+		// Digit runs in other scripts and with other separators.
+		"phone ९८७६५४३२१० x":            "phone [digits] x",
+		"phone ٠١٧٠١٢٣٤٥٦٧":             "phone [digits]",
+		"card 4111–1111–1111–1111":      "card [digits]",
+		"card 4111\u00a01111\u00a01111": "card [digits]",
+		"card 4111.1111.1111.1111":      "card [digits]",
+		"card ①②③④⑤⑥":                   "card [digits]",
+	} {
+		if got := String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCanaries: the oracle sees every sensitive shape before scrubbing
+// (so the fuzz test can rely on it) and nothing of it after; the canary
+// text is gone.
+func TestCanaries(t *testing.T) {
+	for _, in := range []string{
+		"jose\u0301.canary140@example.com", "रवि.canary141@example.in", "mia\u2800canary142@example.com",
+		`"Cookie":"JSESSIONID=CANARY143"`, "api_token=CANARY144", "apiToken: CANARY145", `"api-token": "CANARY146"`,
+		"access_token=CANARY147", "refresh_token=CANARY148", "client_secret=CANARY149", "password=CANARY150", "passwd=CANARY151",
+		"secret: CANARY152", "private_key=CANARY153", "auth: CANARY154", "session id=CANARY155", "canary156\\u0040example.com",
+		"canary157&amp;#64;example.com", "ｃａｎａｒｙ158＠ｅｘａｍｐｌｅ．ｃｏｍ", `{\"password\":\"CANARY159\"}`, "<secret>CANARY160</secret>",
+		"phone ९८७६५४३२१०", "“password”: “CANARY161”",
+	} {
+		decoded := in
+		for range maxPasses {
+			decoded = normalize(decoded)
+		}
+		if Leaks(decoded) == "" {
+			t.Errorf("Leaks(%q) finds nothing: the oracle misses the shape", in)
+		}
+		out := String(in)
+		if leak := Leaks(out); leak != "" {
+			t.Errorf("String(%q) = %q still holds %q", in, out, leak)
+		}
+		if strings.Contains(strings.ToLower(out), "canary") {
+			t.Errorf("String(%q) = %q keeps the canary", in, out)
+		}
+	}
+}
+
+// TestStringDropsPathologicalText: text that is nested too deep or grows too
+// much once decoded is not stored at all.
+func TestStringDropsPathologicalText(t *testing.T) {
+	deep := "mia" + strings.Repeat("&amp;", 0) + "@example.com"
+	for range 9 {
+		deep = strings.ReplaceAll(deep, "&", "&amp;")
+		deep = strings.ReplaceAll(deep, "@", "&#64;")
+	}
+	if got := String(deep); got != tooDeep {
+		t.Errorf("nine levels of HTML escapes: %q, want %q", got, tooDeep)
+	}
+	if got := String(strings.Repeat("\ufdfa", 1000)); got != tooLong {
+		t.Errorf("ligatures that NFKC writes 18 times longer: %.80q…, want %q", got, tooLong)
+	}
+	if got := String("a few &amp;amp;amp; levels"); got != "a few & levels" {
+		t.Errorf("three levels: %q", got)
 	}
 }
 
@@ -56,10 +189,12 @@ func TestValueScrubsSecretKeysAndLongNumbers(t *testing.T) {
 	v := Value(map[string]any{
 		"password": "canary48plain", "token": "canary49plain", "apiToken": "canary50plain", "X-Relay-Key": "k",
 		"session_id": 7.0, "nested": map[string]any{"Set-Cookie": []any{"a=b"}},
+		"secret_key": "canary51", "connect.sid": "canary52", "user pin": 4711.0, "Passwort": "canary53", "licenseKey": "canary54",
+		"spin": 3.0, "bypass": true, "token_type": "bearer",
 		"num": 41111111111111111.0, "negnum": -98765432109876543.0, "small": 42.0, "ms": 1234.5,
 		"issueKey": "ABC-1", "ok": true,
 	}).(map[string]any)
-	for _, k := range []string{"password", "token", "apiToken", "X-Relay-Key", "session_id"} {
+	for _, k := range []string{"password", "token", "apiToken", "X-Relay-Key", "session_id", "secret_key", "connect.sid", "user pin", "Passwort", "licenseKey"} {
 		if v[k] != "[credential]" {
 			t.Errorf("%s: %v, want [credential]", k, v[k])
 		}
@@ -70,7 +205,8 @@ func TestValueScrubsSecretKeysAndLongNumbers(t *testing.T) {
 	if v["num"] != "[digits]" || v["negnum"] != "[digits]" {
 		t.Errorf("long numbers: %v %v", v["num"], v["negnum"])
 	}
-	if v["small"] != 42.0 || v["ms"] != 1234.5 || v["issueKey"] != "ABC-1" || v["ok"] != true {
+	if v["small"] != 42.0 || v["ms"] != 1234.5 || v["issueKey"] != "ABC-1" || v["ok"] != true ||
+		v["spin"] != 3.0 || v["bypass"] != true || v["token_type"] != "bearer" {
 		t.Errorf("harmless values changed: %v", v)
 	}
 }
@@ -79,7 +215,13 @@ func TestValueScrubsSecretKeysAndLongNumbers(t *testing.T) {
 func FuzzString(f *testing.F) {
 	for _, s := range []string{"a@b.co", "Basic QWxhZGRpbjpvcGVu", "eyJa.eyJb.c", "ATATT3abcdefghijk", "1234567", "x@y@z.io", "Bearer  tok",
 		"mia@ex\u00e4mple.com", "a@b.c@d.e", "https://x.io/?a=b@c.de", "eyJhb.eyJ@x.io", "12 34 56 78",
-		"a\u200b@b.c", "a%40b.c", "a&#64;b", "u:p@h", "https://u:p@h/", "x＠y", "１２３４５６"} {
+		"a\u200b@b.c", "a%40b.c", "a&#64;b", "u:p@h", "https://u:p@h/", "x＠y", "１２３４５６",
+		// Reported misses and their relatives.
+		"jose\u0301@example.com", "रवि@example.in", `"Cookie":"JSESSIONID=ABCDEF1234"`, "api_token=abc", "apiToken: x",
+		`"api-token": "x"`, "access_token=x", "refresh_token=x", "client_secret=x", "password=x", "passwd: x", "secret=x",
+		"private_key: x", "auth=x", "session id: x", "a\\u0040b.c", "a&amp;#64;b.c", "a%2540b.c", "a\\x40b.c", "“password”: “x”",
+		`{\"password\":\"x\"}`, "<password>x</password>", "mia\u2800@x.com", "x@y.z://w", "४४४४४४", "1–2–3–4–5–6",
+		"111.222.333", "pass\\u0077ord=x", "Cookie: a=\"b c\"; d", "password=[credential]x", "Authorization: Basic [credential]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
