@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/internal/instanceurl"
 	"time"
 
 	"github.com/jira-relay/jira-relay/store"
@@ -26,7 +27,11 @@ func (l *licenseBody) toStore() (*store.License, error) {
 }
 
 type registerBody struct {
-	URL          string       `json:"url"`
+	URL string `json:"url"`
+	// DeploymentType: "Cloud" (when absent), "Server" or "DataCenter".
+	DeploymentType *string `json:"deploymentType"`
+	// CloudID: a Cloud site's cloud id (a UUID), optional.
+	CloudID      string       `json:"cloudId"`
 	JiraVersion  string       `json:"jiraVersion"`
 	AddinVersion string       `json:"addinVersion"`
 	License      *licenseBody `json:"license"`
@@ -52,15 +57,22 @@ func (a *API) RegisterInstance(ctx *fasthttp.RequestCtx) error {
 	if err := a.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
 		return err
 	}
-	u, err := a.urls.Normalize(b.URL)
+	deployment := store.DeploymentCloud
+	if b.DeploymentType != nil {
+		if !store.ValidDeployment(*b.DeploymentType) {
+			return httpx.Err(400, "invalid_field", `deploymentType must be "Cloud", "Server" or "DataCenter" (as Jira spells it)`)
+		}
+		deployment = *b.DeploymentType
+	}
+	u, err := a.instanceURL(deployment, b.URL)
 	if err != nil {
-		return httpx.Err(400, "invalid_url", err.Error())
+		return err
 	}
 	lic, err := b.License.toStore()
 	if err != nil {
 		return err
 	}
-	reg, err := a.store.Register(a.base, store.NewInstance{URL: u, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
+	reg, err := a.store.Register(a.base, store.NewInstance{URL: u, DeploymentType: deployment, CloudID: b.CloudID, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
 	if err != nil {
 		return err
 	}
@@ -79,9 +91,16 @@ type patchBody struct {
 	AddinVersion *string      `json:"addinVersion"`
 	License      *licenseBody `json:"license"`
 	ErrorReports *bool        `json:"errorReports"`
+	// URL renames the site (Atlassian lets a Cloud admin rename it; the
+	// cloud id stays).
+	URL *string `json:"url"`
+	// CloudID may only be sent as it is.
+	CloudID *string `json:"cloudId"`
 }
 
-// PatchInstance: PATCH /v1/instances/{id} (admin) changes versions, licence and the error-report switch.
+// PatchInstance: PATCH /v1/instances/{id} (admin) changes versions, licence,
+// the error-report switch, or the site's URL (a rename: 409 url_taken when
+// another tenant holds it, and a Cloud URL must pass the policy).
 func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var b patchBody
 	if err := a.decodeJSON(ctx, limitSmallJSON, &b); err != nil {
@@ -91,8 +110,16 @@ func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 	if err != nil {
 		return err
 	}
+	if b.URL != nil {
+		u, err := a.instanceURL(in.Deployment(), *b.URL)
+		if err != nil {
+			return err
+		}
+		b.URL = &u
+	}
 	out, err := a.store.PatchInstance(a.base, in.ID, store.InstancePatch{
 		JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic, ErrorReports: b.ErrorReports,
+		URL: b.URL, CloudID: b.CloudID,
 	})
 	if err != nil {
 		return err
@@ -121,4 +148,23 @@ func (a *API) RotateKey(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 		return err
 	}
 	return httpx.WriteJSON(ctx, 200, rotateAnswer{InstanceID: in.ID, ClientKey: key})
+}
+
+// instanceURL normalises a tenant's Jira URL: a Cloud site's must pass the
+// upstream policy (--allowed-upstreams, https unless --allow-http-upstream),
+// since the relay connects to it; a Server or Data Center URL needs only a
+// clean shape (http or https, no user info, query, fragment or odd path
+// segments), since the relay never connects to it.
+func (a *API) instanceURL(deployment, raw string) (string, error) {
+	var u string
+	var err error
+	if deployment == store.DeploymentCloud {
+		u, err = a.urls.Normalize(raw)
+	} else {
+		u, err = instanceurl.Canonical(raw)
+	}
+	if err != nil {
+		return "", httpx.Err(400, "invalid_url", err.Error())
+	}
+	return u, nil
 }

@@ -56,7 +56,7 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 		if !ok {
 			t.Fatal("upload route not matched")
 		}
-		if _, err := s.admit(&rc, tg.Instance, store.RoleClient); err != nil {
+		if _, err := s.admit(&rc, tg.Instance, store.RoleClient, true); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,8 +14,10 @@ import (
 // key is needed → 403, over a limit → 429, a record that does not decode →
 // 500 record_corrupt (with a placeholder instance holding only the id, when
 // the key still matched: see withRole's mayBeCorrupt). Failed key checks
-// are limited per address before any etcd read.
-func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*store.Instance, error) {
+// are limited per address before any etcd read. On the attachment routes
+// (attachments), a Server or Data Center tenant gets 409
+// attachments_direct before any limit is charged.
+func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role, attachments bool) (*store.Instance, error) {
 	if err := s.limits.authBlocked(ctx); err != nil {
 		return nil, err
 	}
@@ -36,6 +38,8 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role) (*s
 		return nil, s.limits.authFailed(ctx, httpx.ErrUnauthorized)
 	case role < need:
 		return nil, httpx.ErrForbidden
+	case attachments && !in.Relayed():
+		return nil, errAttachmentsDirect
 	}
 	if err := s.charge(ctx, in.ID); err != nil {
 		return nil, err
@@ -51,3 +55,8 @@ func (s *Server) charge(ctx *fasthttp.RequestCtx, instanceID string) error {
 	}
 	return s.limits.tenant(instanceID)
 }
+
+// errAttachmentsDirect answers an attachment route of a Server or Data
+// Center tenant: the relay never connects to such a Jira.
+var errAttachmentsDirect = httpx.Err(409, "attachments_direct",
+	"this instance is Jira Server / Data Center: the add-in sends attachments to Jira itself; the relay carries attachments for Jira Cloud only")

@@ -27,7 +27,7 @@ func (s *Server) routes() *router.Router {
 	r.PATCH("/v1/instances/{id}", s.admin(a.PatchInstance))
 	// The erase works on a record that no longer decodes, as long as the
 	// admin key still matches what is left of it.
-	r.DELETE("/v1/instances/{id}", s.withRole(store.RoleAdmin, true, a.DeleteInstance))
+	r.DELETE("/v1/instances/{id}", s.withRole(store.RoleAdmin, true, false, a.DeleteInstance))
 	r.POST("/v1/instances/{id}/keys/rotate", s.admin(a.RotateKey))
 
 	r.PUT("/v1/instances/{id}/users/{userId}", s.client(a.PutUser))
@@ -49,7 +49,7 @@ func (s *Server) routes() *router.Router {
 	// it (for the OpenAPI test), and a request reaches it only if handle's
 	// match and the router's ever disagreed.
 	r.POST(relay.UploadRoute, s.uploadRouted)
-	r.GET(relay.DownloadRoute, s.client(s.relay.Download))
+	r.GET(relay.DownloadRoute, s.withRole(store.RoleClient, false, true, s.relay.Download))
 	return r
 }
 
@@ -61,20 +61,21 @@ func (s *Server) Routes() map[string][]string { return s.router.List() }
 type instanceHandler func(ctx *fasthttp.RequestCtx, in *store.Instance) error
 
 func (s *Server) client(h instanceHandler) fasthttp.RequestHandler {
-	return s.withRole(store.RoleClient, false, h)
+	return s.withRole(store.RoleClient, false, false, h)
 }
 
 func (s *Server) admin(h instanceHandler) fasthttp.RequestHandler {
-	return s.withRole(store.RoleAdmin, false, h)
+	return s.withRole(store.RoleAdmin, false, false, h)
 }
 
 // withRole runs h for a caller who holds the role's key, within the limits
 // of its address and its instance. With mayBeCorrupt, h also runs for an
-// instance whose record does not decode (it gets only the id).
-func (s *Server) withRole(need store.Role, mayBeCorrupt bool, h instanceHandler) fasthttp.RequestHandler {
+// instance whose record does not decode (it gets only the id); attachments
+// marks the attachment routes (see admit).
+func (s *Server) withRole(need store.Role, mayBeCorrupt, attachments bool, h instanceHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		id, _ := ctx.UserValue("id").(string)
-		in, err := s.admit(ctx, []byte(id), need)
+		in, err := s.admit(ctx, []byte(id), need, attachments)
 		if mayBeCorrupt && in != nil && errors.Is(err, store.ErrCorrupt) {
 			err = nil
 		}

@@ -16,7 +16,7 @@ func (s *Server) upload(ctx *fasthttp.RequestCtx, t relay.Target) {
 	p := relay.Planned(ctx)
 	if p == nil {
 		p = new(relay.Plan)
-		in, err := s.admit(ctx, t.Instance, store.RoleClient)
+		in, err := s.admit(ctx, t.Instance, store.RoleClient, true)
 		if err == nil {
 			err = s.relay.Check(ctx, in, t, p)
 		}
@@ -49,7 +49,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	}
 	start := time.Now()
 	s.cors.handle(ctx, s.resp)
-	in, err := s.admit(ctx, t.Instance, store.RoleClient)
+	in, err := s.admit(ctx, t.Instance, store.RoleClient, true)
 	if err == nil {
 		err = s.relay.Expect(ctx, in, t)
 	}

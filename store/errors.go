@@ -12,6 +12,12 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists: a record with that identity exists already (409).
 	ErrExists = errors.New("already exists")
+	// ErrURLTaken: a rename named a URL another tenant holds (409). It is
+	// an ErrExists.
+	ErrURLTaken = fmt.Errorf("url taken: %w", ErrExists)
+	// ErrCloudIDTaken: another tenant holds this cloud id (409). It is an
+	// ErrExists.
+	ErrCloudIDTaken = fmt.Errorf("cloud id taken: %w", ErrExists)
 	// ErrPrecondition: a compare-and-swap saw another version (412).
 	ErrPrecondition = errors.New("precondition failed")
 	// ErrUnavailable: etcd did not answer (no quorum, timeout, closed).

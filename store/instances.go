@@ -29,12 +29,19 @@ type License struct {
 // Instance is one Jira Cloud site (tenant) as stored. The key hashes never
 // leave the relay; the HTTP layer shows InstanceView.
 type Instance struct {
-	ID            string    `json:"id"`
-	URL           string    `json:"url"`
-	JiraVersion   string    `json:"jiraVersion"`
-	AddinVersion  string    `json:"addinVersion"`
-	License       *License  `json:"license,omitempty"`
-	ErrorReports  bool      `json:"errorReports"`
+	ID           string   `json:"id"`
+	URL          string   `json:"url"`
+	JiraVersion  string   `json:"jiraVersion"`
+	AddinVersion string   `json:"addinVersion"`
+	License      *License `json:"license,omitempty"`
+	ErrorReports bool     `json:"errorReports"`
+	// DeploymentType is "Cloud", "Server" or "DataCenter" (Jira's own
+	// serverInfo.deploymentType). Records written before it existed have
+	// none and are Cloud: see Deployment.
+	DeploymentType string `json:"deploymentType,omitempty"`
+	// CloudID is a Cloud site's cloud id (a lower-case UUID), when the
+	// add-in sent it; unique across tenants and never changed.
+	CloudID       string    `json:"cloudId,omitempty"`
 	CreatedAt     time.Time `json:"createdAt"`
 	UpdatedAt     time.Time `json:"updatedAt"`
 	ClientKeyHash string    `json:"clientKeySha256"`
@@ -48,30 +55,66 @@ type Instance struct {
 	corrupt bool
 }
 
+// Deployment types, as Jira's serverInfo.deploymentType names them.
+const (
+	DeploymentCloud      = "Cloud"
+	DeploymentServer     = "Server"
+	DeploymentDataCenter = "DataCenter"
+)
+
+// Deployment is the instance's deployment type; a record without one
+// (written before the field existed) is Cloud.
+func (in *Instance) Deployment() string {
+	if in.DeploymentType == "" {
+		return DeploymentCloud
+	}
+	return in.DeploymentType
+}
+
+// Relayed reports whether the relay carries the instance's attachments:
+// only Cloud sites. Server and Data Center tenants keep data in the store,
+// but the add-in sends their attachments to Jira itself, and the relay never
+// opens a connection to them.
+func (in *Instance) Relayed() bool { return in.Deployment() == DeploymentCloud }
+
+// ValidDeployment reports whether t is one of the deployment types, exactly
+// as Jira spells it.
+func ValidDeployment(t string) bool {
+	return t == DeploymentCloud || t == DeploymentServer || t == DeploymentDataCenter
+}
+
 // InstanceView is what the API shows of an instance.
 type InstanceView struct {
-	ID           string    `json:"id"`
-	URL          string    `json:"url"`
-	JiraVersion  string    `json:"jiraVersion"`
-	AddinVersion string    `json:"addinVersion"`
-	License      *License  `json:"license,omitempty"`
-	ErrorReports bool      `json:"errorReports"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
+	ID             string    `json:"id"`
+	URL            string    `json:"url"`
+	DeploymentType string    `json:"deploymentType"`
+	CloudID        string    `json:"cloudId,omitempty"`
+	JiraVersion    string    `json:"jiraVersion"`
+	AddinVersion   string    `json:"addinVersion"`
+	License        *License  `json:"license,omitempty"`
+	ErrorReports   bool      `json:"errorReports"`
+	CreatedAt      time.Time `json:"createdAt"`
+	UpdatedAt      time.Time `json:"updatedAt"`
 }
 
 // View is the public part of the instance.
 func (in *Instance) View() InstanceView {
 	return InstanceView{
-		ID: in.ID, URL: in.URL, JiraVersion: in.JiraVersion, AddinVersion: in.AddinVersion,
+		ID: in.ID, URL: in.URL, DeploymentType: in.Deployment(), CloudID: in.CloudID,
+		JiraVersion: in.JiraVersion, AddinVersion: in.AddinVersion,
 		License: in.License, ErrorReports: in.ErrorReports, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 	}
 }
 
 // NewInstance is what registration takes. URL must already be normalised
-// and checked against the allowed upstreams (the HTTP layer does that).
+// and, for a Cloud site, checked against the allowed upstreams (the HTTP
+// layer does that).
 type NewInstance struct {
-	URL          string
+	URL string
+	// DeploymentType is one of the Deployment* types; empty is Cloud.
+	DeploymentType string
+	// CloudID is a Cloud site's cloud id (a UUID); optional.
+	CloudID      string
 	JiraVersion  string
 	AddinVersion string
 	License      *License
@@ -83,6 +126,12 @@ type InstancePatch struct {
 	AddinVersion *string
 	License      *License
 	ErrorReports *bool
+	// URL renames the site (normalised by the HTTP layer): the URL index
+	// entry moves with the record, in one transaction.
+	URL *string
+	// CloudID may be given only as it is: a cloud id never changes, so a
+	// rename cannot move a tenant onto another Jira.
+	CloudID *string
 }
 
 // Role is what a key entitles its holder to.
@@ -176,6 +225,22 @@ func HashKey(key []byte) string {
 // Register creates an instance with fresh client and admin keys. A URL
 // registered already → ErrExists.
 func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, error) {
+	if n.DeploymentType == "" {
+		n.DeploymentType = DeploymentCloud
+	}
+	if !ValidDeployment(n.DeploymentType) {
+		return nil, invalid("deploymentType", `must be "Cloud", "Server" or "DataCenter"`)
+	}
+	if n.CloudID != "" {
+		if n.DeploymentType != DeploymentCloud {
+			return nil, invalid("cloudId", "is for Cloud sites only")
+		}
+		id, ok := canonicalUUID(n.CloudID)
+		if !ok {
+			return nil, invalid("cloudId", "must be a UUID like 3f1c2b9a-5d4e-4f6a-8b7c-9d0e1f2a3b4c")
+		}
+		n.CloudID = id
+	}
 	if err := validVersion("jiraVersion", n.JiraVersion); err != nil {
 		return nil, err
 	}
@@ -188,7 +253,8 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 	now := s.nowUTC()
 	ck, ak := newKey("jrc_"), newKey("jra_")
 	in := &Instance{
-		ID: newInstanceID(), URL: n.URL, JiraVersion: n.JiraVersion, AddinVersion: n.AddinVersion,
+		ID: newInstanceID(), URL: n.URL, DeploymentType: n.DeploymentType, CloudID: n.CloudID,
+		JiraVersion: n.JiraVersion, AddinVersion: n.AddinVersion,
 		License: n.License, CreatedAt: now, UpdatedAt: now,
 		ClientKeyHash: HashKey([]byte(ck)), AdminKeyHash: HashKey([]byte(ak)),
 	}
@@ -207,17 +273,26 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 	}
 	urlKey, instKey := s.k.url(in.URL), s.k.instance(in.ID)
 
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(urlKey), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(instKey), "=", 0)}
+	ops := []clientv3.Op{clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val)}
+	if in.CloudID != "" {
+		cloudKey := s.k.cloudID(in.CloudID)
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(cloudKey), "=", 0))
+		ops = append(ops, clientv3.OpPut(cloudKey, idx))
+	}
+
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(urlKey), "=", 0),
-			clientv3.Compare(clientv3.ModRevision(instKey), "=", 0)).
-		Then(clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val)).
-		Commit()
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).
+		Else(clientv3.OpGet(urlKey, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return nil, etcdErr("register instance", err)
 	}
 	if !resp.Succeeded {
+		if resp.Responses[0].GetResponseRange().Count == 0 && in.CloudID != "" {
+			return nil, fmt.Errorf("store: register instance: cloud id %s: %w", in.CloudID, ErrCloudIDTaken)
+		}
 		return nil, fmt.Errorf("store: register instance %s: %w", in.URL, ErrExists)
 	}
 	in.Revision = resp.Header.Revision
@@ -397,7 +472,7 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 		if err != nil {
 			return nil, err
 		}
-		readAt := in.Revision
+		readAt, oldURL := in.Revision, in.URL
 		if err := f(in); err != nil {
 			return nil, err
 		}
@@ -406,10 +481,22 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 		if err != nil {
 			return nil, err
 		}
-		tr, err := s.kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", readAt)).
-			Then(clientv3.OpPut(key, val)).
-			Else(clientv3.OpGet(key)).Commit()
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", readAt)}
+		ops := []clientv3.Op{clientv3.OpPut(key, val)}
+		elses := []clientv3.Op{clientv3.OpGet(key)}
+		if in.URL != oldURL {
+			// A rename: the URL index entry moves in the same transaction,
+			// onto a URL no other tenant holds.
+			idx, err := encode("url index entry", urlIndexEntry{InstanceID: id})
+			if err != nil {
+				return nil, err
+			}
+			newKey := s.k.url(in.URL)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(newKey), "=", 0))
+			ops = append(ops, clientv3.OpDelete(s.k.url(oldURL)), clientv3.OpPut(newKey, idx))
+			elses = append(elses, clientv3.OpGet(newKey, clientv3.WithCountOnly()))
+		}
+		tr, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 		if err != nil {
 			return nil, etcdErr("update instance", err)
 		}
@@ -419,6 +506,9 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 			return in, nil
 		}
 		kvs = tr.Responses[0].GetResponseRange().Kvs
+		if len(tr.Responses) > 1 && tr.Responses[1].GetResponseRange().Count > 0 {
+			return nil, fmt.Errorf("store: rename instance %s to %s: %w", id, in.URL, ErrURLTaken)
+		}
 	}
 }
 
@@ -437,7 +527,18 @@ func (s *Store) PatchInstance(ctx context.Context, id string, p InstancePatch) (
 	if err := validLicense(p.License); err != nil {
 		return nil, err
 	}
+	if p.URL != nil && *p.URL == "" {
+		return nil, invalid("url", "must not be empty")
+	}
 	return s.updateInstance(ctx, id, func(in *Instance) error {
+		if p.CloudID != nil {
+			if c, ok := canonicalUUID(*p.CloudID); !ok || c != in.CloudID {
+				return invalid("cloudId", "cannot change: a rename cannot move a tenant onto another Jira")
+			}
+		}
+		if p.URL != nil {
+			in.URL = *p.URL
+		}
 		if p.JiraVersion != nil {
 			in.JiraVersion = *p.JiraVersion
 		}
@@ -499,12 +600,19 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 		switch {
 		case err == nil:
 			ops = append(ops, clientv3.OpDelete(s.k.url(in.URL)))
+			if in.CloudID != "" {
+				ops = append(ops, clientv3.OpDelete(s.k.cloudID(in.CloudID)))
+			}
 		case errors.Is(err, ErrCorrupt):
-			urls, err := s.urlKeysOf(ctx, id)
+			urls, err := s.indexKeysOf(ctx, s.k.urls(), id)
 			if err != nil {
 				return err
 			}
-			for _, u := range urls {
+			clouds, err := s.indexKeysOf(ctx, s.k.cloudIDs(), id)
+			if err != nil {
+				return err
+			}
+			for _, u := range append(urls, clouds...) {
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(u.Key)), "=", u.ModRevision))
 				ops = append(ops, clientv3.OpDelete(string(u.Key)))
 			}
@@ -523,12 +631,13 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 	}
 }
 
-// urlKeysOf scans the URL index for the entries that name instance id (one,
-// unless the data was edited by hand). Entries that do not decode name no
-// instance and are left alone.
-func (s *Store) urlKeysOf(ctx context.Context, id string) ([]*mvccpb.KeyValue, error) {
+// indexKeysOf scans an index of instances (the URL index, the cloud id
+// index) for the entries that name instance id (one, unless the data was
+// edited by hand). Entries that do not decode name no instance and are left
+// alone.
+func (s *Store) indexKeysOf(ctx context.Context, prefix, id string) ([]*mvccpb.KeyValue, error) {
 	var out []*mvccpb.KeyValue
-	from, end := s.k.urls(), clientv3.GetPrefixRangeEnd(s.k.urls())
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	for {
 		resp, err := s.kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
 		if err != nil {
@@ -544,4 +653,27 @@ func (s *Store) urlKeysOf(ctx context.Context, id string) ([]*mvccpb.KeyValue, e
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// canonicalUUID checks a UUID (8-4-4-4-12 hex digits) and returns it in
+// lower case.
+func canonicalUUID(v string) (string, bool) {
+	if len(v) != 36 {
+		return "", false
+	}
+	b := []byte(v)
+	for i, c := range b {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		case c >= 'A' && c <= 'F':
+			b[i] = c + 'a' - 'A'
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
 }

@@ -29,6 +29,8 @@ type keys struct {
 
 func (k keys) url(normalised string) string { return k.prefix + "urls/" + EscapeSegment(normalised) }
 func (k keys) urls() string                 { return k.prefix + "urls/" }
+func (k keys) cloudID(id string) string     { return k.prefix + "cloudids/" + id }
+func (k keys) cloudIDs() string             { return k.prefix + "cloudids/" }
 func (k keys) instances() string            { return k.prefix + "instances/" }
 func (k keys) tenant(id string) string      { return k.prefix + "instances/" + id + "/" }
 func (k keys) instance(id string) string    { return k.tenant(id) + "instance" }

@@ -77,6 +77,10 @@ func Answer(err error) *Error {
 		return errCorrupt
 	case errors.Is(err, store.ErrNotFound):
 		return Err(404, "not_found", "no such record")
+	case errors.Is(err, store.ErrURLTaken):
+		return Err(409, "url_taken", "another instance is registered at this URL; nothing was changed")
+	case errors.Is(err, store.ErrCloudIDTaken):
+		return Err(409, "cloud_id_taken", "another instance is registered with this cloudId")
 	case errors.Is(err, store.ErrExists):
 		return Err(409, "conflict", "a record with this identity exists already")
 	case errors.Is(err, store.ErrPrecondition):
