@@ -186,7 +186,11 @@ func TestRegistrationInputIsChecked(t *testing.T) {
 		{"Cloud outside the allowed upstreams", deployed("https://jira.corp.example.com", "Cloud"), 400, "invalid_url"},
 		{"cloud id taken", cloud("https://other.atlassian.net", uuid), 409, "cloud_id_taken"},
 		{"cloud id not a UUID", cloud("https://other.atlassian.net", "acme"), 400, "invalid_field"},
-		{"cloud id on a Server", func() map[string]any { b := deployed("https://jira.corp.example.com", "Server"); b["cloudId"] = uuid; return b }(), 400, "invalid_field"},
+		{"cloud id on a Server", func() map[string]any {
+			b := deployed("https://jira.corp.example.com", "Server")
+			b["cloudId"] = uuid
+			return b
+		}(), 400, "invalid_field"},
 		{"user info", deployed("https://admin:pw@jira.corp.example.com", "Server"), 400, "invalid_url"},
 		{"dot-dot segment", deployed("https://jira.corp.example.com/a/../b", "Server"), 400, "invalid_url"},
 		{"dot-semicolon segment", deployed("https://jira.corp.example.com/a/..;/b", "DataCenter"), 400, "invalid_url"},
