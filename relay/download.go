@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"io"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jira-relay/jira-relay/internal/httpx"
@@ -12,9 +13,10 @@ import (
 
 // Download: GET /v1/instances/{id}/attachments/{attachmentId}/content
 // streams Jira's bytes back, with Range passed through. A download holds one
-// of the instance's stream slots until its body is sent or the caller goes,
-// so that callers who never read cannot take the upstream pool. A refusal
-// is returned for the front door to answer.
+// of the instance's stream slots until its body is sent, the caller goes,
+// or the caller stops reading for the stream idle timeout (downloadBody), so
+// that callers who never read cannot take the upstream pool. A refusal is
+// returned for the front door to answer.
 func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	raw, _ := ctx.UserValue("attachmentId").(string)
 	if !store.ValidNumericID(raw) {
@@ -50,7 +52,7 @@ func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if len(rng) > 0 {
 		req.Header.SetBytesV("Range", rng)
 	}
-	resp, err := r.roundTrip(ctx, in.ID, up, req)
+	resp, err := r.roundTrip(ctx, in.ID, up, req, nil)
 	if err != nil {
 		t.finish(err)
 		return &httpx.UpstreamFailure{Err: err}
@@ -65,14 +67,31 @@ func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	ctx.SetStatusCode(status)
 	copyJiraHeaders(&ctx.Response.Header, &resp.Header, true)
 	cl := resp.Header.ContentLength()
-	ctx.SetBodyStream(&downloadBody{resp: resp, bytes: r.metrics.bytesDown, release: t.release}, cl)
+	ctx.SetBodyStream(&downloadBody{ctx: ctx, idle: r.cfg.StreamIdleTimeout, resp: resp, bytes: r.metrics.bytesDown, release: t.release}, cl)
 	return nil
 }
 
 // downloadBody streams Jira's response body to the caller; when fasthttp
-// closes it (sent, or the caller gone) it releases the upstream response
-// (and so its connection) and the stream slot.
+// closes it (sent, the caller gone, or the caller stalled) it releases the
+// upstream response and the stream slot. A response not read to its end
+// closes its upstream connection (fasthttp pools only a connection whose
+// answer was read whole).
+//
+// The front door has no write timeout (a download may take as long as the
+// caller keeps reading), so downloadBody sets one that moves: each time it
+// hands Jira's bytes to fasthttp, the caller's connection gets a write
+// deadline the idle timeout ahead, which covers the socket writes of those
+// bytes. A caller who stops reading is cut off once its socket buffers are
+// full and the idle timeout has passed: fasthttp's write fails, it closes
+// the body (so the upstream connection and the slot are freed at once) and
+// the caller's connection. (fasthttp's own WriteTimeout would bound the
+// whole answer instead, and RequestCtx.SetWriteDeadline makes fasthttp
+// flush under the deadline and clear it before the connection's next
+// request.) A caller reading slower than one socket write of up to 32 KiB
+// per idle timeout is cut off too.
 type downloadBody struct {
+	ctx     *fasthttp.RequestCtx
+	idle    time.Duration
 	resp    *fasthttp.Response
 	bytes   *metrics.Counter
 	release func()
@@ -82,13 +101,17 @@ func (b *downloadBody) Read(p []byte) (int, error) {
 	if b.resp == nil {
 		return 0, io.EOF
 	}
+	n, err := 0, io.EOF
 	if bs := b.resp.BodyStream(); bs != nil {
-		n, err := bs.Read(p)
+		n, err = bs.Read(p)
 		b.bytes.Add(n)
-		return n, err
+	} // else a body fasthttp read whole (small answers)
+	if b.idle > 0 {
+		// After Jira's read, so that a slow Jira does not eat into the
+		// time the caller has to take the bytes.
+		_ = b.ctx.SetWriteDeadline(time.Now().Add(b.idle))
 	}
-	// A body fasthttp read whole (small answers).
-	return 0, io.EOF
+	return n, err
 }
 
 // Close gives the upstream response and the stream slot back.
@@ -97,6 +120,7 @@ func (b *downloadBody) Close() error {
 		_ = b.resp.CloseBodyStream()
 		fasthttp.ReleaseResponse(b.resp)
 		b.resp = nil
+		b.ctx = nil
 		b.release()
 	}
 	return nil

@@ -8,7 +8,13 @@
 // An upload passes, once each: MatchUpload (the front door), Check (every
 // decision the headers allow; also the Expect phase), acquire (stream slot
 // and breaker ticket), body, uploadRequest, roundTrip, and failed or the
-// relayed answer. Concurrency: a Relay is safe for concurrent use; its maps
+// relayed answer. Jira may answer before it has read the whole upload (a
+// 401 for a bad credential) and close: that answer is relayed and counted
+// by its status, and the caller's unread rest is dropped by a lingering
+// close (upBody, idleConn). A download holds a stream slot and an upstream
+// connection while its body is written to the caller; a caller who stops
+// reading is cut off after the stream idle timeout, which frees both
+// (downloadBody). Concurrency: a Relay is safe for concurrent use; its maps
 // are bounded by the live instances.
 package relay
 

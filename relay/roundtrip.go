@@ -22,17 +22,32 @@ var errUpstreamStatus = errors.New("upstream answered 5xx")
 // request id, times the exchange, records Jira's status for the access
 // line, and keeps the cool-down Jira asked for. A 429 without Retry-After
 // gets the relay's own, so the caller knows when to come back.
-func (r *Relay) roundTrip(ctx *fasthttp.RequestCtx, instanceID string, up *upstream, req *fasthttp.Request) (*fasthttp.Response, error) {
+//
+// body, if not nil, is req's body stream: it is told the exchange's
+// Response, through which it learns when Jira stops reading (see upBody).
+// When Jira answered before it read the whole request, the connection is
+// closed after the answer, never pooled.
+func (r *Relay) roundTrip(ctx *fasthttp.RequestCtx, instanceID string, up *upstream, req *fasthttp.Request, body *upBody) (*fasthttp.Response, error) {
 	if rid := httpx.RequestID(ctx); rid != "" {
 		req.Header.Set("X-Request-Id", rid)
 	}
 	resp := fasthttp.AcquireResponse()
+	if body != nil {
+		body.resp = resp
+	}
 	t0 := time.Now()
 	err := up.hc.Do(req, resp)
 	r.metrics.upstream.Update(time.Since(t0).Seconds())
+	if body != nil {
+		body.resp = nil
+	}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		return nil, err
+	}
+	if peerStopped(resp) {
+		// fasthttp checks this again when the answer's body is closed.
+		resp.SetConnectionClose()
 	}
 	status := resp.StatusCode()
 	httpx.SetUpstreamStatus(ctx, status)

@@ -91,11 +91,12 @@ func (r *Relay) send(ctx *fasthttp.RequestCtx, p *Plan) error {
 		return errNotCounted
 	}
 	rec := &recorder{r: body}
-	req := r.uploadRequest(ctx, p, rec, size, contentType)
+	ub := &upBody{r: rec, size: size}
+	req := r.uploadRequest(ctx, p, ub, size, contentType)
 	defer fasthttp.ReleaseRequest(req)
-	resp, err := r.roundTrip(ctx, p.in.ID, p.up, req)
+	resp, err := r.roundTrip(ctx, p.in.ID, p.up, req, ub)
 	if err != nil {
-		return r.failed(ctx, rec.err, err)
+		return r.failed(ctx, rec.err, err, ub.cut)
 	}
 	defer fasthttp.ReleaseResponse(resp)
 	status := resp.StatusCode()
@@ -104,10 +105,61 @@ func (r *Relay) send(ctx *fasthttp.RequestCtx, p *Plan) error {
 	b, err := readLimited(resp.BodyStream(), maxJiraAnswer)
 	if err != nil {
 		r.resp.Fail(ctx, &httpx.UpstreamFailure{Err: err})
+		if ub.cut {
+			httpx.LingerIfBodyUnread(ctx)
+		}
 		return err
 	}
 	ctx.SetBody(b)
+	if ub.cut {
+		// Jira answered before it read the whole upload (a 401 for a bad
+		// credential, say): its answer is relayed, and the caller's unread
+		// rest is read and dropped after it, then the connection closes.
+		httpx.LingerIfBodyUnread(ctx)
+	}
 	return outcome(status)
+}
+
+// upBody is an upload's body as fasthttp reads it to write it to Jira. When
+// Jira stops reading (it answered early and closed: the upstream
+// connection discards what is written from then on, see idleConn), upBody
+// stops reading the caller and ends the body: at once when it is chunked,
+// else by padding it to its declared length with zeros that never reach
+// the wire (fasthttp fails a request whose body is shorter than its
+// Content-Length, and would drop Jira's answer). fasthttp then reads the
+// answer Jira gave.
+type upBody struct {
+	r    io.Reader
+	size int64 // the length given to fasthttp; -1: chunked
+	n    int64 // bytes handed to fasthttp
+	// resp is the exchange's Response while HostClient.Do runs (set by
+	// roundTrip); it names the connection fasthttp chose (peerStopped).
+	resp *fasthttp.Response
+	// cut: Jira stopped reading before the body ended, so the caller's
+	// body was left unread.
+	cut  bool
+	done bool // the caller's body ended
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	if !b.cut && !b.done && b.resp != nil && peerStopped(b.resp) {
+		b.cut = true
+	}
+	if b.cut {
+		if b.size < 0 || b.n >= b.size {
+			return 0, io.EOF
+		}
+		k := int(min(int64(len(p)), b.size-b.n))
+		clear(p[:k])
+		b.n += int64(k)
+		return k, nil
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		b.done = true
+	}
+	return n, err
 }
 
 // body builds what goes to Jira from the caller's body: a multipart body
@@ -159,10 +211,16 @@ func (r *Relay) uploadRequest(ctx *fasthttp.RequestCtx, p *Plan, body io.Reader,
 // failed answers an upload whose exchange with Jira failed, and returns the
 // breaker outcome: the caller's side breaking is not Jira's failure.
 // bodyErr is the first error the caller's body returned (fasthttp turns some
-// into its own), err the exchange's.
-func (r *Relay) failed(ctx *fasthttp.RequestCtx, bodyErr, err error) error {
+// into its own), err the exchange's; cut reports that Jira stopped reading
+// before the caller's body ended (see upBody).
+func (r *Relay) failed(ctx *fasthttp.RequestCtx, bodyErr, err error, cut bool) error {
 	if bodyErr == nil && !callerSide(err) {
 		r.resp.Fail(ctx, &httpx.UpstreamFailure{Err: err})
+		if cut {
+			// The caller may still be sending: answer, then read and
+			// drop the rest before closing.
+			httpx.LingerIfBodyUnread(ctx)
+		}
 		return err
 	}
 	// The caller's side broke: fasthttp closed the upstream connection

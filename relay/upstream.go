@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
@@ -97,14 +99,13 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 	}
 	tc := u.tlsConf.Clone()
 	tc.ServerName = pu.Hostname()
-	idle, respTimeout := u.cfg.StreamIdleTimeout, u.cfg.UpstreamResponseTimeout
-	dialer := &net.Dialer{Timeout: u.cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
+	idle, respTimeout, dialTimeout := u.cfg.StreamIdleTimeout, u.cfg.UpstreamResponseTimeout, u.cfg.UpstreamDialTimeout
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	up := &upstream{base: strings.TrimRight(base, "/")}
 	up.hc = &fasthttp.HostClient{
 		Addr:                addr,
 		Name:                "jira-relay",
-		IsTLS:               isTLS,
-		TLSConfig:           tc,
+		IsTLS:               isTLS, // Dial makes the TLS connection (see dialUpstream)
 		MaxConns:            u.cfg.UpstreamMaxConns,
 		WriteBufferSize:     64 << 10,
 		ReadBufferSize:      16 << 10,
@@ -123,11 +124,11 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 		MaxIdemponentCallAttempts:     1,
 		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		Dial: func(addr string) (net.Conn, error) {
-			c, err := dialer.Dial("tcp", addr)
-			if err != nil {
-				return nil, err
+			var tlsConf *tls.Config
+			if isTLS {
+				tlsConf = tc
 			}
-			return &idleConn{Conn: c, idle: idle, response: respTimeout}, nil
+			return dialUpstream(dialer, addr, tlsConf, dialTimeout, idle, respTimeout)
 		},
 	}
 	name := "instance " + id
@@ -206,23 +207,101 @@ func (up *upstream) openLeft(openTimeout time.Duration) time.Duration {
 	return max(openTimeout-time.Since(time.Unix(0, up.openedAt.Load())), time.Second)
 }
 
+// dialUpstream connects to Jira: TCP, then (with tlsConf) the TLS handshake
+// within the dial timeout, and wraps the connection in an idleConn. The
+// relay makes the TLS connection itself, rather than fasthttp, so that the
+// idleConn sits above TLS and sees the exchange's own bytes: its deadlines
+// and its handling of a peer that stopped reading apply to HTTP, not to TLS
+// records, and what it discards is never encrypted. (fasthttp takes a
+// connection with a Handshake method for a TLS connection already made.)
+func dialUpstream(dialer *net.Dialer, addr string, tlsConf *tls.Config, dialTimeout, idle, response time.Duration) (net.Conn, error) {
+	raw, err := dialer.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := raw
+	if tlsConf != nil {
+		tc := tls.Client(raw, tlsConf)
+		hctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if dialTimeout > 0 {
+			hctx, cancel = context.WithTimeout(hctx, dialTimeout)
+		}
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = raw.Close()
+			return nil, err
+		}
+		c = tc
+	}
+	ic := &idleConn{Conn: c, idle: idle, response: response}
+	ic.local = connAddr{Addr: raw.LocalAddr(), c: ic}
+	return ic, nil
+}
+
 // idleConn moves the connection's deadlines forward on every read and write,
 // so a stream may last as long as bytes keep moving, and a stalled Jira is
 // cut off: a write may stall for the stream idle timeout; after a write, the
 // first byte of Jira's answer may take the response timeout; after that, each
 // read may again stall for the idle timeout.
+//
+// Jira may answer before it has read the whole request, and stop reading:
+// Jira's edge (and any net/http server) answers 401 for a bad credential at
+// once and closes the connection when the unread body is large. The write
+// then fails with EPIPE or ECONNRESET while the answer waits in the socket's
+// receive buffer; Linux keeps data that arrived before a reset readable.
+// fasthttp fails the whole exchange when writing the request fails, so from
+// then on idleConn discards what is written (reporting success) and records
+// that the peer stopped reading (stopped); the request's body (upBody)
+// learns it through the connection's LocalAddr and ends, and fasthttp goes
+// on to read Jira's answer. roundTrip has fasthttp close such a connection
+// after the answer; should fasthttp have pooled it already (an answer
+// without a body), the next request on it fails at once.
 type idleConn struct {
 	net.Conn
 	idle, response time.Duration
 	awaiting       bool // a request was written; its answer has not started
+	local          connAddr
+	stopped        atomic.Bool // the peer stopped reading; writes are discarded
 }
 
+// connAddr is the local address of an upstream connection. It carries the
+// connection: fasthttp records it in the Response before it writes the
+// request (Response.ParseNetConn), which is how an exchange finds the
+// connection fasthttp chose for it (see peerStopped).
+type connAddr struct {
+	net.Addr
+	c *idleConn
+}
+
+// LocalAddr is the connection's local address, as a *connAddr.
+func (c *idleConn) LocalAddr() net.Addr { return &c.local }
+
+// Handshake tells fasthttp that the connection is ready: dialUpstream made
+// the TLS handshake already (a plain connection has none to make).
+func (c *idleConn) Handshake() error { return nil }
+
 func (c *idleConn) Write(p []byte) (int, error) {
+	if c.stopped.Load() {
+		if !c.awaiting {
+			// A new request, on a connection fasthttp pooled although
+			// Jira closed it (roundTrip marks the answer Connection:
+			// close, but fasthttp pools a bodiless answer's connection
+			// before roundTrip sees it).
+			return 0, errPeerClosed
+		}
+		return len(p), nil
+	}
 	c.awaiting = true
 	if c.idle > 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err != nil && peerGone(err) {
+		c.stopped.Store(true)
+		return len(p), nil
+	}
+	return n, err
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
@@ -238,4 +317,22 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		c.awaiting = false
 	}
 	return n, err
+}
+
+// errPeerClosed: a request was to be written on a connection Jira closed.
+var errPeerClosed = errors.New("relay: Jira closed this connection")
+
+// peerGone reports a write error that means the peer closed its end (it
+// may have answered first): EPIPE or ECONNRESET.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// peerStopped reports whether the peer of resp's exchange stopped reading
+// the request before it was written whole (its connection discarded the
+// rest). resp must be the Response given to HostClient.Do, asked from the
+// goroutine that called Do (the request body's Read) or after Do returned.
+func peerStopped(resp *fasthttp.Response) bool {
+	a, ok := resp.LocalAddr().(*connAddr)
+	return ok && a.c.stopped.Load()
 }

@@ -21,7 +21,7 @@
 // pseudo-random bytes generated on the fly, so a 1 GiB attachment costs no
 // memory) or AddAttachmentBytes.
 //
-// Faults (HTTP 500/503/429, slow answers, hangs, connection resets mid-body,
-// slow drips) can be switched on and off at runtime with SetFault and
-// ClearFault.
+// Faults (HTTP 500/503/429, an early 401, slow answers, hangs, connection
+// resets mid-body, slow drips) can be switched on and off at runtime with
+// SetFault and ClearFault.
 package fakejira

@@ -50,9 +50,19 @@ const (
 	// after each; for an upload it reads the request body the same way,
 	// which exerts back-pressure on the client.
 	FaultSlowDrip
+	// Fault401 answers 401 with Jira's JSON error at once, without reading
+	// the request body, as Jira's edge does for a bad credential. The fake
+	// does not close the connection itself; net/http does, as for any
+	// handler that leaves a large body unread: when more than 256 KiB of it
+	// remains it answers with Connection: close, half-closes, and closes
+	// after its RST-avoidance delay (about 500 ms), which resets the
+	// connection since the rest of the body was never read. A client still
+	// writing the body sees EPIPE or ECONNRESET with the answer already in
+	// its receive buffer. An upload is recorded with Status 401.
+	Fault401
 )
 
-var faultNames = [...]string{"none", "500", "503", "429", "slow", "hang", "reset-mid-body", "slow-drip"}
+var faultNames = [...]string{"none", "500", "503", "429", "slow", "hang", "reset-mid-body", "slow-drip", "401"}
 
 // String is a short name for the kind, e.g. "429" or "reset-mid-body".
 func (k FaultKind) String() string {
@@ -157,8 +167,8 @@ func (s *Server) takeFault(ep Endpoint) (Fault, bool) {
 // their faults themselves, because they record what happened.)
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault, h handlerFunc) {
 	switch f.Kind {
-	case Fault500, Fault503, Fault429:
-		if f.Kind != Fault500 {
+	case Fault500, Fault503, Fault429, Fault401:
+		if f.Kind == Fault503 || f.Kind == Fault429 {
 			_, _ = io.Copy(io.Discard, r.Body)
 		}
 		writeFaultStatus(w, f)
@@ -192,6 +202,8 @@ func writeFaultStatus(w http.ResponseWriter, f *Fault) {
 	case Fault500:
 		h.Set("Connection", "close")
 		writeError(w, http.StatusInternalServerError, "Internal server error")
+	case Fault401:
+		writeError(w, http.StatusUnauthorized, msgNotAuthenticated)
 	case Fault503:
 		if f.RetryAfter != "" {
 			h.Set("Retry-After", f.RetryAfter)

@@ -59,6 +59,21 @@ func TestUploadFaults(t *testing.T) {
 				t.Errorf("500 read %d body bytes", u.BodyBytes)
 			}
 		}},
+		{name: "401 without reading", fault: Fault{Kind: Fault401}, check: func(t *testing.T, r result, u Upload) {
+			if r.err != nil {
+				t.Fatalf("error %v", r.err)
+			}
+			// net/http closes: more than 256 KiB of the body was left unread.
+			if r.status != 401 || !r.closed {
+				t.Errorf("status %d, Connection: close %v", r.status, r.closed)
+			}
+			if msgs := errorMessages(t, r.body); len(msgs) != 1 || msgs[0] != msgNotAuthenticated {
+				t.Errorf("errorMessages %q", msgs)
+			}
+			if u.Status != 401 || u.BodyBytes > int64(len(raw))/2 {
+				t.Errorf("recorded Status=%d BodyBytes=%d", u.Status, u.BodyBytes)
+			}
+		}},
 		{name: "503 with Retry-After", fault: Fault{Kind: Fault503, RetryAfter: "7"}, check: func(t *testing.T, r result, u Upload) {
 			if r.status != 503 || r.header.Get("Retry-After") != "7" {
 				t.Errorf("status %d Retry-After %q (err %v)", r.status, r.header.Get("Retry-After"), r.err)

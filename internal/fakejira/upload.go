@@ -222,8 +222,8 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, f *Fault, 
 
 	if f != nil {
 		switch f.Kind {
-		case Fault500, Fault503, Fault429:
-			if f.Kind != Fault500 {
+		case Fault500, Fault503, Fault429, Fault401:
+			if f.Kind == Fault503 || f.Kind == Fault429 {
 				_, _ = io.Copy(io.Discard, r.Body)
 			}
 			u.BodyBytes = bodyBytes()
@@ -401,6 +401,8 @@ func faultStatus(k FaultKind) int {
 		return http.StatusServiceUnavailable
 	case Fault429:
 		return http.StatusTooManyRequests
+	case Fault401:
+		return http.StatusUnauthorized
 	}
 	return 0
 }
