@@ -11,7 +11,8 @@ import (
 // a "/" and never acts as a path.
 //
 //	P urls/<url>                                  → {"instanceId": ...}   global index: normalised URL → instance
-//	P instances/<id>/instance                     → the instance record (URL, versions, licence, key hashes)
+//	P cloudids/<cloudId>                          → {"instanceId": ...}   global index: a Cloud site's cloud id (lower-case UUID) → instance
+//	P instances/<id>/instance                     → the instance record (URL, deployment type, cloud id, versions, licence, key hashes)
 //	P instances/<id>/config                       → the admin's configuration document
 //	P instances/<id>/users/<user>                 → {"userId","name","email",...}
 //	P instances/<id>/mappings/<mail>/<user>/<issueId>          → mapping (primary record)
@@ -21,8 +22,10 @@ import (
 //	P instances/<id>/index/user/<user>/<mail>/<issueId>        → mapping copy
 //	P instances/<id>/error-reports/<millis>-<random>           → error report (on a lease)
 //
-// Everything of one instance lives under P instances/<id>/, so one
-// `etcdctl get --prefix` shows a tenant and one `etcdctl del --prefix` erases it.
+// Everything of one instance lives under P instances/<id>/ (plus its urls/
+// entry and, with a cloud id, its cloudids/ entry), so one `etcdctl get
+// --prefix` shows a tenant and one `etcdctl del --prefix` (and the index
+// entries) erases it.
 type keys struct {
 	prefix string
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -578,7 +579,10 @@ func TestKeyLayout(t *testing.T) {
 	received := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	s := runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli, Now: func() time.Time { return received }})
 	ctx := context.Background()
-	r := register(t, s, "https://acme.atlassian.net")
+	r, err := s.Register(ctx, store.NewInstance{URL: "https://acme.atlassian.net", CloudID: "0B6F1E3C-2A4D-4C5E-9F70-8A1B2C3D4E5F", JiraVersion: "1", AddinVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	id := r.Instance.ID
 	if _, _, err := s.PutUser(ctx, id, store.User{UserID: "1220", Name: "Mia", Email: "mia@example.com"}); err != nil {
 		t.Fatal(err)
@@ -598,6 +602,7 @@ func TestKeyLayout(t *testing.T) {
 	}
 	got := keysUnder(t, cli, prefix)
 	want := []string{
+		prefix + "cloudids/0b6f1e3c-2a4d-4c5e-9f70-8a1b2c3d4e5f",
 		prefix + "instances/" + id + "/config",
 		prefix + "instances/" + id + "/error-reports/" + rep.ID,
 		prefix + "instances/" + id + "/index/conversation/AAQk%2Fx+y=/1220/%3Ca%2Fb@c%3E/10710",
@@ -618,6 +623,22 @@ func TestKeyLayout(t *testing.T) {
 	}
 	if v := string(resp.Kvs[0].Value); v != `{"instanceId":"`+id+`"}` {
 		t.Errorf("URL index entry = %s", v)
+	}
+	resp, err = cli.Get(ctx, prefix+"cloudids/0b6f1e3c-2a4d-4c5e-9f70-8a1b2c3d4e5f")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != `{"instanceId":"`+id+`"}` {
+		t.Errorf("cloud id index entry = %v, %v", resp, err)
+	}
+	var rec map[string]any
+	if got, err := cli.Get(ctx, prefix+"instances/"+id+"/instance"); err != nil || json.Unmarshal(got.Kvs[0].Value, &rec) != nil ||
+		rec["deploymentType"] != "Cloud" || rec["cloudId"] != "0b6f1e3c-2a4d-4c5e-9f70-8a1b2c3d4e5f" {
+		t.Errorf("instance record = %v, %v", rec, err)
+	}
+	// The erase removes the index entries with the tenant.
+	if err := s.DeleteInstance(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if left := keysUnder(t, cli, prefix); len(left) != 0 {
+		t.Errorf("after the erase: %q", left)
 	}
 	// The documented default prefix.
 	d, err := store.New(cli, cli, store.Options{})
