@@ -1,12 +1,7 @@
 package proxy_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,131 +9,27 @@ import (
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/relaytest"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// api is a tiny client for the relay's JSON API in tests.
-type api struct {
-	t    *testing.T
-	base string
-}
-
-type answer struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-func (a answer) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(a.Body, &m); err != nil {
-		t.Fatalf("answer is not a JSON object: %q", a.Body)
-	}
-	return m
-}
-
-// errCode is the code of a JSON error answer; it fails the test if the
-// answer does not have the documented error shape.
-func (a answer) errCode(t *testing.T) string {
-	t.Helper()
-	var e struct {
-		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(a.Body, &e); err != nil || e.Error == nil || e.Error.Code == "" || e.Error.Message == "" {
-		t.Fatalf("status %d: body is not the JSON error shape: %q", a.Status, a.Body)
-	}
-	if ct := a.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("error Content-Type = %q", ct)
-	}
-	return e.Error.Code
-}
-
-func (a *api) do(method, path, key string, body any, hdr ...string) answer {
-	a.t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = strings.NewReader(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		r = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, a.base+path, r)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("X-Relay-Key", key)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
-}
-
-type tenant struct {
-	ID, Client, Admin string
-}
-
-func registerBody(url string) map[string]any {
-	return map[string]any{
-		"url": url, "jiraVersion": "1001.0.0-SNAPSHOT", "addinVersion": "4.2.0",
-		"license": map[string]any{"key": "LIC-1", "expiresAt": "2027-06-30T00:00:00Z", "seats": 250},
-	}
-}
-
-func (a *api) register(url string) tenant {
-	a.t.Helper()
-	r := a.do("POST", "/v1/instances", "", registerBody(url))
-	if r.Status != 201 {
-		a.t.Fatalf("register %s: %d %s", url, r.Status, r.Body)
-	}
-	m := r.json(a.t)
-	return tenant{ID: m["instanceId"].(string), Client: m["clientKey"].(string), Admin: m["adminKey"].(string)}
-}
-
-func start(t *testing.T, mutate func(*configs.Config)) (*relaytest.Relay, *api) {
+// start runs a relay (relaytest.Start) and a client of its API that fails
+// t on a transport error.
+func start(t *testing.T, mutate func(*configs.Config)) (*relaytest.Relay, *relaytest.Client) {
 	t.Helper()
 	r := relaytest.Start(t, mutate)
-	return r, &api{t: t, base: r.URL}
-}
-
-// etcdKeys counts every key of the relay, to prove a refused request wrote nothing.
-func etcdKeys(t *testing.T, r *relaytest.Relay) int64 {
-	t.Helper()
-	resp, err := r.Etcd.Get(context.Background(), r.Config.EtcdPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Count
+	return r, relaytest.NewClient(t, r.URL)
 }
 
 func TestRegisterInstance(t *testing.T) {
+	t.Parallel()
 	r, a := start(t, func(c *configs.Config) {
 		c.AllowHTTPUpstream = false
 		c.AllowedUpstreams = []string{"*.atlassian.net", "api.atlassian.com"}
 	})
-	res := a.do("POST", "/v1/instances", "", registerBody("HTTPS://Acme.Atlassian.NET/"))
+	res := a.Do("POST", "/v1/instances", "", relaytest.RegisterBody("HTTPS://Acme.Atlassian.NET/"))
 	if res.Status != 201 {
 		t.Fatalf("register: %d %s", res.Status, res.Body)
 	}
-	m := res.json(t)
+	m := res.JSON(t)
 	inst := m["instance"].(map[string]any)
 	if inst["url"] != "https://acme.atlassian.net" || inst["id"] != m["instanceId"] || inst["jiraVersion"] != "1001.0.0-SNAPSHOT" {
 		t.Fatalf("instance not normalised or incomplete: %v", inst)
@@ -151,17 +42,17 @@ func TestRegisterInstance(t *testing.T) {
 	if ck, ak := m["clientKey"].(string), m["adminKey"].(string); len(ck) < 40 || len(ak) < 40 || ck == ak {
 		t.Fatalf("keys: %q %q", ck, ak)
 	}
-	if res := a.do("POST", "/v1/instances", "", registerBody("https://acme.atlassian.net")); res.Status != 409 || res.errCode(t) != "conflict" {
+	if res := a.Do("POST", "/v1/instances", "", relaytest.RegisterBody("https://acme.atlassian.net")); res.Status != 409 || res.ErrCode(t) != "conflict" {
 		t.Fatalf("same URL again: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("POST", "/v1/instances", "", registerBody("https://api.atlassian.com/ex/jira/3a1b-77/")); res.Status != 201 {
+	if res := a.Do("POST", "/v1/instances", "", relaytest.RegisterBody("https://api.atlassian.com/ex/jira/3a1b-77/")); res.Status != 201 {
 		t.Fatalf("api.atlassian.com with a path: %d %s", res.Status, res.Body)
-	} else if u := res.json(t)["instance"].(map[string]any)["url"]; u != "https://api.atlassian.com/ex/jira/3a1b-77" {
+	} else if u := res.JSON(t)["instance"].(map[string]any)["url"]; u != "https://api.atlassian.com/ex/jira/3a1b-77" {
 		t.Fatalf("path url normalised to %v", u)
 	}
 
-	before := etcdKeys(t, r)
-	big := registerBody("https://big.atlassian.net")
+	before := r.KeyCount(t)
+	big := relaytest.RegisterBody("https://big.atlassian.net")
 	big["jiraVersion"] = strings.Repeat("1", 20000)
 	deep := strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40)
 	for _, tc := range []struct {
@@ -171,17 +62,17 @@ func TestRegisterInstance(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"http url", registerBody("http://x.atlassian.net"), "", 400, "invalid_url"},
-		{"host not allowed", registerBody("https://evil.example.com"), "", 400, "invalid_url"},
-		{"bare suffix", registerBody("https://atlassian.net"), "", 400, "invalid_url"},
-		{"suffix trick", registerBody("https://evilatlassian.net"), "", 400, "invalid_url"},
-		{"userinfo", registerBody("https://u:p@x.atlassian.net"), "", 400, "invalid_url"},
-		{"query", registerBody("https://x.atlassian.net/?a=1"), "", 400, "invalid_url"},
-		{"fragment", registerBody("https://x.atlassian.net/#f"), "", 400, "invalid_url"},
-		{"dot segments", registerBody("https://api.atlassian.com/ex/../../x"), "", 400, "invalid_url"},
-		{"not a url", registerBody("acme"), "", 400, "invalid_url"},
-		{"empty url", registerBody(""), "", 400, "invalid_url"},
-		{"ftp", registerBody("ftp://x.atlassian.net"), "", 400, "invalid_url"},
+		{"http url", relaytest.RegisterBody("http://x.atlassian.net"), "", 400, "invalid_url"},
+		{"host not allowed", relaytest.RegisterBody("https://evil.example.com"), "", 400, "invalid_url"},
+		{"bare suffix", relaytest.RegisterBody("https://atlassian.net"), "", 400, "invalid_url"},
+		{"suffix trick", relaytest.RegisterBody("https://evilatlassian.net"), "", 400, "invalid_url"},
+		{"userinfo", relaytest.RegisterBody("https://u:p@x.atlassian.net"), "", 400, "invalid_url"},
+		{"query", relaytest.RegisterBody("https://x.atlassian.net/?a=1"), "", 400, "invalid_url"},
+		{"fragment", relaytest.RegisterBody("https://x.atlassian.net/#f"), "", 400, "invalid_url"},
+		{"dot segments", relaytest.RegisterBody("https://api.atlassian.com/ex/../../x"), "", 400, "invalid_url"},
+		{"not a url", relaytest.RegisterBody("acme"), "", 400, "invalid_url"},
+		{"empty url", relaytest.RegisterBody(""), "", 400, "invalid_url"},
+		{"ftp", relaytest.RegisterBody("ftp://x.atlassian.net"), "", 400, "invalid_url"},
 		{"unknown field", `{"url":"https://y.atlassian.net","jiraVersion":"1","addinVersion":"1","token":"secret"}`, "", 400, "unknown_field"},
 		{"unknown nested field", `{"url":"https://y.atlassian.net","jiraVersion":"1","addinVersion":"1","license":{"key":"k","expiresAt":"2027-01-01T00:00:00Z","seats":1,"owner":"x"}}`, "", 400, "unknown_field"},
 		{"wrong type", `{"url":"https://y.atlassian.net","jiraVersion":1,"addinVersion":"1"}`, "", 400, "invalid_type"},
@@ -203,34 +94,36 @@ func TestRegisterInstance(t *testing.T) {
 			if tc.ctype != "" {
 				hdr = []string{"Content-Type", tc.ctype}
 			}
-			res := a.do("POST", "/v1/instances", "", tc.body, hdr...)
-			if res.Status != tc.status || res.errCode(t) != tc.code {
+			res := a.Do("POST", "/v1/instances", "", tc.body, hdr...)
+			if res.Status != tc.status || res.ErrCode(t) != tc.code {
 				t.Fatalf("got %d %s, want %d %s", res.Status, res.Body, tc.status, tc.code)
 			}
 		})
 	}
-	if after := etcdKeys(t, r); after != before {
+	if after := r.KeyCount(t); after != before {
 		t.Fatalf("refused registrations wrote %d keys", after-before)
 	}
 }
 
 func TestRegistrationToken(t *testing.T) {
+	t.Parallel()
 	_, a := start(t, func(c *configs.Config) { c.RegistrationToken = "s3cret-token" })
-	if res := a.do("POST", "/v1/instances", "", registerBody("https://a.atlassian.net")); res.Status != 401 || res.errCode(t) != "unauthorized" {
+	if res := a.Do("POST", "/v1/instances", "", relaytest.RegisterBody("https://a.atlassian.net")); res.Status != 401 || res.ErrCode(t) != "unauthorized" {
 		t.Fatalf("without token: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("POST", "/v1/instances", "", registerBody("https://a.atlassian.net"), "X-Registration-Token", "wrong"); res.Status != 401 {
+	if res := a.Do("POST", "/v1/instances", "", relaytest.RegisterBody("https://a.atlassian.net"), "X-Registration-Token", "wrong"); res.Status != 401 {
 		t.Fatalf("wrong token: %d", res.Status)
 	}
-	if res := a.do("POST", "/v1/instances", "", registerBody("https://a.atlassian.net"), "X-Registration-Token", "s3cret-token"); res.Status != 201 {
+	if res := a.Do("POST", "/v1/instances", "", relaytest.RegisterBody("https://a.atlassian.net"), "X-Registration-Token", "s3cret-token"); res.Status != 201 {
 		t.Fatalf("with token: %d %s", res.Status, res.Body)
 	}
 }
 
 func TestKeysAndRoles(t *testing.T) {
+	t.Parallel()
 	_, a := start(t, nil)
-	acme := a.register("https://acme.atlassian.net")
-	other := a.register("https://other.atlassian.net")
+	acme := a.MustRegister(t, "https://acme.atlassian.net")
+	other := a.MustRegister(t, "https://other.atlassian.net")
 	p := "/v1/instances/" + acme.ID
 	for _, tc := range []struct {
 		name, method, path, key string
@@ -255,93 +148,95 @@ func TestKeysAndRoles(t *testing.T) {
 		{"wrong method", "PATCH", p + "/config", acme.Admin, nil, 405, "method_not_allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := a.do(tc.method, tc.path, tc.key, tc.body)
-			if res.Status != tc.status || res.errCode(t) != tc.code {
+			res := a.Do(tc.method, tc.path, tc.key, tc.body)
+			if res.Status != tc.status || res.ErrCode(t) != tc.code {
 				t.Fatalf("got %d %s, want %d %s", res.Status, res.Body, tc.status, tc.code)
 			}
 		})
 	}
 	// The admin key is accepted wherever the client key is.
-	if res := a.do("GET", p+"/config", acme.Admin, nil); res.Status != 200 {
+	if res := a.Do("GET", p+"/config", acme.Admin, nil); res.Status != 200 {
 		t.Fatalf("admin key on a client route: %d", res.Status)
 	}
 }
 
 func TestInstanceAdministration(t *testing.T) {
+	t.Parallel()
 	r, a := start(t, nil)
-	acme := a.register("https://acme.atlassian.net")
+	acme := a.MustRegister(t, "https://acme.atlassian.net")
 	p := "/v1/instances/" + acme.ID
 
-	res := a.do("PATCH", p, acme.Admin, map[string]any{"jiraVersion": "1001.0.1", "errorReports": true,
+	res := a.Do("PATCH", p, acme.Admin, map[string]any{"jiraVersion": "1001.0.1", "errorReports": true,
 		"license": map[string]any{"key": "LIC-2", "expiresAt": "2028-01-01T00:00:00Z", "seats": 500}})
 	if res.Status != 200 {
 		t.Fatalf("patch: %d %s", res.Status, res.Body)
 	}
-	got := a.do("GET", p, acme.Admin, nil).json(t)
+	got := a.Do("GET", p, acme.Admin, nil).JSON(t)
 	if got["jiraVersion"] != "1001.0.1" || got["addinVersion"] != "4.2.0" || got["errorReports"] != true ||
 		got["license"].(map[string]any)["seats"] != float64(500) {
 		t.Fatalf("after patch: %v", got)
 	}
-	before := etcdKeys(t, r)
+	before := r.KeyCount(t)
 	for _, body := range []string{`{"url":"https://evil.example.com"}`, `{"errorReports":"yes"}`, `{"jiraVersion":""}`, `{"id":"x"}`} {
-		if res := a.do("PATCH", p, acme.Admin, body); res.Status != 400 {
+		if res := a.Do("PATCH", p, acme.Admin, body); res.Status != 400 {
 			t.Fatalf("patch %s: %d %s", body, res.Status, res.Body)
 		}
 	}
-	if a.do("GET", p, acme.Admin, nil).json(t)["jiraVersion"] != "1001.0.1" || etcdKeys(t, r) != before {
+	if a.Do("GET", p, acme.Admin, nil).JSON(t)["jiraVersion"] != "1001.0.1" || r.KeyCount(t) != before {
 		t.Fatal("a refused patch changed the instance")
 	}
 
-	res = a.do("POST", p+"/keys/rotate", acme.Admin, nil)
-	newKey, _ := res.json(t)["clientKey"].(string)
+	res = a.Do("POST", p+"/keys/rotate", acme.Admin, nil)
+	newKey, _ := res.JSON(t)["clientKey"].(string)
 	if res.Status != 200 || newKey == "" || newKey == acme.Client {
 		t.Fatalf("rotate: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("GET", p+"/config", acme.Client, nil); res.Status != 401 {
+	if res := a.Do("GET", p+"/config", acme.Client, nil); res.Status != 401 {
 		t.Fatalf("old client key after rotation: %d", res.Status)
 	}
-	if res := a.do("GET", p+"/config", newKey, nil); res.Status != 200 {
+	if res := a.Do("GET", p+"/config", newKey, nil); res.Status != 200 {
 		t.Fatalf("new client key: %d", res.Status)
 	}
 
-	a.do("PUT", p+"/users/u1", newKey, map[string]any{"name": "Mia", "email": "mia@example.com"})
-	if res := a.do("DELETE", p, acme.Admin, nil); res.Status != 204 {
+	a.Do("PUT", p+"/users/u1", newKey, map[string]any{"name": "Mia", "email": "mia@example.com"})
+	if res := a.Do("DELETE", p, acme.Admin, nil); res.Status != 204 {
 		t.Fatalf("delete: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("GET", p, acme.Admin, nil); res.Status != 404 || res.errCode(t) != "instance_not_found" {
+	if res := a.Do("GET", p, acme.Admin, nil); res.Status != 404 || res.ErrCode(t) != "instance_not_found" {
 		t.Fatalf("after delete: %d %s", res.Status, res.Body)
 	}
-	if n := etcdKeys(t, r); n != 0 {
+	if n := r.KeyCount(t); n != 0 {
 		t.Fatalf("%d keys remain after deleting the only instance", n)
 	}
 }
 
 func TestUsers(t *testing.T) {
+	t.Parallel()
 	r, a := start(t, nil)
-	acme := a.register("https://acme.atlassian.net")
+	acme := a.MustRegister(t, "https://acme.atlassian.net")
 	p := "/v1/instances/" + acme.ID + "/users/"
 
-	if res := a.do("PUT", p+"1220", acme.Client, map[string]any{"name": "Mia Krystof", "email": "mia@example.com"}); res.Status != 201 {
+	if res := a.Do("PUT", p+"1220", acme.Client, map[string]any{"name": "Mia Krystof", "email": "mia@example.com"}); res.Status != 201 {
 		t.Fatalf("create: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("PUT", p+"1220", acme.Client, map[string]any{"name": "Mia K.", "email": "mia@example.com"}); res.Status != 200 {
+	if res := a.Do("PUT", p+"1220", acme.Client, map[string]any{"name": "Mia K.", "email": "mia@example.com"}); res.Status != 200 {
 		t.Fatalf("replace: %d %s", res.Status, res.Body)
 	}
-	u := a.do("GET", p+"1220", acme.Client, nil).json(t)
+	u := a.Do("GET", p+"1220", acme.Client, nil).JSON(t)
 	if u["userId"] != "1220" || u["name"] != "Mia K." || u["email"] != "mia@example.com" {
 		t.Fatalf("get: %v", u)
 	}
 	// Ids are opaque: an encoded slash is part of the id, not a path step.
-	if res := a.do("PUT", p+"a%2Fb%2B%3D", acme.Client, map[string]any{"name": "S", "email": "s@example.com"}); res.Status != 201 {
+	if res := a.Do("PUT", p+"a%2Fb%2B%3D", acme.Client, map[string]any{"name": "S", "email": "s@example.com"}); res.Status != 201 {
 		t.Fatalf("id with / + =: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("GET", p+"a%2Fb%2B%3D", acme.Client, nil); res.json(t)["userId"] != "a/b+=" {
+	if res := a.Do("GET", p+"a%2Fb%2B%3D", acme.Client, nil); res.JSON(t)["userId"] != "a/b+=" {
 		t.Fatalf("id with / + = read back as %s", res.Body)
 	}
-	if res := a.do("GET", p+"nobody", acme.Client, nil); res.Status != 404 || res.errCode(t) != "user_not_found" {
+	if res := a.Do("GET", p+"nobody", acme.Client, nil); res.Status != 404 || res.ErrCode(t) != "user_not_found" {
 		t.Fatalf("unknown user: %d %s", res.Status, res.Body)
 	}
-	before := etcdKeys(t, r)
+	before := r.KeyCount(t)
 	for _, tc := range []struct {
 		path string
 		body any
@@ -356,140 +251,137 @@ func TestUsers(t *testing.T) {
 		{p + "x", map[string]any{"name": "X", "email": "x@example.com", "phone": "1"}, "unknown_field"},
 		{p + "x", map[string]any{"name": 5, "email": "x@example.com"}, "invalid_type"},
 	} {
-		if res := a.do("PUT", tc.path, acme.Client, tc.body); res.Status != 400 || res.errCode(t) != tc.code {
+		if res := a.Do("PUT", tc.path, acme.Client, tc.body); res.Status != 400 || res.ErrCode(t) != tc.code {
 			t.Errorf("PUT %s %v: %d %s, want 400 %s", tc.path, tc.body, res.Status, res.Body, tc.code)
 		}
 	}
-	if etcdKeys(t, r) != before {
+	if r.KeyCount(t) != before {
 		t.Fatal("refused user writes wrote keys")
 	}
 
 	// Erase: the user and every mapping of the user go; export shows it first.
 	for i := range 3 {
-		a.do("POST", "/v1/instances/"+acme.ID+"/mappings", acme.Client, mappingBody("conv", fmt.Sprintf("<m%d@x>", i), "1220", fmt.Sprint(10+i), fmt.Sprintf("IT-%d", i)))
+		a.Do("POST", "/v1/instances/"+acme.ID+"/mappings", acme.Client, relaytest.MappingBody("conv", fmt.Sprintf("<m%d@x>", i), "1220", fmt.Sprint(10+i), fmt.Sprintf("IT-%d", i)))
 	}
-	exp := a.do("GET", p+"1220/export", acme.Admin, nil)
-	if exp.Status != 200 || len(exp.json(t)["mappings"].([]any)) != 3 || exp.json(t)["user"].(map[string]any)["email"] != "mia@example.com" {
+	exp := a.Do("GET", p+"1220/export", acme.Admin, nil)
+	if exp.Status != 200 || len(exp.JSON(t)["mappings"].([]any)) != 3 || exp.JSON(t)["user"].(map[string]any)["email"] != "mia@example.com" {
 		t.Fatalf("export: %d %s", exp.Status, exp.Body)
 	}
-	if res := a.do("DELETE", p+"1220", acme.Admin, nil); res.Status != 204 {
+	if res := a.Do("DELETE", p+"1220", acme.Admin, nil); res.Status != 204 {
 		t.Fatalf("erase: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("GET", p+"1220/export", acme.Admin, nil); res.Status != 404 {
+	if res := a.Do("GET", p+"1220/export", acme.Admin, nil); res.Status != 404 {
 		t.Fatalf("export after erase: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("GET", "/v1/instances/"+acme.ID+"/mappings?conversationId=conv", acme.Client, nil); len(res.json(t)["mappings"].([]any)) != 0 {
+	if res := a.Do("GET", "/v1/instances/"+acme.ID+"/mappings?conversationId=conv", acme.Client, nil); len(res.JSON(t)["mappings"].([]any)) != 0 {
 		t.Fatalf("mappings of the erased user remain: %s", res.Body)
 	}
-	if res := a.do("DELETE", p+"1220", acme.Admin, nil); res.Status != 404 {
+	if res := a.Do("DELETE", p+"1220", acme.Admin, nil); res.Status != 404 {
 		t.Fatalf("erase again: %d", res.Status)
 	}
 }
 
 func TestConfigETags(t *testing.T) {
+	t.Parallel()
 	r, a := start(t, nil)
-	acme := a.register("https://acme.atlassian.net")
+	acme := a.MustRegister(t, "https://acme.atlassian.net")
 	p := "/v1/instances/" + acme.ID + "/config"
 
-	res := a.do("GET", p, acme.Client, nil)
+	res := a.Do("GET", p, acme.Client, nil)
 	if res.Status != 200 || string(res.Body) != "{}" || res.Header.Get("ETag") != `"0"` {
 		t.Fatalf("fresh config: %d %q etag %q", res.Status, res.Body, res.Header.Get("ETag"))
 	}
 	doc := `{"templates":[{"name":"Bug","fields":{"priority":"High"}}],"settings":{"autoLink":true}}`
-	res = a.do("PUT", p, acme.Admin, doc, "If-Match", `"0"`)
+	res = a.Do("PUT", p, acme.Admin, doc, "If-Match", `"0"`)
 	etag := res.Header.Get("ETag")
 	if res.Status != 200 || etag == "" || etag == `"0"` {
 		t.Fatalf("put: %d %s etag %q", res.Status, res.Body, etag)
 	}
-	res = a.do("GET", p, acme.Client, nil)
+	res = a.Do("GET", p, acme.Client, nil)
 	if string(res.Body) != doc || res.Header.Get("ETag") != etag {
 		t.Fatalf("get after put: %q %q", res.Body, res.Header.Get("ETag"))
 	}
-	if res := a.do("GET", p, acme.Client, nil, "If-None-Match", etag); res.Status != 304 || len(res.Body) != 0 || res.Header.Get("ETag") != etag {
+	if res := a.Do("GET", p, acme.Client, nil, "If-None-Match", etag); res.Status != 304 || len(res.Body) != 0 || res.Header.Get("ETag") != etag {
 		t.Fatalf("If-None-Match current: %d %q", res.Status, res.Body)
 	}
-	if res := a.do("GET", p, acme.Client, nil, "If-None-Match", `"1", W/`+etag); res.Status != 304 {
+	if res := a.Do("GET", p, acme.Client, nil, "If-None-Match", `"1", W/`+etag); res.Status != 304 {
 		t.Fatalf("If-None-Match list with weak match: %d", res.Status)
 	}
-	if res := a.do("GET", p, acme.Client, nil, "If-None-Match", `"0"`); res.Status != 200 {
+	if res := a.Do("GET", p, acme.Client, nil, "If-None-Match", `"0"`); res.Status != 200 {
 		t.Fatalf("If-None-Match stale: %d", res.Status)
 	}
-	before := etcdKeys(t, r)
-	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", `"0"`); res.Status != 412 || res.errCode(t) != "precondition_failed" {
+	before := r.KeyCount(t)
+	if res := a.Do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", `"0"`); res.Status != 412 || res.ErrCode(t) != "precondition_failed" {
 		t.Fatalf("stale If-Match: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", "W/"+etag); res.Status != 412 {
+	if res := a.Do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", "W/"+etag); res.Status != 412 {
 		t.Fatalf("weak If-Match: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", "garbage"); res.Status != 400 {
+	if res := a.Do("PUT", p, acme.Admin, `{"x":1}`, "If-Match", "garbage"); res.Status != 400 {
 		t.Fatalf("malformed If-Match: %d %s", res.Status, res.Body)
 	}
 	// If-None-Match on PUT: "*" creates only; a list refuses the current ETag.
-	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", "*"); res.Status != 412 || res.errCode(t) != "precondition_failed" {
+	if res := a.Do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", "*"); res.Status != 412 || res.ErrCode(t) != "precondition_failed" {
 		t.Fatalf("If-None-Match * over a document: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", `"1", `+etag); res.Status != 412 {
+	if res := a.Do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", `"1", `+etag); res.Status != 412 {
 		t.Fatalf("If-None-Match naming the current ETag: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", "garbage"); res.Status != 400 {
+	if res := a.Do("PUT", p, acme.Admin, `{"x":1}`, "If-None-Match", "garbage"); res.Status != 400 {
 		t.Fatalf("malformed If-None-Match: %d %s", res.Status, res.Body)
 	}
 	for _, body := range []string{`[1,2]`, `"s"`, `{"a":1,"a":2}`, `{"a":`, strings.Repeat("[", 50) + strings.Repeat("]", 50)} {
-		if res := a.do("PUT", p, acme.Admin, body); res.Status != 400 {
+		if res := a.Do("PUT", p, acme.Admin, body); res.Status != 400 {
 			t.Fatalf("put %q: %d %s", body, res.Status, res.Body)
 		}
 	}
 	huge := `{"blob":"` + strings.Repeat("x", 256<<10) + `"}`
-	if res := a.do("PUT", p, acme.Admin, huge); res.Status != 413 {
+	if res := a.Do("PUT", p, acme.Admin, huge); res.Status != 413 {
 		t.Fatalf("257 KiB config: %d", res.Status)
 	}
-	if string(a.do("GET", p, acme.Client, nil).Body) != doc {
+	if string(a.Do("GET", p, acme.Client, nil).Body) != doc {
 		t.Fatal("a refused PUT changed the document")
 	}
-	if etcdKeys(t, r) != before {
+	if r.KeyCount(t) != before {
 		t.Fatal("refused PUTs wrote keys")
 	}
-	if res := a.do("PUT", p, acme.Admin, `{"x": 1}`, "If-Match", "*"); res.Status != 200 || string(res.Body) != `{"x":1}` {
+	if res := a.Do("PUT", p, acme.Admin, `{"x": 1}`, "If-Match", "*"); res.Status != 200 || string(res.Body) != `{"x":1}` {
 		t.Fatalf("If-Match *: %d %s", res.Status, res.Body)
 	}
 	exact := `{"blob":"` + strings.Repeat("x", 256<<10-12) + `"}`
-	if res := a.do("PUT", p, acme.Admin, exact); res.Status != 200 {
+	if res := a.Do("PUT", p, acme.Admin, exact); res.Status != 200 {
 		t.Fatalf("config of exactly 256 KiB: %d %s", res.Status, res.Body)
 	}
 
 	// If-None-Match: * creates the first document; a list without the
 	// current ETag lets the PUT through.
-	fresh := a.register("https://fresh.atlassian.net")
+	fresh := a.MustRegister(t, "https://fresh.atlassian.net")
 	fp := "/v1/instances/" + fresh.ID + "/config"
-	if res := a.do("PUT", fp, fresh.Admin, `{"y":1}`, "If-None-Match", "*"); res.Status != 200 || string(res.Body) != `{"y":1}` {
+	if res := a.Do("PUT", fp, fresh.Admin, `{"y":1}`, "If-None-Match", "*"); res.Status != 200 || string(res.Body) != `{"y":1}` {
 		t.Fatalf("If-None-Match * with no document: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("PUT", fp, fresh.Admin, `{"y":2}`, "If-None-Match", `"0"`); res.Status != 200 || string(res.Body) != `{"y":2}` {
+	if res := a.Do("PUT", fp, fresh.Admin, `{"y":2}`, "If-None-Match", `"0"`); res.Status != 200 || string(res.Body) != `{"y":2}` {
 		t.Fatalf("If-None-Match with a stale ETag: %d %s", res.Status, res.Body)
 	}
 }
 
-func mappingBody(conv, mail, user, issueID, key string) map[string]any {
-	return map[string]any{"conversationId": conv, "mailId": mail, "userId": user, "app": "Jira",
-		"jira": map[string]any{"id": issueID, "key": key, "projectId": "10200"}}
-}
-
 func TestMappings(t *testing.T) {
+	t.Parallel()
 	r, a := start(t, nil)
-	acme := a.register("https://acme.atlassian.net")
+	acme := a.MustRegister(t, "https://acme.atlassian.net")
 	p := "/v1/instances/" + acme.ID + "/mappings"
 	conv := "AAQkADQ2ZWI1NWUzLWFjNTgtNDhkNi05MTRlLTE0ZjkzYjhiZmIxYgAQACGaySOzKTNItlx6EtoJ8kc="
 	mail := "<AM4PR0501MB272391106D5F7A7805F586AD9CC40@AM4PR0501MB2723.eurprd05.prod.outlook.com>"
 
-	res := a.do("POST", p, acme.Client, mappingBody(conv, mail, "1220", "10710", "ITSM-34"))
+	res := a.Do("POST", p, acme.Client, relaytest.MappingBody(conv, mail, "1220", "10710", "ITSM-34"))
 	if res.Status != 201 {
 		t.Fatalf("link: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("POST", p, acme.Client, mappingBody(conv, mail, "1220", "10710", "ITSM-34")); res.Status != 200 {
+	if res := a.Do("POST", p, acme.Client, relaytest.MappingBody(conv, mail, "1220", "10710", "ITSM-34")); res.Status != 200 {
 		t.Fatalf("same link again: %d %s", res.Status, res.Body)
 	}
 	for i := range 12 {
-		a.do("POST", p, acme.Client, mappingBody(conv, fmt.Sprintf("<r%d@x>", i), []string{"1220", "77"}[i%2], fmt.Sprint(20000+i), fmt.Sprintf("ITSM-%d", 100+i)))
+		a.Do("POST", p, acme.Client, relaytest.MappingBody(conv, fmt.Sprintf("<r%d@x>", i), []string{"1220", "77"}[i%2], fmt.Sprint(20000+i), fmt.Sprintf("ITSM-%d", 100+i)))
 	}
 	q := func(query string) []any {
 		t.Helper()
@@ -500,11 +392,11 @@ func TestMappings(t *testing.T) {
 			if cursor != "" {
 				path += "&cursor=" + cursor
 			}
-			res := a.do("GET", path, acme.Client, nil)
+			res := a.Do("GET", path, acme.Client, nil)
 			if res.Status != 200 {
 				t.Fatalf("GET %s: %d %s", path, res.Status, res.Body)
 			}
-			m := res.json(t)
+			m := res.JSON(t)
 			all = append(all, m["mappings"].([]any)...)
 			if cursor = m["next"].(string); cursor == "" {
 				return all
@@ -535,10 +427,10 @@ func TestMappings(t *testing.T) {
 		t.Fatalf("by issue key: %d", n)
 	}
 
-	before := etcdKeys(t, r)
-	extra := mappingBody(conv, mail, "1220", "10710", "ITSM-34")
+	before := r.KeyCount(t)
+	extra := relaytest.MappingBody(conv, mail, "1220", "10710", "ITSM-34")
 	extra["jira"].(map[string]any)["summary"] = "an e-mail subject"
-	withBody := mappingBody(conv, mail, "1220", "10710", "ITSM-34")
+	withBody := relaytest.MappingBody(conv, mail, "1220", "10710", "ITSM-34")
 	withBody["body"] = "Dear customer"
 	for _, tc := range []struct {
 		body any
@@ -546,19 +438,19 @@ func TestMappings(t *testing.T) {
 	}{
 		{extra, "unknown_field"},
 		{withBody, "unknown_field"},
-		{mappingBody(conv, "", "1220", "10710", "ITSM-34"), "invalid_field"},
-		{mappingBody(conv, mail, "1220", "ITSM-34", "ITSM-34"), "invalid_field"},
-		{mappingBody(conv, mail, "1220", "10710", "itsm-34"), "invalid_field"},
-		{mappingBody(conv, mail, "", "10710", "ITSM-34"), "invalid_field"},
-		{mappingBody("a\x01b", mail, "1220", "10710", "ITSM-34"), "invalid_field"},
-		{mappingBody(strings.Repeat("c", 1025), mail, "1220", "10710", "ITSM-34"), "invalid_field"},
+		{relaytest.MappingBody(conv, "", "1220", "10710", "ITSM-34"), "invalid_field"},
+		{relaytest.MappingBody(conv, mail, "1220", "ITSM-34", "ITSM-34"), "invalid_field"},
+		{relaytest.MappingBody(conv, mail, "1220", "10710", "itsm-34"), "invalid_field"},
+		{relaytest.MappingBody(conv, mail, "", "10710", "ITSM-34"), "invalid_field"},
+		{relaytest.MappingBody("a\x01b", mail, "1220", "10710", "ITSM-34"), "invalid_field"},
+		{relaytest.MappingBody(strings.Repeat("c", 1025), mail, "1220", "10710", "ITSM-34"), "invalid_field"},
 		{`{"mailId":"m","userId":"u","jira":{"id":10710,"key":"IT-1"}}`, "invalid_type"},
 	} {
-		if res := a.do("POST", p, acme.Client, tc.body); res.Status != 400 || res.errCode(t) != tc.code {
+		if res := a.Do("POST", p, acme.Client, tc.body); res.Status != 400 || res.ErrCode(t) != tc.code {
 			t.Errorf("POST %v: %d %s, want 400 %s", tc.body, res.Status, res.Body, tc.code)
 		}
 	}
-	if etcdKeys(t, r) != before {
+	if r.KeyCount(t) != before {
 		t.Fatal("refused links wrote keys")
 	}
 	for _, query := range []string{
@@ -566,31 +458,32 @@ func TestMappings(t *testing.T) {
 		"conversationId=a&limit=0", "conversationId=a&limit=1001", "conversationId=a&limit=x",
 		"issueId=ITSM-1", "issueKey=10710", "conversationId=a&cursor=%21%21", "conversationId=", "conversationId=a&userId=",
 	} {
-		if res := a.do("GET", p+"?"+query, acme.Client, nil); res.Status != 400 {
+		if res := a.Do("GET", p+"?"+query, acme.Client, nil); res.Status != 400 {
 			t.Errorf("GET ?%s: %d %s, want 400", query, res.Status, res.Body)
 		}
 	}
 
-	if res := a.do("DELETE", p+"?mailId="+esc(mail)+"&issueId=10710", acme.Client, nil); res.Status != 200 || res.json(t)["deleted"] != float64(1) {
+	if res := a.Do("DELETE", p+"?mailId="+esc(mail)+"&issueId=10710", acme.Client, nil); res.Status != 200 || res.JSON(t)["deleted"] != float64(1) {
 		t.Fatalf("unlink: %d %s", res.Status, res.Body)
 	}
 	if n := len(q("mailId=" + esc(mail))); n != 0 {
 		t.Fatalf("unlinked mapping still found: %d", n)
 	}
-	if res := a.do("DELETE", p+"?mailId="+esc(mail)+"&issueId=10710", acme.Client, nil); res.Status != 404 {
+	if res := a.Do("DELETE", p+"?mailId="+esc(mail)+"&issueId=10710", acme.Client, nil); res.Status != 404 {
 		t.Fatalf("unlink again: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("DELETE", p+"?mailId="+esc(mail), acme.Client, nil); res.Status != 400 {
+	if res := a.Do("DELETE", p+"?mailId="+esc(mail), acme.Client, nil); res.Status != 400 {
 		t.Fatalf("unlink without issueId: %d %s", res.Status, res.Body)
 	}
 }
 
 func TestHealth(t *testing.T) {
+	t.Parallel()
 	_, a := start(t, nil)
-	if res := a.do("GET", "/healthz", "", nil); res.Status != 200 {
+	if res := a.Do("GET", "/healthz", "", nil); res.Status != 200 {
 		t.Fatalf("healthz: %d", res.Status)
 	}
-	if res := a.do("GET", "/readyz", "", nil); res.Status != 200 {
+	if res := a.Do("GET", "/readyz", "", nil); res.Status != 200 {
 		t.Fatalf("readyz: %d %s", res.Status, res.Body)
 	}
 }
@@ -598,18 +491,19 @@ func TestHealth(t *testing.T) {
 // TestReadyzFollowsEtcd: /readyz answers 503 with the JSON error shape when
 // etcd is gone, while /healthz (the process is alive) stays 200.
 func TestReadyzFollowsEtcd(t *testing.T) {
+	t.Parallel()
 	e, cli := etcdtest.Start(t)
 	r := relaytest.StartWithEtcd(t, cli, func(c *configs.Config) { c.EtcdRequestTimeout = time.Second })
-	a := &api{t: t, base: r.URL}
-	if res := a.do("GET", "/readyz", "", nil); res.Status != 200 {
+	a := relaytest.NewClient(t, r.URL)
+	if res := a.Do("GET", "/readyz", "", nil); res.Status != 200 {
 		t.Fatalf("readyz with etcd: %d", res.Status)
 	}
 	e.Close()
-	res := a.do("GET", "/readyz", "", nil)
-	if res.Status != 503 || res.errCode(t) != "store_unavailable" {
+	res := a.Do("GET", "/readyz", "", nil)
+	if res.Status != 503 || res.ErrCode(t) != "store_unavailable" {
 		t.Fatalf("readyz without etcd: %d %s", res.Status, res.Body)
 	}
-	if res := a.do("GET", "/healthz", "", nil); res.Status != 200 {
+	if res := a.Do("GET", "/healthz", "", nil); res.Status != 200 {
 		t.Fatalf("healthz without etcd: %d", res.Status)
 	}
 }

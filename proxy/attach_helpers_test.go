@@ -1,10 +1,9 @@
 package proxy_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -16,9 +15,9 @@ import (
 // jiraSetup is a relay, a fake Jira Cloud, and one instance registered at the fake.
 type jiraSetup struct {
 	relay  *relaytest.Relay
-	api    *api
+	api    *relaytest.Client
 	jira   *fakejira.Server
-	tenant tenant
+	tenant relaytest.Tenant
 }
 
 // uploadPath is the relay route for an upload to issue.
@@ -33,16 +32,12 @@ func (j *jiraSetup) downloadPath(id string) string {
 // startJira starts a fake Jira (TLS when tlsJira) and a relay that trusts it.
 func startJira(t *testing.T, tlsJira bool, mutate func(*configs.Config)) *jiraSetup {
 	t.Helper()
-	fj, err := fakejira.Start(fakejira.Options{TLS: tlsJira})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fj.Close)
+	fj := relaytest.StartJira(t, fakejira.Options{TLS: tlsJira})
 	r, a := start(t, func(c *configs.Config) {
 		c.BreakerOpenTimeout = 500 * time.Millisecond
 		if tlsJira {
 			ca := t.TempDir() + "/ca.pem"
-			if err := writeFile(ca, fj.CAPEM()); err != nil {
+			if err := os.WriteFile(ca, fj.CAPEM(), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			c.UpstreamCA = ca
@@ -51,8 +46,7 @@ func startJira(t *testing.T, tlsJira bool, mutate func(*configs.Config)) *jiraSe
 			mutate(c)
 		}
 	})
-	url := fj.URL()
-	return &jiraSetup{relay: r, api: a, jira: fj, tenant: a.register(url)}
+	return &jiraSetup{relay: r, api: a, jira: fj, tenant: a.MustRegister(t, fj.URL())}
 }
 
 // uploadReq builds an upload request with the client key and a Jira credential.
@@ -75,18 +69,8 @@ func (j *jiraSetup) uploadReq(t *testing.T, issue, query, contentType string, bo
 	return req
 }
 
-func send(t *testing.T, req *http.Request) answer {
+// send sends req and reads the answer; a transport error fails the test.
+func send(t *testing.T, req *http.Request) relaytest.Answer {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	return relaytest.NewClient(t, "").Send(req)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // rfJiraAuth is the Jira credential jiraSetup.uploadReq sends.
@@ -43,7 +44,7 @@ func rfUploadReq(t *testing.T, j *jiraSetup, issue, query string, body io.Reader
 }
 
 // rfUpload uploads rfNote as note.txt to issue; hdr are extra header pairs.
-func rfUpload(t *testing.T, j *jiraSetup, issue string, hdr ...string) answer {
+func rfUpload(t *testing.T, j *jiraSetup, issue string, hdr ...string) relaytest.Answer {
 	t.Helper()
 	req := rfUploadReq(t, j, issue, "filename=note.txt", strings.NewReader(rfNote), int64(len(rfNote)))
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -86,20 +87,20 @@ func rfUnchanged(t *testing.T, j *jiraSetup, before rfJiraSaw, what string) {
 }
 
 // rfWant checks status and JSON error code of a refusal.
-func rfWant(t *testing.T, what string, res answer, status int, code string) {
+func rfWant(t *testing.T, what string, res relaytest.Answer, status int, code string) {
 	t.Helper()
 	if res.Status != status {
 		t.Errorf("%s: status %d %s, want %d %s", what, res.Status, res.Body, status, code)
 		return
 	}
-	if got := res.errCode(t); got != code {
+	if got := res.ErrCode(t); got != code {
 		t.Errorf("%s: code %q, want %q (%s)", what, got, code, res.Body)
 	}
 }
 
 // rfRetryAfter is the Retry-After header in seconds; it fails the test when
 // the header is missing or not in [lo, hi].
-func rfRetryAfter(t *testing.T, what string, res answer, lo, hi int) int {
+func rfRetryAfter(t *testing.T, what string, res relaytest.Answer, lo, hi int) int {
 	t.Helper()
 	v := res.Header.Get("Retry-After")
 	n, err := strconv.Atoi(v)
@@ -110,7 +111,7 @@ func rfRetryAfter(t *testing.T, what string, res answer, lo, hi int) int {
 }
 
 // rfRateLimitHeaders checks the RateLimit-* headers of a local 429.
-func rfRateLimitHeaders(t *testing.T, what string, res answer, limit string) {
+func rfRateLimitHeaders(t *testing.T, what string, res relaytest.Answer, limit string) {
 	t.Helper()
 	if got := res.Header.Get("RateLimit-Limit"); got != limit {
 		t.Errorf("%s: RateLimit-Limit %q, want %q", what, got, limit)
@@ -166,53 +167,34 @@ func (h *rfHeld) abort() {
 	})
 }
 
-// rfResult is an answer (or a transport error) of a request sent in the
-// background.
-type rfResult struct {
-	answer
-	err error
-}
-
-// rfGo sends req with client in a goroutine; the result arrives on the
-// channel.
-func rfGo(client *http.Client, req *http.Request) <-chan rfResult {
-	ch := make(chan rfResult, 1)
-	go func() {
-		resp, err := client.Do(req)
-		if err != nil {
-			ch <- rfResult{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		ch <- rfResult{answer: answer{Status: resp.StatusCode, Header: resp.Header, Body: b}, err: err}
-	}()
+// rfGo sends req with client in a goroutine; the answer (or the transport
+// error, as its Err) arrives on the channel.
+func rfGo(client *http.Client, req *http.Request) <-chan relaytest.Answer {
+	ch := make(chan relaytest.Answer, 1)
+	c := &relaytest.Client{HTTP: client}
+	go func() { ch <- c.Send(req) }()
 	return ch
 }
 
-func rfWait(t *testing.T, what string, ch <-chan rfResult) answer {
+func rfWait(t *testing.T, what string, ch <-chan relaytest.Answer) relaytest.Answer {
 	t.Helper()
 	select {
 	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("%s: %v", what, r.err)
+		if r.Err != nil {
+			t.Fatalf("%s: %v", what, r.Err)
 		}
-		return r.answer
+		return r
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: no answer within 10s", what)
 	}
-	return answer{}
+	return relaytest.Answer{}
 }
 
-// rfEventually polls cond every 5 ms for up to 5 s.
+// rfEventually waits up to 5 s for cond, failing the test if it never holds.
 func rfEventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !relaytest.Eventually(5*time.Second, cond) {
+		t.Fatalf("timed out waiting until %s", what)
 	}
 }
 
@@ -251,26 +233,26 @@ func rfTarget(j *jiraSetup, issue string) string {
 }
 
 // rfReadAnswer reads one response (interim ones included) from br.
-func rfReadAnswer(t *testing.T, br *bufio.Reader) answer {
+func rfReadAnswer(t *testing.T, br *bufio.Reader) relaytest.Answer {
 	t.Helper()
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("reading the relay's answer: %v", err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading the relay's answer body: %v", err)
+	res := relaytest.ReadAnswer(resp)
+	if res.Err != nil {
+		t.Fatalf("reading the relay's answer body: %v", res.Err)
 	}
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return res
 }
 
 // TestUploadRefusedBeforeJira: every refusal the headers decide is made
 // without a byte going to Jira.
 func TestUploadRefusedBeforeJira(t *testing.T) {
+	t.Parallel()
 	const limit = 1 << 20
 	j := startJira(t, false, func(c *configs.Config) { c.MaxAttachmentBytes = limit })
-	other := j.api.register("https://other.atlassian.net")
+	other := j.api.MustRegister(t, "https://other.atlassian.net")
 
 	type edit func(*http.Request)
 	set := func(k, v string) edit { return func(r *http.Request) { r.Header.Set(k, v) } }
@@ -477,7 +459,7 @@ func TestExpectContinueGetsRefusal(t *testing.T) {
 		if len(done) != before.uploads+1 {
 			t.Fatalf("Jira recorded %d completed uploads, want %d", len(done), before.uploads+1)
 		}
-		if u := done[len(done)-1]; u.Issue != "ABC-7" || u.Size != int64(len(rfNote)) || u.SHA256 != sha([]byte(rfNote)) {
+		if u := done[len(done)-1]; u.Issue != "ABC-7" || u.Size != int64(len(rfNote)) || u.SHA256 != relaytest.SHA256([]byte(rfNote)) {
 			t.Fatalf("Jira's upload: issue %q size %d", u.Issue, u.Size)
 		}
 	})
@@ -628,6 +610,7 @@ func TestRateLimits(t *testing.T) {
 // TestStreamsLimit: at most --instance-max-streams uploads of an instance
 // are in flight; the slot is given back when the upload ends.
 func TestStreamsLimit(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, func(c *configs.Config) { c.InstanceMaxStreams = 1 })
 	const half = 64 << 10
 	file := make([]byte, 2*half)
@@ -652,7 +635,7 @@ func TestStreamsLimit(t *testing.T) {
 		t.Fatalf("first upload: %d %s", res.Status, res.Body)
 	}
 	done := j.jira.CompletedUploads()
-	if len(done) != 1 || done[0].Size != int64(len(file)) || done[0].SHA256 != sha(file) {
+	if len(done) != 1 || done[0].Size != int64(len(file)) || done[0].SHA256 != relaytest.SHA256(file) {
 		t.Fatalf("Jira's completed uploads: %+v", done)
 	}
 	if res := rfUpload(t, j, "ABC-2"); res.Status != 200 {
@@ -750,7 +733,7 @@ func TestCircuitBreaker(t *testing.T) {
 				t.Fatalf("upload %d while Jira fails: %d %s, want one of %v", i+1, res.Status, res.Body, statuses)
 			}
 			if res.Status >= 502 {
-				res.errCode(t)
+				res.ErrCode(t)
 			}
 			if now := rfSeen(j); now.requests > before.requests+1 {
 				t.Fatalf("upload %d while Jira fails: Jira saw %d requests (retried?)", i+1, now.requests-before.requests)
@@ -838,12 +821,9 @@ func TestCircuitBreaker(t *testing.T) {
 	})
 
 	t.Run("connection failures open it, for that instance only", func(t *testing.T) {
-		gone, err := fakejira.Start(fakejira.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		gone := relaytest.StartJira(t, fakejira.Options{})
 		gone.Close() // its port now refuses connections
-		dead := &jiraSetup{relay: j.relay, api: j.api, jira: gone, tenant: j.api.register(gone.URL())}
+		dead := &jiraSetup{relay: j.relay, api: j.api, jira: gone, tenant: j.api.MustRegister(t, gone.URL())}
 		open(t, dead, time.Second, 502)
 		if res := rfUpload(t, j, "ABC-1"); res.Status != 200 {
 			t.Fatalf("another instance meanwhile: %d %s", res.Status, res.Body)
@@ -854,12 +834,13 @@ func TestCircuitBreaker(t *testing.T) {
 // TestCORS: the add-in's origin gets CORS headers, on success and on
 // refusals; any other origin gets none.
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	const addin, evil = "https://addin.example.com", "https://evil.example"
 	j := startJira(t, false, func(c *configs.Config) {
 		c.CORSOrigins = []string{addin}
 		c.InstanceBurst, c.InstanceRPS = 2, 0.01
 	})
-	preflight := func(t *testing.T, path, origin string) answer {
+	preflight := func(t *testing.T, path, origin string) relaytest.Answer {
 		t.Helper()
 		req, err := http.NewRequest("OPTIONS", path, nil)
 		if err != nil {
@@ -932,6 +913,7 @@ func TestCORS(t *testing.T) {
 // TestUploadForwardsOnlyWhatItShould: Jira gets the caller's Jira
 // credential and nothing else of the caller's, at the registered instance.
 func TestUploadForwardsOnlyWhatItShould(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, nil)
 	const auth = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"
 	leaks := []string{"Cookie", "X-Relay-Key", "Proxy-Authorization", "X-Forwarded-Host", "X-Forwarded-For", "Origin", "X-Custom"}

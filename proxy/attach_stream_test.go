@@ -20,6 +20,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // content is size deterministic bytes as a stream, and their sha256.
@@ -32,6 +33,7 @@ func content(size, seed int64) (io.Reader, string) {
 // TestUploadBytesArriveIdentical: multipart, raw and base64 bodies of 0 bytes
 // to 300 MiB reach Jira byte for byte, with the caller's filename and type.
 func TestUploadBytesArriveIdentical(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, nil)
 	sizes := []int64{0, 1, 32<<10 + 1, 5 << 20}
 	if !testing.Short() {
@@ -123,6 +125,7 @@ func urlq(s string) string {
 }
 
 func TestUploadOverTLSToJira(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, true, nil)
 	body, want := content(1<<20, 3)
 	res := send(t, j.uploadReq(t, "ITSM-1", "filename=a.bin", "application/octet-stream", body, 1<<20))
@@ -135,9 +138,10 @@ func TestUploadOverTLSToJira(t *testing.T) {
 }
 
 func TestDownloadStreamsBackIdentical(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, nil)
 	id, want := j.jira.AddAttachment("big report.pdf", "application/pdf", 40<<20, 11)
-	get := func(rng string) answer {
+	get := func(rng string) relaytest.Answer {
 		req, _ := http.NewRequest("GET", j.downloadPath(id), nil)
 		req.Header.Set("X-Relay-Key", j.tenant.Client)
 		req.Header.Set("Authorization", "Bearer t")
@@ -147,7 +151,7 @@ func TestDownloadStreamsBackIdentical(t *testing.T) {
 		return send(t, req)
 	}
 	res := get("")
-	if res.Status != 200 || sha(res.Body) != want || res.Header.Get("Content-Length") != fmt.Sprint(40<<20) ||
+	if res.Status != 200 || relaytest.SHA256(res.Body) != want || res.Header.Get("Content-Length") != fmt.Sprint(40<<20) ||
 		res.Header.Get("Content-Type") != "application/pdf" || !strings.Contains(res.Header.Get("Content-Disposition"), "big report.pdf") {
 		t.Fatalf("download: %d len %d headers %v", res.Status, len(res.Body), res.Header)
 	}
@@ -159,7 +163,7 @@ func TestDownloadStreamsBackIdentical(t *testing.T) {
 	if res := get("bytes=999999999-"); res.Status != 416 {
 		t.Fatalf("unsatisfiable range: %d", res.Status)
 	}
-	if res := get("items=0-1"); res.Status != 400 || res.errCode(t) != "invalid_range" {
+	if res := get("items=0-1"); res.Status != 400 || res.ErrCode(t) != "invalid_range" {
 		t.Fatalf("malformed range: %d %s", res.Status, res.Body)
 	}
 }
@@ -224,6 +228,7 @@ func TestCallerAbortLeavesNoCompleteUpload(t *testing.T) {
 // TestChunkedBodyOverLimit: with no Content-Length the relay counts and stops
 // at the limit; Jira never gets a complete upload.
 func TestChunkedBodyOverLimit(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, func(c *configs.Config) { c.MaxAttachmentBytes = 1 << 20 })
 	for _, q := range []string{"filename=big.bin", "filename=big.bin&encoding=base64"} {
 		// A raw socket, so the test sees exactly what a caller that keeps
@@ -267,10 +272,11 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 }
 
 func TestBadBase64IsRefusedAndNothingCompletes(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, nil)
 	good := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("x"), 100<<10))
 	res := send(t, j.uploadReq(t, "ITSM-3", "encoding=base64&filename=a.txt", "text/plain", strings.NewReader(good[:50000]+"!!!!"+good[50000:]), -1))
-	if res.Status != 400 || res.errCode(t) != "invalid_base64" {
+	if res.Status != 400 || res.ErrCode(t) != "invalid_base64" {
 		t.Fatalf("bad base64: %d %s", res.Status, res.Body)
 	}
 	if n := len(j.jira.CompletedUploads()); n != 0 {
@@ -317,7 +323,7 @@ func TestUploadMemoryStaysFlat(t *testing.T) {
 	}
 	j := startJira(t, false, nil)
 	const size = 256 << 20
-	var res answer
+	var res relaytest.Answer
 	idle, peak := heapDuring(func() {
 		res = send(t, j.uploadReq(t, "ITSM-4", "filename=big.bin", "application/octet-stream", io.LimitReader(fakejira.NewContent(size, 9), size), size))
 	})

@@ -59,7 +59,7 @@ func TestHungJiraTimesOut(t *testing.T) {
 	j.jira.SetFault(fakejira.Fault{Kind: fakejira.FaultHang, Count: 1})
 	start := time.Now()
 	res := send(t, j.uploadReq(t, "ITSM-6", "filename=a.txt", "text/plain", strings.NewReader("abc"), 3))
-	if res.Status != 504 || res.errCode(t) != "upstream_timeout" {
+	if res.Status != 504 || res.ErrCode(t) != "upstream_timeout" {
 		t.Fatalf("hung Jira: %d %s", res.Status, res.Body)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -72,10 +72,11 @@ func TestHungJiraTimesOut(t *testing.T) {
 
 // TestUnreachableJira: nothing listens at the instance's URL → 502.
 func TestUnreachableJira(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, nil)
 	j.jira.Close()
 	res := send(t, j.uploadReq(t, "ITSM-7", "filename=a.txt", "text/plain", strings.NewReader("abc"), 3))
-	if res.Status != 502 || res.errCode(t) != "upstream_unreachable" {
+	if res.Status != 502 || res.ErrCode(t) != "upstream_unreachable" {
 		t.Fatalf("unreachable Jira: %d %s", res.Status, res.Body)
 	}
 }
@@ -127,6 +128,7 @@ func TestConcurrentUploadsMemoryStaysFlat(t *testing.T) {
 // TestUpstreamConnectionsArePooled: uploads to one instance reuse pooled
 // connections to its Jira, at most --upstream-max-conns of them.
 func TestUpstreamConnectionsArePooled(t *testing.T) {
+	t.Parallel()
 	j := startJira(t, false, func(c *configs.Config) {
 		c.UpstreamMaxConns = 2
 		c.InstanceMaxStreams = 16

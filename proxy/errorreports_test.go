@@ -11,8 +11,9 @@ import (
 )
 
 func TestErrorReports(t *testing.T) {
+	t.Parallel()
 	r, a := start(t, func(c *configs.Config) { c.ErrorReportTTL = time.Hour })
-	ten := a.register("https://acme.atlassian.net")
+	ten := a.MustRegister(t, "https://acme.atlassian.net")
 	p := "/v1/instances/" + ten.ID + "/error-reports"
 	report := map[string]any{
 		"message":      "upload failed for mia.krystof@example.com with Authorization: Basic bWlhOnRva2Vu",
@@ -21,12 +22,12 @@ func TestErrorReports(t *testing.T) {
 		"context": map[string]any{"token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "card": "4111 1111 1111 1111", "ok": true,
 			"password": "canary48plain", "account": 41111111111111111, "note": "cc uma.k@exa\u200bmple.com and judy＠example.com"},
 	}
-	if res := a.do("POST", p, ten.Client, report); res.Status != 403 || res.errCode(t) != "error_reports_off" {
+	if res := a.Do("POST", p, ten.Client, report); res.Status != 403 || res.ErrCode(t) != "error_reports_off" {
 		t.Fatalf("reports off: %d %s", res.Status, res.Body)
 	}
-	a.do("PATCH", "/v1/instances/"+ten.ID, ten.Admin, map[string]any{"errorReports": true})
-	res := a.do("POST", p, ten.Client, report)
-	if res.Status != 201 || res.json(t)["id"] == "" {
+	a.Do("PATCH", "/v1/instances/"+ten.ID, ten.Admin, map[string]any{"errorReports": true})
+	res := a.Do("POST", p, ten.Client, report)
+	if res.Status != 201 || res.JSON(t)["id"] == "" {
 		t.Fatalf("report: %d %s", res.Status, res.Body)
 	}
 	for _, bad := range []any{
@@ -36,14 +37,14 @@ func TestErrorReports(t *testing.T) {
 		`{"message":"x","message":"y"}`,
 		map[string]any{"message": strings.Repeat("x", 70<<10)},
 	} {
-		if res := a.do("POST", p, ten.Client, bad); res.Status != 400 && res.Status != 413 {
+		if res := a.Do("POST", p, ten.Client, bad); res.Status != 400 && res.Status != 413 {
 			t.Errorf("bad report %v: %d %s", bad, res.Status, res.Body)
 		}
 	}
-	if res := a.do("GET", p, ten.Client, nil); res.Status != 403 {
+	if res := a.Do("GET", p, ten.Client, nil); res.Status != 403 {
 		t.Fatalf("client key lists reports: %d", res.Status)
 	}
-	list := a.do("GET", p, ten.Admin, nil)
+	list := a.Do("GET", p, ten.Admin, nil)
 	if list.Status != 200 {
 		t.Fatalf("list: %d %s", list.Status, list.Body)
 	}
@@ -67,7 +68,7 @@ func TestErrorReports(t *testing.T) {
 	}
 	// The context is the add-in's own object: keys differing only in case
 	// are two keys (field names of the report itself are exact).
-	if res := a.do("POST", p, ten.Client, `{"message":"x","context":{"a":1,"A":2}}`); res.Status != 201 {
+	if res := a.Do("POST", p, ten.Client, `{"message":"x","context":{"a":1,"A":2}}`); res.Status != 201 {
 		t.Errorf("context with keys a and A: %d %s", res.Status, res.Body)
 	}
 }
@@ -78,11 +79,11 @@ func TestErrorReportsExpire(t *testing.T) {
 	t.Parallel()
 	const ttl = 10 * time.Second // the shortest the configuration accepts
 	r, a := start(t, func(c *configs.Config) { c.ErrorReportTTL = ttl })
-	ten := a.register("https://acme.atlassian.net")
-	a.do("PATCH", "/v1/instances/"+ten.ID, ten.Admin, map[string]any{"errorReports": true})
+	ten := a.MustRegister(t, "https://acme.atlassian.net")
+	a.Do("PATCH", "/v1/instances/"+ten.ID, ten.Admin, map[string]any{"errorReports": true})
 	p := "/v1/instances/" + ten.ID + "/error-reports"
 	sent := time.Now()
-	if res := a.do("POST", p, ten.Client, map[string]any{"message": "boom"}); res.Status != 201 {
+	if res := a.Do("POST", p, ten.Client, map[string]any{"message": "boom"}); res.Status != 201 {
 		t.Fatalf("report: %d %s", res.Status, res.Body)
 	}
 	prefix := r.Config.EtcdPrefix + "instances/" + ten.ID + "/error-reports/"
@@ -93,7 +94,7 @@ func TestErrorReportsExpire(t *testing.T) {
 		}
 		return resp.Count
 	}
-	if stored() != 1 || !strings.Contains(string(a.do("GET", p, ten.Admin, nil).Body), "boom") {
+	if stored() != 1 || !strings.Contains(string(a.Do("GET", p, ten.Admin, nil).Body), "boom") {
 		t.Fatal("the report was not stored")
 	}
 	// Still there just before the TTL (nothing expires early)…
@@ -109,7 +110,7 @@ func TestErrorReportsExpire(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if body := string(a.do("GET", p, ten.Admin, nil).Body); strings.Contains(body, "boom") {
+	if body := string(a.Do("GET", p, ten.Admin, nil).Body); strings.Contains(body, "boom") {
 		t.Fatalf("the API still lists the expired report: %s", body)
 	}
 	t.Logf("expired %v after it was sent", time.Since(sent).Round(100*time.Millisecond))

@@ -10,7 +10,6 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // hsListener counts the connections a second host receives: nothing the
@@ -76,7 +76,7 @@ func hsReq(method, target string, headers []string, body string) string {
 
 // hsSend writes raw to the relay and reads one answer; closed is true when
 // the relay closed the connection without answering.
-func hsSend(t *testing.T, addr, raw string) (res answer, closed bool, conn net.Conn, br *bufio.Reader) {
+func hsSend(t *testing.T, addr, raw string) (res relaytest.Answer, closed bool, conn net.Conn, br *bufio.Reader) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -91,13 +91,11 @@ func hsSend(t *testing.T, addr, raw string) (res answer, closed bool, conn net.C
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF || hsIsReset(err) {
-			return answer{}, true, c, br
+			return relaytest.Answer{}, true, c, br
 		}
 		t.Fatalf("reading the answer: %v", err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}, false, c, br
+	return relaytest.ReadAnswer(resp), false, c, br
 }
 
 func hsIsReset(err error) bool {
@@ -129,7 +127,7 @@ func TestHostileRequests(t *testing.T) {
 	addr := strings.TrimPrefix(j.relay.URL, "http://")
 	evilAddr := evil.ln.Addr().String()
 	A := j.tenant
-	B := a.register("https://other.atlassian.net")
+	B := a.MustRegister(t, "https://other.atlassian.net")
 	pA := "/v1/instances/" + A.ID
 	up := pA + "/issues/ABC-1/attachments"
 	user := `{"name":"Mia","email":"mia@example.com"}`
@@ -293,7 +291,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "key in upper case", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + strings.ToUpper(A.Client)}, ""), status: 401, code: "unauthorized"},
 		{name: "client key on an admin route", raw: hsReq("GET", pA+"/users/u1/export", []string{ck}, ""), status: 403, code: "forbidden"},
 		{name: "wrong key first, right key second", raw: hsReq("PUT", pA+"/config", []string{"X-Relay-Key: " + B.Admin, ak, js}, `{"x":1}`), status: 400, code: "duplicate_header"},
-		{name: "the key's hash as key", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + sha([]byte(A.Client))}, ""), status: 401, code: "unauthorized"},
+		{name: "the key's hash as key", raw: hsReq("GET", pA+"/config", []string{"X-Relay-Key: " + relaytest.SHA256([]byte(A.Client))}, ""), status: 401, code: "unauthorized"},
 	}
 	if len(cases) < 50 {
 		t.Fatalf("only %d hostile requests", len(cases))
@@ -301,27 +299,27 @@ func TestHostileRequests(t *testing.T) {
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			keys := etcdKeys(t, j.relay)
+			keys := j.relay.KeyCount(t)
 			jiraReqs := j.jira.Requests()
 			res, closed, conn, br := hsSend(t, addr, tc.raw)
 			switch {
 			case closed:
 				t.Errorf("the relay closed the connection without an answer, want %d", tc.status)
 			case res.Status != tc.status && !slices.Contains(tc.alt, res.Status):
-				t.Errorf("got %d %s, want %d", res.Status, hsClip(res.Body), tc.status)
+				t.Errorf("got %d %s, want %d", res.Status, relaytest.Clip(res.Body), tc.status)
 			case tc.code != "" && res.Status == tc.status:
-				if code := hsCode(res); code != tc.code {
-					t.Errorf("got %d %s, want the JSON error code %q", res.Status, hsClip(res.Body), tc.code)
+				if code, _ := res.RelayError(); code != tc.code {
+					t.Errorf("got %d %s, want the JSON error code %q", res.Status, relaytest.Clip(res.Body), tc.code)
 				}
 			case tc.jira && tc.code == "":
 				if !bytes.Contains(res.Body, []byte(`"errorMessages"`)) {
-					t.Errorf("got %d %s, want Jira's error relayed", res.Status, hsClip(res.Body))
+					t.Errorf("got %d %s, want Jira's error relayed", res.Status, relaytest.Clip(res.Body))
 				}
 			default:
 				// Whoever answered (the relay or fasthttp through the relay's
 				// ErrorHandler), the body is the JSON error shape.
-				if code := hsCode(res); code == "" {
-					t.Errorf("got %d %s: not the JSON error shape", res.Status, hsClip(res.Body))
+				if code, _ := res.RelayError(); code == "" {
+					t.Errorf("got %d %s: not the JSON error shape", res.Status, relaytest.Clip(res.Body))
 				}
 			}
 			if !closed && res.Header.Get("X-Request-Id") == "" {
@@ -342,10 +340,10 @@ func TestHostileRequests(t *testing.T) {
 			if n := evil.conns.Load(); n != 0 {
 				t.Fatalf("the other host got %d connections", n)
 			}
-			if now := etcdKeys(t, j.relay); now != keys {
+			if now := j.relay.KeyCount(t); now != keys {
 				t.Fatalf("etcd keys: %d before, %d after", keys, now)
 			}
-			if res := a.do("GET", "/healthz", "", nil); res.Status != 200 {
+			if res := a.Do("GET", "/healthz", "", nil); res.Status != 200 {
 				t.Fatalf("healthz after it: %d", res.Status)
 			}
 		})
@@ -359,6 +357,7 @@ func TestHostileRequests(t *testing.T) {
 // absolute URL or a Host naming another host still goes only to the
 // instance's Jira.
 func TestHostileButContained(t *testing.T) {
+	t.Parallel()
 	evil := hsListen(t)
 	j := startJira(t, false, nil)
 	a := j.api
@@ -383,14 +382,14 @@ func TestHostileButContained(t *testing.T) {
 			before := len(j.jira.Uploads())
 			res, closed, _, _ := hsSend(t, addr, tc.raw)
 			if closed || res.Status != 200 {
-				t.Fatalf("got %d %s (closed %v), want 200", res.Status, hsClip(res.Body), closed)
+				t.Fatalf("got %d %s (closed %v), want 200", res.Status, relaytest.Clip(res.Body), closed)
 			}
 			ups := j.jira.Uploads()[before:]
 			if len(ups) != 1 || !ups[0].Complete || ups[0].Parts != 1 || len(ups[0].Files) != 1 {
 				t.Fatalf("Jira saw %+v", ups)
 			}
 			u := ups[0]
-			if u.Filename != tc.filename || u.Size != 5 || u.SHA256 != sha([]byte("hello")) {
+			if u.Filename != tc.filename || u.Size != 5 || u.SHA256 != relaytest.SHA256([]byte("hello")) {
 				t.Errorf("Jira got file %q (%d bytes, content type %q), want %q exactly", u.Filename, u.Size, u.ContentType, tc.filename)
 			}
 			if strings.ContainsAny(u.ContentType, "\r\n") || strings.Contains(u.ContentType, "html") {
@@ -406,44 +405,23 @@ func TestHostileButContained(t *testing.T) {
 	}
 
 	t.Run("traversal-shaped user id", func(t *testing.T) {
-		res := a.do("PUT", pA+"/users/..%2F..%2Finstance", A.Client, map[string]any{"name": "Eve", "email": "eve@example.com"})
+		res := a.Do("PUT", pA+"/users/..%2F..%2Finstance", A.Client, map[string]any{"name": "Eve", "email": "eve@example.com"})
 		if res.Status != 201 {
 			t.Fatalf("put: %d %s", res.Status, res.Body)
 		}
-		got := a.do("GET", pA, A.Admin, nil)
-		if got.Status != 200 || got.json(t)["url"] != j.jira.URL() {
+		got := a.Do("GET", pA, A.Admin, nil)
+		if got.Status != 200 || got.JSON(t)["url"] != j.jira.URL() {
 			t.Fatalf("the instance record after a traversal-shaped user id: %d %s", got.Status, got.Body)
 		}
 		kv, err := j.relay.Etcd.Get(t.Context(), j.relay.Config.EtcdPrefix+"instances/"+A.ID+"/users/..%2F..%2Finstance")
 		if err != nil || len(kv.Kvs) != 1 {
 			t.Fatalf("the user is not stored under its escaped id: %v %v", kv, err)
 		}
-		if back := a.do("GET", pA+"/users/..%2F..%2Finstance", A.Client, nil); back.json(t)["userId"] != "../../instance" {
+		if back := a.Do("GET", pA+"/users/..%2F..%2Finstance", A.Client, nil); back.JSON(t)["userId"] != "../../instance" {
 			t.Fatalf("read back: %s", back.Body)
 		}
 	})
-	if res := a.do("GET", "/healthz", "", nil); res.Status != 200 {
+	if res := a.Do("GET", "/healthz", "", nil); res.Status != 200 {
 		t.Fatalf("healthz: %d", res.Status)
 	}
-}
-
-// hsCode is the code of the relay's JSON error shape, "" for another body.
-func hsCode(a answer) string {
-	if !strings.HasPrefix(a.Header.Get("Content-Type"), "application/json") {
-		return ""
-	}
-	var e struct {
-		Error *struct{ Code, Message string } `json:"error"`
-	}
-	if json.Unmarshal(a.Body, &e) != nil || e.Error == nil || e.Error.Message == "" {
-		return ""
-	}
-	return e.Error.Code
-}
-
-func hsClip(b []byte) string {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return string(b)
 }

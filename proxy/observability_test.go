@@ -1,77 +1,44 @@
 package proxy_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
-	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
-	"github.com/jira-relay/jira-relay/internal/stack"
-	"github.com/jira-relay/jira-relay/proxy"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
-// lockedBuffer collects log lines written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startServer runs a proxy.Server (whose AdminHandler the tests call) over
-// a fresh embedded etcd, plain-HTTP upstreams on loopback allowed.
-func startServer(t *testing.T, log *slog.Logger) (*proxy.Server, *api) {
+// startServer runs a relay (relaytest.StartWith) whose log goes to log,
+// plain-HTTP upstreams on loopback allowed, and a client of its API.
+func startServer(t *testing.T, log *slog.Logger) (*relaytest.Relay, *relaytest.Client) {
 	t.Helper()
-	_, cli := etcdtest.Start(t)
-	cfg := configs.Defaults()
-	cfg.AllowHTTPUpstream = true
-	cfg.AllowedUpstreams = []string{"127.0.0.1"}
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rl.Close)
-	<-rl.Synced()
-	srv := rl.Server
-	ln := listen(t)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
-	return srv, &api{t: t, base: "http://" + ln.Addr().String()}
+	r := relaytest.StartWith(t, relaytest.Options{Logger: log, Mutate: func(c *configs.Config) {
+		c.AllowedUpstreams = []string{"127.0.0.1"}
+	}})
+	return r, relaytest.NewClient(t, r.URL)
 }
 
 // TestMetricsAndAccessLogKeepSecrets: after a workload, /metrics (on the
 // admin handler) has the documented series, and neither the metrics nor the
 // access log hold a key, a credential, a filename, an id from a path or body bytes.
 func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
-	logs := &lockedBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, a := startServer(t, log)
+	t.Parallel()
+	logs := &relaytest.LogBuffer{}
+	r, a := startServer(t, logs.Logger())
+	srv := r.Server
 
-	fj, _ := fakejira.Start(fakejira.Options{})
-	t.Cleanup(fj.Close)
-	ten := a.register(fj.URL())
+	fj := relaytest.StartJira(t, fakejira.Options{})
+	ten := a.MustRegister(t, fj.URL())
 	const secretAuth = "Basic U0VDUkVULUNSRURFTlRJQUw="
 	const secretName = "salary-of-mia@example.com.pdf"
-	a.do("PUT", "/v1/instances/"+ten.ID+"/users/mia%40example.com", ten.Client, map[string]any{"name": "Mia", "email": "mia@example.com"})
-	req, _ := http.NewRequest("POST", a.base+"/v1/instances/"+ten.ID+"/issues/ITSM-1/attachments?filename="+secretName, strings.NewReader("BODY-BYTES-CANARY"))
+	a.Do("PUT", "/v1/instances/"+ten.ID+"/users/mia%40example.com", ten.Client, map[string]any{"name": "Mia", "email": "mia@example.com"})
+	req, _ := http.NewRequest("POST", a.Base+"/v1/instances/"+ten.ID+"/issues/ITSM-1/attachments?filename="+secretName, strings.NewReader("BODY-BYTES-CANARY"))
 	req.Header.Set("X-Relay-Key", ten.Client)
 	req.Header.Set("Authorization", secretAuth)
 	req.Header.Set("Cookie", "session=COOKIE-CANARY")
@@ -83,7 +50,7 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 	if got := fj.Uploads()[0].Header.Get("X-Request-Id"); got != "trace-abc-123" {
 		t.Fatalf("request id at Jira = %q", got)
 	}
-	if res := a.do("GET", "/healthz", "", nil); len(res.Header.Get("X-Request-Id")) != 16 {
+	if res := a.Do("GET", "/healthz", "", nil); len(res.Header.Get("X-Request-Id")) != 16 {
 		t.Fatalf("generated request id = %q", res.Header.Get("X-Request-Id"))
 	}
 
@@ -109,7 +76,7 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 	}
 	// Never on the public port.
 	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
-		if res := a.do("GET", path, "", nil); res.Status != 404 {
+		if res := a.Do("GET", path, "", nil); res.Status != 404 {
 			t.Errorf("public %s: %d", path, res.Status)
 		}
 	}
@@ -153,14 +120,13 @@ func TestMetricsAndAccessLogKeepSecrets(t *testing.T) {
 // /metrics with it.
 func TestDeletedInstanceLeavesNoUpstream(t *testing.T) {
 	t.Parallel()
-	srv, a := startServer(t, nil)
-	fj1, _ := fakejira.Start(fakejira.Options{})
-	t.Cleanup(fj1.Close)
-	fj2, _ := fakejira.Start(fakejira.Options{})
-	t.Cleanup(fj2.Close)
-	keep, gone := a.register(fj1.URL()), a.register(fj2.URL())
-	for _, ten := range []tenant{keep, gone} {
-		req, _ := http.NewRequest("POST", a.base+"/v1/instances/"+ten.ID+"/issues/ITSM-1/attachments?filename=a.txt", strings.NewReader("hello"))
+	r, a := startServer(t, nil)
+	srv := r.Server
+	fj1 := relaytest.StartJira(t, fakejira.Options{})
+	fj2 := relaytest.StartJira(t, fakejira.Options{})
+	keep, gone := a.MustRegister(t, fj1.URL()), a.MustRegister(t, fj2.URL())
+	for _, ten := range []relaytest.Tenant{keep, gone} {
+		req, _ := http.NewRequest("POST", a.Base+"/v1/instances/"+ten.ID+"/issues/ITSM-1/attachments?filename=a.txt", strings.NewReader("hello"))
 		req.Header.Set("X-Relay-Key", ten.Client)
 		req.Header.Set("Authorization", "Basic dTpw")
 		if res := send(t, req); res.Status != 200 {
@@ -181,7 +147,7 @@ func TestDeletedInstanceLeavesNoUpstream(t *testing.T) {
 	if b := breakers(); !strings.Contains(b, keep.ID) || !strings.Contains(b, gone.ID) {
 		t.Fatalf("breakers before the delete:\n%s", b)
 	}
-	if res := a.do("DELETE", "/v1/instances/"+gone.ID, gone.Admin, nil); res.Status != 204 && res.Status != 200 {
+	if res := a.Do("DELETE", "/v1/instances/"+gone.ID, gone.Admin, nil); res.Status != 204 && res.Status != 200 {
 		t.Fatalf("delete: %d %s", res.Status, res.Body)
 	}
 	deadline := time.Now().Add(12 * time.Second)

@@ -45,14 +45,9 @@ func (z *zeroBody) Read(p []byte) (int, error) {
 //	go test -run '^$' -bench RelayVsDirect -benchtime 5x ./proxy
 func BenchmarkRelayVsDirect(b *testing.B) {
 	const size, conc = 64 << 20, 4
-	fj, err := fakejira.Start(fakejira.Options{NoHash: true, MaxRecords: 64})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fj.Close()
+	fj := relaytest.StartJira(b, fakejira.Options{NoHash: true, MaxRecords: 64})
 	r := relaytest.Start(b, func(c *configs.Config) { c.InstanceBurst, c.IPBurst = 1<<20, 1<<20 })
-	a := &api{t: &testing.T{}, base: r.URL}
-	ten := a.register(fj.URL())
+	ten := relaytest.NewClient(b, r.URL).MustRegister(b, fj.URL())
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
 
 	direct := func(i int) error {

@@ -17,6 +17,11 @@
 //
 // Every failure is a RelayError with the HTTP status (0 when the request never
 // got an answer), the relay's error code (see docs/openapi.yaml) and a message.
+// The relay carries attachments for Jira Cloud only: for a Jira Server or Data
+// Center instance, uploadAttachment and downloadAttachment reject with
+// RelayError 409 attachments_direct, which means "send the attachment to (or
+// fetch it from) Jira Server/Data Center yourself"; every other method works
+// for all three.
 // Answers 429 and 503 are retried, at most 4 times by default, after the
 // Retry-After the relay sends (or an exponential backoff), each wait scaled by
 // a random factor from 0.7 to 1.3 so that many add-ins do not come back at
@@ -117,20 +122,35 @@ export class RelayClient {
   get configETag() { return this.#configETag; }
 
   /**
-   * Registers a Jira Cloud site with the relay. The keys are shown this once.
+   * Registers a Jira site (Cloud, Server or Data Center) with the relay. The
+   * keys are shown this once. deploymentType and cloudId are sent only when
+   * given; the relay checks them (RelayError 400 invalid_field, 409
+   * cloud_id_taken, 409 conflict for a URL registered already).
    * @param {object} o
    * @param {string} o.baseUrl The relay.
-   * @param {string} o.url The Jira site, e.g. "https://acme.atlassian.net".
+   * @param {string} o.url The Jira's URL, e.g. "https://acme.atlassian.net", or a Server or
+   *   Data Center base URL such as "https://jira.corp.example.com/jira".
+   * @param {'Cloud'|'Server'|'DataCenter'} [o.deploymentType] As Jira's serverInfo spells it;
+   *   the relay takes "Cloud" when it is left out. For "Server" and "DataCenter" the relay keeps
+   *   the data but carries no attachments (409 attachments_direct).
+   * @param {string} [o.cloudId] A Cloud site's cloud id (a UUID); Cloud only.
    * @param {string} o.jiraVersion
    * @param {string} o.addinVersion
    * @param {{key: string, expiresAt: string, seats: number}} [o.license]
    * @param {string} [o.registrationToken] When the relay runs with --registration-token.
-   * @returns {Promise<{instanceId: string, clientKey: string, adminKey: string, instance: object}>}
+   * @returns {Promise<{instanceId: string, clientKey: string, adminKey: string,
+   *   instance: {id: string, url: string, deploymentType: string, cloudId?: string}}>}
    */
-  static async register({ baseUrl, url, jiraVersion, addinVersion, license, registrationToken, ...opts }) {
+  static async register({ baseUrl, url, deploymentType, cloudId, jiraVersion, addinVersion, license, registrationToken, ...opts }) {
     const headers = { 'Content-Type': 'application/json' };
     if (registrationToken) headers['X-Registration-Token'] = registrationToken;
-    const body = JSON.stringify({ url, jiraVersion, addinVersion, ...(license ? { license } : {}) });
+    const body = JSON.stringify({
+      url,
+      ...(deploymentType != null ? { deploymentType } : {}),
+      ...(cloudId != null ? { cloudId } : {}),
+      jiraVersion, addinVersion,
+      ...(license ? { license } : {}),
+    });
     const bootstrap = new RelayClient({ baseUrl, instanceId: '-', clientKey: '-', ...opts });
     const res = await bootstrap.#send('POST', '/v1/instances', { headers, body, keyless: true });
     return bootstrap.#json(res, [201]);
@@ -236,6 +256,9 @@ export class RelayClient {
    *   passed to Jira unchanged.
    * @param {AbortSignal} [o.signal]
    * @returns {Promise<object[]>} Jira's answer: the attachments created.
+   * @throws {RelayError} status 409, code "attachments_direct": the instance is Jira Server or
+   *   Data Center, whose attachments the relay does not carry: send the attachment to Jira
+   *   Server/Data Center yourself. Not retried.
    */
   async uploadAttachment({ issueIdOrKey, base64, filename, contentType, jiraAuthorization, signal }) {
     if (typeof base64 !== 'string') throw new TypeError('uploadAttachment: base64 must be the base64 string');
@@ -255,6 +278,8 @@ export class RelayClient {
    * (200, or 206 for a range): read it with .blob(), .arrayBuffer() or .body.
    * @param {{attachmentId: string, jiraAuthorization: string, range?: string, signal?: AbortSignal}} o
    * @returns {Promise<Response>}
+   * @throws {RelayError} status 409, code "attachments_direct": the instance is Jira Server or
+   *   Data Center: fetch the attachment from Jira Server/Data Center yourself. Not retried.
    */
   async downloadAttachment({ attachmentId, jiraAuthorization, range, signal }) {
     if (!jiraAuthorization) throw new TypeError('downloadAttachment: jiraAuthorization is required');

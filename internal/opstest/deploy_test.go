@@ -119,6 +119,7 @@ func str(v any) string {
 // TestDeployYAMLParses: every YAML file under deploy/ parses, every
 // document of it.
 func TestDeployYAMLParses(t *testing.T) {
+	t.Parallel()
 	n := 0
 	for _, f := range deployFiles(t) {
 		if strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml") {
@@ -136,6 +137,7 @@ var relayEnvRe = regexp.MustCompile(`\bRELAY_[A-Z0-9_]+\b`)
 // Dockerfile and the runbook (settings and comments alike) is a setting of
 // the relay, which refuses to start on a RELAY_ variable that is not.
 func TestDeployEnvNames(t *testing.T) {
+	t.Parallel()
 	known := settingEnvNames(t)
 	files := append(deployFiles(t), "Dockerfile", ".dockerignore", "docs/operations.md")
 	seen := 0
@@ -191,6 +193,7 @@ func loadK8s(t testing.TB) map[string]k8sObject {
 // restricted Pod Security Standard requires, and the relay would start with
 // the ConfigMap, the environment and the secrets it is given.
 func TestKubernetesManifests(t *testing.T) {
+	t.Parallel()
 	objs := loadK8s(t)
 	need := func(key string) map[string]any {
 		o, ok := objs[key]
@@ -464,6 +467,7 @@ var interpolationRe = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}`)
 // wait for them, drain before they are killed, and would start with their
 // environment.
 func TestCompose(t *testing.T) {
+	t.Parallel()
 	base := yamlDocs(t, "deploy/docker-compose.yml")[0]
 	over := yamlDocs(t, "deploy/docker-compose.fakejira.yml")[0]
 	services, _ := base["services"].(map[string]any)
@@ -617,6 +621,7 @@ func parseDockerfile(t testing.TB) []dockerInstr {
 // as 65532 with /data as its volume and the healthcheck, the ports, and only
 // real settings in its environment.
 func TestDockerfile(t *testing.T) {
+	t.Parallel()
 	ins := parseDockerfile(t)
 	gomod := string(readRepoFile(t, "go.mod"))
 	goMinor := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(gomod)[1]
@@ -775,6 +780,7 @@ func TestDockerfile(t *testing.T) {
 // TestHealthcheck runs the image's healthcheck (its check, in-process)
 // against a live relay and against what must make it fail.
 func TestHealthcheck(t *testing.T) {
+	t.Parallel()
 	r := startRelay(t, nil, nil)
 	addr := strings.TrimPrefix(r.URL, "http://")
 	_, port, _ := net.SplitHostPort(addr)
@@ -879,6 +885,7 @@ func (d dockerignore) excluded(rel string) bool {
 // module that the three commands import) and leaves out the repository's
 // history, local data, binaries, node_modules and secrets.
 func TestDockerContext(t *testing.T) {
+	t.Parallel()
 	ig := loadDockerignore(t)
 	root := repoRoot(t)
 	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Dir,GoFiles,EmbedFiles,Module", "./cmd/relay", "./cmd/fakejira", "./deploy/healthcheck")

@@ -2,13 +2,10 @@ package opstest
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -80,132 +77,35 @@ const (
 	installNodeMods = "(cd clients/js && npm ci)"
 )
 
-// apiResp is one answer of the relay.
-type apiResp struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// JSON decodes the body into v, failing the test when it is not JSON.
-func (r apiResp) JSON(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("answer %d is not JSON: %v: %s", r.Status, err, r.Body)
-	}
-}
-
-// ErrorCode is the code of a {"error":{"code","message"}} body, or "".
-func (r apiResp) ErrorCode() string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(r.Body, &e)
-	return e.Error.Code
-}
-
 var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 
-// call makes one request. body may be nil, a string, []byte, or any value
-// sent as JSON. headers are name, value pairs.
-func call(t testing.TB, method, url string, body any, headers ...string) apiResp {
+// call makes one request to url with httpClient, failing the test on a
+// transport error. body may be nil, a string, []byte, or any value sent as
+// JSON. headers are name, value pairs.
+func call(t testing.TB, method, url string, body any, headers ...string) relaytest.Answer {
 	t.Helper()
-	var rd io.Reader
-	ct := ""
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-		ct = "application/json"
-	case []byte:
-		rd = bytes.NewReader(b)
-		ct = "application/json"
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-		ct = "application/json"
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
-	}
-	return apiResp{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	c := &relaytest.Client{T: t, HTTP: httpClient}
+	return c.Do(method, url, "", body, headers...)
 }
 
 // mustStatus fails unless r has the status.
-func mustStatus(t testing.TB, r apiResp, status int, what string) {
+func mustStatus(t testing.TB, r relaytest.Answer, status int, what string) {
 	t.Helper()
 	if r.Status != status {
 		t.Fatalf("%s: status %d, want %d: %s", what, r.Status, status, r.Body)
 	}
 }
 
-// tenant is an instance registered through the API.
-type tenant struct {
-	ID        string
-	ClientKey string
-	AdminKey  string
-	URL       string // as the relay normalised it
-}
-
-// register registers an instance with the Jira URL jiraURL.
-func register(t testing.TB, relayURL, jiraURL string, headers ...string) tenant {
+// register registers an instance with the Jira URL jiraURL at the relay
+// at relayURL; headers are extra name, value pairs.
+func register(t testing.TB, relayURL, jiraURL string, headers ...string) relaytest.Tenant {
 	t.Helper()
-	r := call(t, "POST", relayURL+"/v1/instances", map[string]any{
-		"url": jiraURL, "jiraVersion": "1001.0.0-SNAPSHOT", "addinVersion": "1.4.0",
-		"license": map[string]any{"key": "SEN-1234", "expiresAt": "2030-01-01T00:00:00Z", "seats": 25},
-	}, headers...)
-	mustStatus(t, r, 201, "register "+jiraURL)
-	var a struct {
-		InstanceID string `json:"instanceId"`
-		ClientKey  string `json:"clientKey"`
-		AdminKey   string `json:"adminKey"`
-		Instance   struct {
-			URL string `json:"url"`
-		} `json:"instance"`
-	}
-	r.JSON(t, &a)
-	return tenant{ID: a.InstanceID, ClientKey: a.ClientKey, AdminKey: a.AdminKey, URL: a.Instance.URL}
+	c := &relaytest.Client{T: t, Base: relayURL, HTTP: httpClient}
+	return c.MustRegister(t, jiraURL, headers...)
 }
 
-// waitFor polls cond every 20 ms for up to d.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// startRelay is relaytest.Start (or StartWithEtcd, given a client), followed
-// by one request: relaytest's cleanup waits forever when the test ends before
-// the server's Serve goroutine has run (fasthttp's Shutdown then finds no
-// listener to close), as a test that fails early would.
+// startRelay is relaytest.Start (or StartWithEtcd, given a client), then a
+// check that the relay answers /healthz with 200.
 func startRelay(t testing.TB, cli *clientv3.Client, mutate func(*configs.Config)) *relaytest.Relay {
 	t.Helper()
 	var r *relaytest.Relay
@@ -214,7 +114,7 @@ func startRelay(t testing.TB, cli *clientv3.Client, mutate func(*configs.Config)
 	} else {
 		r = relaytest.StartWithEtcd(t, cli, mutate)
 	}
-	if !waitFor(5*time.Second, func() bool {
+	if !relaytest.Eventually(5*time.Second, func() bool {
 		resp, err := httpClient.Get(r.URL + "/healthz")
 		if err != nil {
 			return false

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // staticServer serves dir over plain HTTP on a loopback port of its own: a
@@ -111,11 +112,7 @@ func TestJSClient(t *testing.T) {
 		missing(t, "Node.js 18 or later (found "+strings.TrimSpace(string(v))+")", installNode)
 	}
 
-	jira, err := fakejira.Start(fakejira.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(jira.Close)
+	jira := relaytest.StartJira(t, fakejira.Options{})
 	control := faultControl(t, jira)
 	allowed := staticServer(t, js)
 	denied := staticServer(t, js)
@@ -134,7 +131,7 @@ func TestJSClient(t *testing.T) {
 			"RELAY_URL=" + r.URL, "REGISTRATION_TOKEN=" + token,
 			"JIRA_URL=" + strings.Replace(jira.URL(), "127.0.0.1", "localhost", 1),
 			"FAKEJIRA_CONTROL=" + control, "ATTACHMENT_ID=" + attID, "ATTACHMENT_SHA256=" + hex.EncodeToString(dlSum[:]),
-		}, 19, "--test", "--test-reporter=tap", "test/relay-client.test.mjs")
+		}, 23, "--test", "--test-reporter=tap", "test/relay-client.test.mjs")
 		want := sha256.Sum256(bytes.Repeat([]byte("hello from the add-in, "), 5000))
 		found := false
 		for _, u := range jira.CompletedUploads() {
@@ -180,7 +177,7 @@ func TestJSClient(t *testing.T) {
 
 		runNode(t, node, js, []string{
 			"DEMO_URL=" + allowed + "/demo/index.html", "DENIED_DEMO_URL=" + denied + "/demo/index.html",
-			"RELAY_URL=" + r.URL, "INSTANCE_ID=" + tn.ID, "CLIENT_KEY=" + tn.ClientKey,
+			"RELAY_URL=" + r.URL, "INSTANCE_ID=" + tn.ID, "CLIENT_KEY=" + tn.Client,
 			"UPLOAD_FILE=" + file, "ISSUE_KEY=" + issue, "ISSUE_ID=" + issueID, "JIRA_AUTH=" + jiraAuth,
 			"CONVERSATION_ID=" + conv, "MAIL_ID=" + mail, "USER_ID=" + user,
 			"RESULT_FILE=" + resultFile, "CHROMIUM=" + chromium,
@@ -222,7 +219,7 @@ func TestJSClient(t *testing.T) {
 		}
 
 		// The link the page made is in the relay, as the page showed it.
-		m := call(t, "GET", r.URL+"/v1/instances/"+tn.ID+"/mappings?conversationId="+url.QueryEscape(conv), nil, "X-Relay-Key", tn.ClientKey)
+		m := call(t, "GET", r.URL+"/v1/instances/"+tn.ID+"/mappings?conversationId="+url.QueryEscape(conv), nil, "X-Relay-Key", tn.Client)
 		mustStatus(t, m, 200, "mappings of the demo conversation")
 		var page struct {
 			Mappings []struct {
@@ -230,7 +227,7 @@ func TestJSClient(t *testing.T) {
 				Jira           struct{ ID, Key string }
 			}
 		}
-		m.JSON(t, &page)
+		m.Decode(t, &page)
 		if len(page.Mappings) != 1 || page.Mappings[0].MailID != mail || page.Mappings[0].UserID != user ||
 			page.Mappings[0].Jira.Key != issue || page.Mappings[0].Jira.ID != issueID {
 			t.Errorf("the relay holds %s for the conversation", m.Body)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -140,6 +141,7 @@ var pathParamRe = regexp.MustCompile(`\{([^}]+)\}`)
 // shape on every error answer, the key each operation needs, and schemas
 // written only with the keywords the conformance test understands.
 func TestOpenAPIStatic(t *testing.T) {
+	t.Parallel()
 	d := loadOpenAPI(t)
 	if v := d.root["openapi"]; v != "3.0.3" {
 		t.Errorf("openapi: %v, want 3.0.3", v)
@@ -335,6 +337,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 // the same method and path pattern, and every operation of the document is
 // served.
 func TestOpenAPIRoutes(t *testing.T) {
+	t.Parallel()
 	d := loadOpenAPI(t)
 	r := startRelay(t, nil, nil)
 	served := map[string]bool{}
@@ -576,7 +579,7 @@ type conformance struct {
 	relay string
 }
 
-func (c *conformance) do(k oaCall) apiResp {
+func (c *conformance) do(k oaCall) relaytest.Answer {
 	c.t.Helper()
 	t := c.t
 	o, ok := c.ops[k.op]
@@ -608,14 +611,14 @@ func (c *conformance) do(k oaCall) apiResp {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	r := apiResp{Status: resp.StatusCode, Header: resp.Header, Body: body}
+	r := relaytest.Answer{Status: resp.StatusCode, Header: resp.Header, Body: body}
 	what := fmt.Sprintf("%s (%s)", k.op, k.url[len(c.relay):])
 	if k.want != 0 && r.Status != k.want {
 		t.Errorf("%s: status %d, want %d: %s", what, r.Status, k.want, body)
 		return r
 	}
-	if k.code != "" && r.ErrorCode() != k.code {
-		t.Errorf("%s: error code %q, want %q: %s", what, r.ErrorCode(), k.code, body)
+	if k.code != "" && r.Code() != k.code {
+		t.Errorf("%s: error code %q, want %q: %s", what, r.Code(), k.code, body)
 	}
 	if c.seen[k.op] == nil {
 		c.seen[k.op] = map[int]bool{}
@@ -699,11 +702,7 @@ func jsonBody(v any) []byte {
 // is 403, no key on any keyed route 401.
 func TestOpenAPIConformance(t *testing.T) {
 	d := loadOpenAPI(t)
-	jira, err := fakejira.Start(fakejira.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(jira.Close)
+	jira := relaytest.StartJira(t, fakejira.Options{})
 	const regToken = "reg-token-for-the-test"
 	r := startRelay(t, nil, func(c *configs.Config) {
 		c.RegistrationToken = regToken
@@ -718,13 +717,13 @@ func TestOpenAPIConformance(t *testing.T) {
 		c.ops[o.key()] = o
 	}
 	base := r.URL
-	reg := func(u string) tenant {
+	reg := func(u string) relaytest.Tenant {
 		return register(t, base, u, "X-Registration-Token", regToken)
 	}
 	tn := reg(jira.URL())
 	inst := base + "/v1/instances/" + tn.ID
-	ck := []string{"X-Relay-Key", tn.ClientKey}
-	ak := []string{"X-Relay-Key", tn.AdminKey}
+	ck := []string{"X-Relay-Key", tn.Client}
+	ak := []string{"X-Relay-Key", tn.Admin}
 	with := func(h []string, more ...string) []string { return append(slices.Clone(h), more...) }
 	const J = "application/json"
 
@@ -750,6 +749,53 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.do(oaCall{op: "PATCH /v1/instances/{id}", url: inst, body: []byte(`{"errorReports":"yes"}`), ctype: J, headers: ak, want: 400, code: "invalid_type"})
 	c.do(oaCall{op: "PATCH /v1/instances/{id}", url: inst, body: []byte(`{}`), ctype: "text/plain", headers: ak, want: 415})
 	c.do(oaCall{op: "PATCH /v1/instances/{id}", url: inst, body: bytes.Repeat([]byte(" "), 17<<10), ctype: J, headers: ak, want: 413, declared: true})
+
+	// Jira Server and Data Center tenants, cloud ids, site renames. (No
+	// request here reaches those URLs: the relay never connects to a
+	// Server or Data Center Jira.)
+	const P = "POST /v1/instances"
+	rt := []string{"X-Registration-Token", regToken}
+	regAs := func(u string, fields ...string) []byte {
+		b := map[string]any{"url": u, "jiraVersion": "9.12.4", "addinVersion": "2.0.0"}
+		for i := 0; i+1 < len(fields); i += 2 {
+			b[fields[i]] = fields[i+1]
+		}
+		return jsonBody(b)
+	}
+	type registered struct {
+		InstanceID, ClientKey, AdminKey string
+		Instance                        struct{ URL, DeploymentType, CloudID string }
+	}
+	var srv, cl registered
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("HTTPS://Jira.Corp.Example.com:443/jira/", "deploymentType", "Server"), ctype: J, headers: rt, want: 201}).Decode(t, &srv)
+	if srv.Instance.URL != "https://jira.corp.example.com/jira" || srv.Instance.DeploymentType != "Server" || srv.Instance.CloudID != "" {
+		t.Errorf("a Server tenant's view: %+v", srv.Instance)
+	}
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("http://jira-dc.corp.example.com:8080", "deploymentType", "DataCenter"), ctype: J, headers: rt, want: 201})
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://jira.corp.example.com/jira", "deploymentType", "DataCenter"), ctype: J, headers: rt, want: 409, code: "conflict"})
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://jira.corp.example.com/x", "deploymentType", "server"), ctype: J, headers: rt, want: 400, code: "invalid_field"})
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://jira.corp.example.com/x/../y", "deploymentType", "Server"), ctype: J, headers: rt, want: 400, code: "invalid_url"})
+	const cloudID = "5A0C2B9A-5D4E-4F6A-8B7C-9D0E1F2A3B4C"
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://jira.corp.example.com/x", "deploymentType", "Server", "cloudId", cloudID), ctype: J, headers: rt, want: 400, code: "invalid_field"})
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://cloudid.atlassian.net", "cloudId", cloudID), ctype: J, headers: rt, want: 201}).Decode(t, &cl)
+	if cl.Instance.DeploymentType != "Cloud" || cl.Instance.CloudID != strings.ToLower(cloudID) {
+		t.Errorf("a Cloud tenant's view: %+v", cl.Instance)
+	}
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://cloudid-2.atlassian.net", "deploymentType", "Cloud", "cloudId", strings.ToLower(cloudID)), ctype: J, headers: rt, want: 409, code: "cloud_id_taken"})
+	c.do(oaCall{op: P, url: base + "/v1/instances", body: regAs("https://cloudid-2.atlassian.net", "cloudId", "acme"), ctype: J, headers: rt, want: 400, code: "invalid_field"})
+	const I = "PATCH /v1/instances/{id}"
+	srvInst, clInst := base+"/v1/instances/"+srv.InstanceID, base+"/v1/instances/"+cl.InstanceID
+	srvAK, clAK := []string{"X-Relay-Key", srv.AdminKey}, []string{"X-Relay-Key", cl.AdminKey}
+	c.do(oaCall{op: I, url: srvInst, body: jsonBody(map[string]any{"url": "https://jira2.corp.example.com/jira"}), ctype: J, headers: srvAK, want: 200})
+	c.do(oaCall{op: I, url: srvInst, body: jsonBody(map[string]any{"url": "https://conf.atlassian.net"}), ctype: J, headers: srvAK, want: 409, code: "url_taken"})
+	c.do(oaCall{op: I, url: srvInst, body: jsonBody(map[string]any{"url": "https://jira2.corp.example.com/a;b"}), ctype: J, headers: srvAK, want: 400, code: "invalid_url"})
+	c.do(oaCall{op: I, url: clInst, body: jsonBody(map[string]any{"url": "https://jira.corp.example.com/cloud"}), ctype: J, headers: clAK, want: 400, code: "invalid_url"})
+	c.do(oaCall{op: I, url: clInst, body: jsonBody(map[string]any{"url": "https://cloudid-renamed.atlassian.net", "cloudId": cloudID}), ctype: J, headers: clAK, want: 200})
+	c.do(oaCall{op: I, url: clInst, body: jsonBody(map[string]any{"cloudId": "11111111-2222-4333-8444-555555555555"}), ctype: J, headers: clAK, want: 400, code: "invalid_field"})
+	// Attachments of a Server tenant: 409, the relay never calls that Jira.
+	srvCK := []string{"X-Relay-Key", srv.ClientKey, "Authorization", "Basic eDp5"}
+	c.do(oaCall{op: "POST /v1/instances/{id}/issues/{issue}/attachments", url: srvInst + "/issues/ITSM-1/attachments?filename=a.txt", body: []byte("hello"), ctype: "text/plain", headers: srvCK, want: 409, code: "attachments_direct"})
+	c.do(oaCall{op: "GET /v1/instances/{id}/attachments/{attachmentId}/content", url: srvInst + "/attachments/10001/content", headers: srvCK, want: 409, code: "attachments_direct"})
 
 	// Users.
 	user := inst + "/users/" + url.PathEscape("u/1")
@@ -794,7 +840,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.do(oaCall{op: "POST /v1/instances/{id}/mappings", url: maps, body: bytes.Repeat([]byte(" "), 17<<10), ctype: J, headers: ck, want: 413, declared: true})
 	page := c.do(oaCall{op: "GET /v1/instances/{id}/mappings", url: maps + "?conversationId=" + url.QueryEscape("AAQk/c=") + "&limit=1", headers: ck, want: 200})
 	var pg struct{ Next string }
-	page.JSON(t, &pg)
+	page.Decode(t, &pg)
 	if pg.Next == "" {
 		t.Error("a first page of 1 of 2 mappings has no next cursor")
 	}
@@ -834,7 +880,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		t.Errorf("an error report keeps an e-mail address: %s", rp.Body)
 	}
 	var rpg struct{ Next string }
-	rp.JSON(t, &rpg)
+	rp.Decode(t, &rpg)
 	c.do(oaCall{op: "GET /v1/instances/{id}/error-reports", url: reports + "?cursor=" + rpg.Next, headers: ak, want: 200})
 	c.do(oaCall{op: "GET /v1/instances/{id}/error-reports", url: reports + "?limit=0", headers: ak, want: 400, code: "invalid_query"})
 
@@ -873,14 +919,14 @@ func TestOpenAPIConformance(t *testing.T) {
 	// Jira that cannot be reached.
 	dead := reg("http://127.0.0.1:1")
 	c.do(oaCall{op: U, url: base + "/v1/instances/" + dead.ID + "/issues/OPS-1/attachments?filename=a", body: file, ctype: "text/plain",
-		headers: []string{"X-Relay-Key", dead.ClientKey, "Authorization", jiraAuth}, want: 502, code: "upstream_unreachable"})
+		headers: []string{"X-Relay-Key", dead.Client, "Authorization", jiraAuth}, want: 502, code: "upstream_unreachable"})
 
 	// Downloads, on an instance whose breaker is closed.
 	dl := reg(strings.Replace(jira.URL(), "127.0.0.1", "localhost", 1))
 	attID := jira.AddAttachmentBytes("notes.txt", "text/plain", file)
 	const D = "GET /v1/instances/{id}/attachments/{attachmentId}/content"
 	dlURL := func(id string) string { return base + "/v1/instances/" + dl.ID + "/attachments/" + id + "/content" }
-	dh := []string{"X-Relay-Key", dl.ClientKey, "Authorization", jiraAuth}
+	dh := []string{"X-Relay-Key", dl.Client, "Authorization", jiraAuth}
 	whole := c.do(oaCall{op: D, url: dlURL(attID), headers: dh, want: 200})
 	if !bytes.Equal(whole.Body, file) {
 		t.Errorf("download: %d bytes, want the %d uploaded", len(whole.Body), len(file))
@@ -888,7 +934,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.do(oaCall{op: D, url: dlURL(attID), headers: with(dh, "Range", "bytes=0-9"), want: 206})
 	c.do(oaCall{op: D, url: dlURL("abc"), headers: dh, want: 400, code: "invalid_attachment_id"})
 	c.do(oaCall{op: D, url: dlURL(attID), headers: with(dh, "Range", "lines=1"), want: 400, code: "invalid_range"})
-	c.do(oaCall{op: D, url: dlURL(attID), headers: []string{"X-Relay-Key", dl.ClientKey}, want: 401, code: "missing_authorization"})
+	c.do(oaCall{op: D, url: dlURL(attID), headers: []string{"X-Relay-Key", dl.Client}, want: 401, code: "missing_authorization"})
 	c.do(oaCall{op: D, url: dlURL("99999999"), headers: dh, want: 404})
 
 	// The key each operation documents.
@@ -904,7 +950,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		c.do(oaCall{op: o.key(), url: u, headers: []string{"X-Relay-Key", "wrong"}, want: 401, code: "unauthorized"})
 		if role == "admin" {
 			c.do(oaCall{op: o.key(), url: u, headers: ck, want: 403, code: "forbidden"})
-		} else if r := c.do(oaCall{op: o.key(), url: u, headers: ck}); r.ErrorCode() == "forbidden" || r.ErrorCode() == "unauthorized" {
+		} else if r := c.do(oaCall{op: o.key(), url: u, headers: ck}); r.Code() == "forbidden" || r.Code() == "unauthorized" {
 			// No body or query: the client key gets past the key check
 			// and the request fails on what it lacks, never on the key.
 			t.Errorf("%s is documented for the client key, which gets %d %s", o.key(), r.Status, r.Body)
@@ -914,22 +960,22 @@ func TestOpenAPIConformance(t *testing.T) {
 	// Key rotation, then the tenant's erasure.
 	rot := c.do(oaCall{op: "POST /v1/instances/{id}/keys/rotate", url: inst + "/keys/rotate", headers: ak, want: 200})
 	var k struct{ ClientKey string }
-	rot.JSON(t, &k)
+	rot.Decode(t, &k)
 	c.do(oaCall{op: "GET /v1/instances/{id}/config", url: cfg, headers: ck, want: 401})
 	c.do(oaCall{op: "GET /v1/instances/{id}/config", url: cfg, headers: []string{"X-Relay-Key", k.ClientKey}, want: 200})
 	c.do(oaCall{op: "DELETE /v1/instances/{id}", url: inst, headers: ak, want: 204})
-	if !waitFor(3*time.Second, func() bool { return call(t, "GET", inst, nil, ak...).Status == 404 }) {
+	if !relaytest.Eventually(3*time.Second, func() bool { return call(t, "GET", inst, nil, ak...).Status == 404 }) {
 		t.Error("the erased instance is still served")
 	}
 	c.do(oaCall{op: "DELETE /v1/instances/{id}", url: inst, headers: ak, want: 404, code: "instance_not_found"})
 
 	// Last, as it holds this address back: failed key checks, until the relay
 	// refuses the address (for as long as its bucket takes to refill).
-	var limited apiResp
+	var limited relaytest.Answer
 	for i := 0; i < 1000 && limited.Status != 429; i++ {
 		limited = c.do(oaCall{op: "GET /v1/instances/{id}/config", url: base + "/v1/instances/" + dl.ID + "/config", headers: []string{"X-Relay-Key", "wrong"}})
 	}
-	if limited.Status != 429 || limited.ErrorCode() != "rate_limited_auth_failures" {
+	if limited.Status != 429 || limited.Code() != "rate_limited_auth_failures" {
 		t.Errorf("failed key checks were never limited: %d %s", limited.Status, limited.Body)
 	}
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 	"github.com/jira-relay/jira-relay/store"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -83,10 +84,10 @@ type runbookEnv struct {
 	relayURL string
 	cli      *clientv3.Client
 	endpoint string
-	acme     tenant // the tenant the runbook works on
-	other    tenant // a second tenant nothing may touch
-	userA    string // the user erased
-	userB    string // a user of the same conversation, who must stay
+	acme     relaytest.Tenant // the tenant the runbook works on
+	other    relaytest.Tenant // a second tenant nothing may touch
+	userA    string           // the user erased
+	userB    string           // a user of the same conversation, who must stay
 	conv     string
 	mailA1   string
 	mailA2   string
@@ -100,6 +101,7 @@ type runbookEnv struct {
 // after creating data through the API; each block must exit 0, and each
 // section's effect is checked against etcd and the API.
 func TestRunbook(t *testing.T) {
+	t.Parallel()
 	lookTool(t, "bash", "apt-get install -y bash")
 	lookTool(t, "etcdctl", installEtcdctl)
 	etcdutl := lookTool(t, "etcdutl", installEtcdutl)
@@ -207,7 +209,7 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 	if env.acme.URL != "https://acme-ops.atlassian.net" {
 		t.Fatalf("normalised URL %q", env.acme.URL)
 	}
-	mustStatus(t, call(t, "PUT", env.api(env.acme, "/config"), env.config, "X-Relay-Key", env.acme.AdminKey), 200, "put config")
+	mustStatus(t, call(t, "PUT", env.api(env.acme, "/config"), env.config, "X-Relay-Key", env.acme.Admin), 200, "put config")
 	env.createUser(env.acme, env.userA)
 	env.createUser(env.acme, env.userB)
 	env.createUser(env.other, env.userA) // the same user id in another tenant stays
@@ -224,7 +226,7 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 		"issueKey":       "OPS-1",
 		"issueId":        "10001",
 		"userId":         env.userA,
-		"adminKey":       env.acme.AdminKey,
+		"adminKey":       env.acme.Admin,
 		"relayUrl":       relayURL,
 		"snapshotFile":   filepath.Join(env.dir, "relay.snapshot.db"),
 		"dataDir":        filepath.Join(env.dir, "relay-data"),
@@ -233,24 +235,24 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 	return env
 }
 
-func (env *runbookEnv) api(tn tenant, path string) string {
+func (env *runbookEnv) api(tn relaytest.Tenant, path string) string {
 	return env.relayURL + "/v1/instances/" + tn.ID + path
 }
 
-func (env *runbookEnv) createUser(tn tenant, user string) {
+func (env *runbookEnv) createUser(tn relaytest.Tenant, user string) {
 	r := call(env.t, "PUT", env.api(tn, "/users/"+url.PathEscape(user)),
-		map[string]string{"name": "Ada " + user, "email": "ada@example.com"}, "X-Relay-Key", tn.ClientKey)
+		map[string]string{"name": "Ada " + user, "email": "ada@example.com"}, "X-Relay-Key", tn.Client)
 	if r.Status != 201 && r.Status != 200 {
 		env.t.Fatalf("put user %q: %d %s", user, r.Status, r.Body)
 	}
 }
 
-func (env *runbookEnv) link(tn tenant, conv, mail, user, issueID, key string) {
+func (env *runbookEnv) link(tn relaytest.Tenant, conv, mail, user, issueID, key string) {
 	m := map[string]any{"mailId": mail, "userId": user, "app": "outlook", "jira": map[string]string{"id": issueID, "key": key, "projectId": "10000"}}
 	if conv != "" {
 		m["conversationId"] = conv
 	}
-	r := call(env.t, "POST", env.api(tn, "/mappings"), m, "X-Relay-Key", tn.ClientKey)
+	r := call(env.t, "POST", env.api(tn, "/mappings"), m, "X-Relay-Key", tn.Client)
 	if r.Status != 201 && r.Status != 200 {
 		env.t.Fatalf("link %s/%s/%s: %d %s", mail, user, issueID, r.Status, r.Body)
 	}
@@ -422,7 +424,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 					acmePrefix+"users/"+store.EscapeSegment(env.userB)+"\n",
 					"4 mappings",
 					fmt.Sprintf("%d keys", len(env.keys(acmePrefix))))
-				if strings.Contains(out, env.acme.AdminKey) || strings.Contains(out, env.acme.ClientKey) {
+				if strings.Contains(out, env.acme.Admin) || strings.Contains(out, env.acme.Client) {
 					t.Error("inspect: a key of the tenant appears in clear")
 				}
 			},
@@ -432,12 +434,12 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				// What etcdctl shows is what the API answers.
 				var want []map[string]any
 				for _, q := range []string{"conversationId=" + url.QueryEscape(env.conv), "mailId=" + url.QueryEscape(env.mailA1), "issueKey=OPS-1", "issueId=10001"} {
-					r := call(t, "GET", env.api(env.acme, "/mappings?"+q), nil, "X-Relay-Key", env.acme.ClientKey)
+					r := call(t, "GET", env.api(env.acme, "/mappings?"+q), nil, "X-Relay-Key", env.acme.Client)
 					mustStatus(t, r, 200, "find mappings "+q)
 					var page struct {
 						Mappings []map[string]any `json:"mappings"`
 					}
-					r.JSON(t, &page)
+					r.Decode(t, &page)
 					want = append(want, page.Mappings...)
 				}
 				got := jsonLines(out)
@@ -478,9 +480,9 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 		},
 		"Error reports of a tenant": {
 			before: func() {
-				mustStatus(t, call(t, "PATCH", env.api(env.acme, ""), `{"errorReports":true}`, "X-Relay-Key", env.acme.AdminKey), 200, "turn error reports on")
+				mustStatus(t, call(t, "PATCH", env.api(env.acme, ""), `{"errorReports":true}`, "X-Relay-Key", env.acme.Admin), 200, "turn error reports on")
 				for _, msg := range []string{"compose failed for ada@example.com", "second report"} {
-					mustStatus(t, call(t, "POST", env.api(env.acme, "/error-reports"), map[string]string{"message": msg}, "X-Relay-Key", env.acme.ClientKey), 201, "error report")
+					mustStatus(t, call(t, "POST", env.api(env.acme, "/error-reports"), map[string]string{"message": msg}, "X-Relay-Key", env.acme.Client), 201, "error report")
 				}
 			},
 			after: func(out string) {
@@ -489,7 +491,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if strings.Contains(out, "ada@example.com") {
 					t.Errorf("error reports: an e-mail address was stored:\n%s", out)
 				}
-				r := call(t, "GET", env.api(env.acme, "/error-reports"), nil, "X-Relay-Key", env.acme.AdminKey)
+				r := call(t, "GET", env.api(env.acme, "/error-reports"), nil, "X-Relay-Key", env.acme.Admin)
 				mustStatus(t, r, 200, "list error reports")
 				if !strings.Contains(string(r.Body), `"reports":[]`) {
 					t.Errorf("error reports left after the runbook dropped them: %s", r.Body)
@@ -555,12 +557,12 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 		"Clear a NOSPACE alarm": {
 			before: func() {
 				env.raiseNoSpace()
-				r := call(t, "PUT", env.api(env.acme, "/users/nospace"), map[string]string{"name": "N", "email": "n@example.com"}, "X-Relay-Key", env.acme.ClientKey)
-				if r.Status != 503 || r.ErrorCode() != "store_unavailable" || r.Header.Get("Retry-After") == "" {
+				r := call(t, "PUT", env.api(env.acme, "/users/nospace"), map[string]string{"name": "N", "email": "n@example.com"}, "X-Relay-Key", env.acme.Client)
+				if r.Status != 503 || r.Code() != "store_unavailable" || r.Header.Get("Retry-After") == "" {
 					t.Errorf("a write under NOSPACE: %d %s (want 503 store_unavailable with Retry-After, as the runbook says)", r.Status, r.Body)
 				}
 				mustStatus(t, call(t, "GET", env.relayURL+"/readyz", nil), 200, "readyz under NOSPACE")
-				mustStatus(t, call(t, "GET", env.api(env.acme, "/config"), nil, "X-Relay-Key", env.acme.ClientKey), 200, "a read under NOSPACE")
+				mustStatus(t, call(t, "GET", env.api(env.acme, "/config"), nil, "X-Relay-Key", env.acme.Client), 200, "a read under NOSPACE")
 			},
 			after: func(out string) {
 				env.mustContain("nospace", out, "alarm:NOSPACE")
@@ -568,7 +570,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if err != nil || len(al.Alarms) != 0 {
 					t.Fatalf("alarms after the runbook: %v %v", al, err)
 				}
-				mustStatus(t, call(t, "PUT", env.api(env.acme, "/users/nospace"), map[string]string{"name": "N", "email": "n@example.com"}, "X-Relay-Key", env.acme.ClientKey), 201, "a write after clearing NOSPACE")
+				mustStatus(t, call(t, "PUT", env.api(env.acme, "/users/nospace"), map[string]string{"name": "N", "email": "n@example.com"}, "X-Relay-Key", env.acme.Client), 201, "a write after clearing NOSPACE")
 			},
 		},
 		"Erase a tenant with etcdctl": {
@@ -580,9 +582,9 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if k := env.keys("/jira-relay/urls/" + store.EscapeSegment(env.acme.URL)); len(k) != 0 {
 					t.Errorf("the tenant's urls/ key is left")
 				}
-				var last apiResp
-				if !waitFor(3*time.Second, func() bool {
-					last = call(t, "GET", env.api(env.acme, ""), nil, "X-Relay-Key", env.acme.AdminKey)
+				var last relaytest.Answer
+				if !relaytest.Eventually(3*time.Second, func() bool {
+					last = call(t, "GET", env.api(env.acme, ""), nil, "X-Relay-Key", env.acme.Admin)
 					return last.Status == 404
 				}) {
 					t.Errorf("the relay still serves the erased tenant: %d %s", last.Status, last.Body)
@@ -590,7 +592,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if got := env.keys("/jira-relay/instances/" + env.other.ID + "/"); !slices.Equal(got, otherKeys) {
 					t.Errorf("the other tenant changed:\n%q\nwant\n%q", got, otherKeys)
 				}
-				mustStatus(t, call(t, "GET", env.api(env.other, ""), nil, "X-Relay-Key", env.other.AdminKey), 200, "the other tenant")
+				mustStatus(t, call(t, "GET", env.api(env.other, ""), nil, "X-Relay-Key", env.other.Admin), 200, "the other tenant")
 			},
 		},
 	}
@@ -650,24 +652,24 @@ func (env *runbookEnv) checkUserAErased(what string) {
 			t.Errorf("%s: a key naming the user is left: %s", what, k)
 		}
 	}
-	r := call(t, "GET", env.api(env.acme, "/users/"+url.PathEscape(env.userA)+"/export"), nil, "X-Relay-Key", env.acme.AdminKey)
+	r := call(t, "GET", env.api(env.acme, "/users/"+url.PathEscape(env.userA)+"/export"), nil, "X-Relay-Key", env.acme.Admin)
 	if r.Status != 404 {
 		t.Errorf("%s: export of the erased user: %d %s", what, r.Status, r.Body)
 	}
-	r = call(t, "GET", env.api(env.acme, "/mappings?conversationId="+url.QueryEscape(env.conv)), nil, "X-Relay-Key", env.acme.ClientKey)
+	r = call(t, "GET", env.api(env.acme, "/mappings?conversationId="+url.QueryEscape(env.conv)), nil, "X-Relay-Key", env.acme.Client)
 	var page struct {
 		Mappings []struct {
 			UserID string `json:"userId"`
 		} `json:"mappings"`
 	}
-	r.JSON(t, &page)
+	r.Decode(t, &page)
 	if len(page.Mappings) != 1 || page.Mappings[0].UserID != env.userB {
 		t.Errorf("%s: the conversation should keep only user B's mapping: %s", what, r.Body)
 	}
 	if b := env.keysOfUserB(); len(b) != 6 {
 		t.Errorf("%s: user B lost keys", what)
 	}
-	if r := call(t, "GET", env.api(env.other, "/users/"+url.PathEscape(env.userA)+"/export"), nil, "X-Relay-Key", env.other.AdminKey); r.Status != 200 {
+	if r := call(t, "GET", env.api(env.other, "/users/"+url.PathEscape(env.userA)+"/export"), nil, "X-Relay-Key", env.other.Admin); r.Status != 200 {
 		t.Errorf("%s: the same user id in the other tenant: %d %s", what, r.Status, r.Body)
 	}
 }
@@ -715,12 +717,12 @@ func (env *runbookEnv) checkRestored(userBKeys []string) {
 func (env *runbookEnv) checkRelayFollows(what string) {
 	t := env.t
 	body := `{"after":"` + strings.ReplaceAll(what, " ", "-") + `"}`
-	r := call(t, "PUT", env.api(env.acme, "/config"), body, "X-Relay-Key", env.acme.AdminKey)
+	r := call(t, "PUT", env.api(env.acme, "/config"), body, "X-Relay-Key", env.acme.Admin)
 	mustStatus(t, r, 200, what+": put config")
 	tag := r.Header.Get("ETag")
-	var got apiResp
-	if !waitFor(3*time.Second, func() bool {
-		got = call(t, "GET", env.api(env.acme, "/config"), nil, "X-Relay-Key", env.acme.ClientKey)
+	var got relaytest.Answer
+	if !relaytest.Eventually(3*time.Second, func() bool {
+		got = call(t, "GET", env.api(env.acme, "/config"), nil, "X-Relay-Key", env.acme.Client)
 		return got.Header.Get("ETag") == tag && string(got.Body) == body
 	}) {
 		t.Errorf("%s: the relay serves config %s %s, want %s %s", what, got.Header.Get("ETag"), got.Body, tag, body)

@@ -1,12 +1,27 @@
-// Package relaytest starts a whole relay inside a test: an embedded etcd on
-// random ports, the store with its cache, and the front door on a real
-// loopback socket.
+// Package relaytest starts a whole relay inside a test (the store with its
+// cache and the front door on a real loopback socket, over a real embedded
+// etcd) and holds the helpers the relay's test packages share: a small
+// client of its API (Client, Answer, Tenant), request bodies (RegisterBody,
+// MappingBody), a fake Jira Cloud (StartJira), polling (Eventually), etcd
+// key counts (CountKeys) and a log sink (LogBuffer).
+//
+// Start runs the relay over the test binary's shared etcd member
+// (etcdtest.Shared) under a key prefix of the test's own, so that tests
+// need not start a member each and may run in parallel; a package that
+// calls Start needs
+//
+//	func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
+//
+// A test that acts on etcd as a whole (stops it, compacts it, counts its
+// every key) starts its own with etcdtest.Start and passes its client to
+// StartWithEtcd.
 package relaytest
 
 import (
 	"context"
+	"log/slog"
 	"net"
-	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,76 +37,148 @@ import (
 // Relay is a running relay for one test.
 type Relay struct {
 	URL    string // http://127.0.0.1:port
+	Addr   string // 127.0.0.1:port
 	Config configs.Config
 	Store  *store.Store
+	// Etcd is the client the relay's store uses; every key of the relay is
+	// under Config.EtcdPrefix.
 	Etcd   *clientv3.Client
 	Server *proxy.Server
 	// Metrics is the relay's one registry (what /metrics serves).
 	Metrics *metrics.Set
+
+	stop sync.Once
+	rl   *stack.Stack
+	// served is closed when the front door's Serve has returned.
+	served chan struct{}
 }
 
-// Start runs a relay whose configuration is Defaults changed by mutate; it
+// Options configure StartWith.
+type Options struct {
+	// Etcd is the client the store uses. Nil: a client of the shared
+	// member, with Config.EtcdPrefix a prefix of the test's own.
+	Etcd *clientv3.Client
+	// Mutate changes the configuration after the test defaults (see
+	// StartWith) are applied; it may set EtcdPrefix, e.g. to run a second
+	// relay over the keys of another.
+	Mutate func(*configs.Config)
+	// Logger receives the relay's and the store's log lines; nil discards.
+	Logger *slog.Logger
+}
+
+// Start runs a relay over the shared etcd member, under a key prefix of the
+// test's own, whose configuration is the test defaults changed by mutate; it
 // stops when the test ends.
 func Start(t testing.TB, mutate func(*configs.Config)) *Relay {
 	t.Helper()
-	_, cli := etcdtest.Start(t)
-	return StartWithEtcd(t, cli, mutate)
+	return StartWith(t, Options{Mutate: mutate})
 }
 
-// StartWithEtcd runs a relay over an existing etcd client.
+// StartWithEtcd runs a relay over an existing etcd client, under the
+// default key prefix unless mutate sets another.
 func StartWithEtcd(t testing.TB, cli *clientv3.Client, mutate func(*configs.Config)) *Relay {
 	t.Helper()
+	return StartWith(t, Options{Etcd: cli, Mutate: mutate})
+}
+
+// StartWith runs a relay as o says. Its configuration is configs.Defaults
+// with plain-HTTP upstreams on loopback and Atlassian's hosts allowed and a
+// registration limit no test reaches by accident, then o.Mutate. It has
+// synced its cache and serves when StartWith returns, and it stops (its
+// front door shut down, its cache stopped) when the test ends.
+func StartWith(t testing.TB, o Options) *Relay {
+	t.Helper()
 	cfg := configs.Defaults()
+	cli := o.Etcd
+	if cli == nil {
+		cli, cfg.EtcdPrefix = etcdtest.Shared(t)
+	}
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1", "localhost", "*.atlassian.net", "api.atlassian.com"}
 	// Tests register many tenants from one loopback address; the
 	// registration limit is tested where a test sets it.
 	cfg.RegistrationRPS, cfg.RegistrationBurst = 1000, 1000
-	if mutate != nil {
-		mutate(&cfg)
+	if o.Mutate != nil {
+		o.Mutate(&cfg)
 	}
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-rl.Synced():
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		rl.Close()
-		t.Fatal("relaytest: store cache did not sync")
+		t.Fatal("relaytest: store cache did not sync in 20s")
 	}
 	srv := rl.Server
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		rl.Close()
+		t.Fatal(err)
+	}
+	ln := &servingListener{Listener: tcp, serving: make(chan struct{})}
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	// A Shutdown before Serve has taken the listener would find nothing to
+	// close, and the cleanup would wait for Serve forever.
+	select {
+	case <-ln.serving:
+	case <-served:
+		rl.Close()
+		t.Fatal("relaytest: the front door stopped before it served")
+	}
+	r := &Relay{
+		URL: "http://" + tcp.Addr().String(), Addr: tcp.Addr().String(),
+		Config: cfg, Store: rl.Store, Etcd: cli, Server: srv, Metrics: rl.Metrics,
+		rl: rl, served: served,
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Stop shuts the front door down (waiting up to 5 s for requests in flight)
+// and stops the store's cache; the end of the test does it too. It is
+// idempotent.
+func (r *Relay) Stop() {
+	r.stop.Do(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = r.Server.Shutdown(sctx)
+		scancel()
+		<-r.served
+		r.rl.Close()
+	})
+}
+
+// KeyCount counts the relay's keys in etcd (those under its prefix).
+func (r *Relay) KeyCount(t testing.TB) int64 {
+	t.Helper()
+	return CountKeys(t, r.Etcd, r.Config.EtcdPrefix)
+}
+
+// CountKeys counts the keys under prefix.
+func CountKeys(t testing.TB, cli *clientv3.Client, prefix string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(served) }()
-	waitServing(t, "http://"+ln.Addr().String()+"/healthz")
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		scancel()
-		<-served
-		rl.Close()
-	})
-	return &Relay{URL: "http://" + ln.Addr().String(), Config: cfg, Store: rl.Store, Etcd: cli, Server: srv, Metrics: rl.Metrics}
+	return resp.Count
 }
 
-// waitServing returns once the front door answers: a Shutdown before Serve
-// has taken the listener would wait forever.
-func waitServing(t testing.TB, url string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relaytest: the relay does not answer: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+// servingListener closes serving on the first Accept: fasthttp's Serve has
+// registered the listener (for Shutdown to close) by then. Waiting for it
+// rather than for an answer keeps the relay's log and metrics free of a
+// probe request.
+type servingListener struct {
+	net.Listener
+	once    sync.Once
+	serving chan struct{}
+}
+
+func (l *servingListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.serving) })
+	return l.Listener.Accept()
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // rawUploadHead is the head of an upload sent on a raw connection.
@@ -64,19 +65,18 @@ func rawUploadBody(kind string, length int) []byte {
 }
 
 func TestClientAbortsMidUpload(t *testing.T) {
-	cli := startEtcd(t)
-	fj := startJira(t)
-	logs := &logBuffer{}
-	relay := Start(t, Options{Etcd: cli, Logger: logs.logger(), Mutate: func(c *configs.Config) {
+	fj := relaytest.StartJira(t, fakejira.Options{})
+	logs := &relaytest.LogBuffer{}
+	relay := relaytest.StartWith(t, relaytest.Options{Logger: logs.Logger(), Mutate: func(c *configs.Config) {
 		relaxedLimits(c)
 		c.InstanceMaxStreams = 4
 	}})
 	a := newAPI(t, relay.URL)
-	tn := a.mustRegister(t, fj.URL())
+	tn := a.MustRegister(t, fj.URL())
 	if res := a.upload(tn, "AB-1", "warm.bin", content(1<<10, 1), kindRaw); res.Status != 200 {
 		t.Fatalf("warm-up: %s", res)
 	}
-	a.hc.CloseIdleConnections()
+	a.HTTP.CloseIdleConnections()
 	base := settled()
 
 	const total = 1 << 20
@@ -135,7 +135,7 @@ func TestClientAbortsMidUpload(t *testing.T) {
 		req.ContentLength = 8
 		req.Header.Set("X-Relay-Key", tn.Client)
 		req.Header.Set("Authorization", jiraAuth)
-		go func() { results <- roundTrip(a.hc, req) }()
+		go func() { results <- a.Send(req) }()
 		_, _ = pw.Write([]byte("1234"))
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -149,7 +149,7 @@ func TestClientAbortsMidUpload(t *testing.T) {
 		}
 	}
 	noPanics(t, logs)
-	a.hc.CloseIdleConnections()
+	a.HTTP.CloseIdleConnections()
 	noLeak(t, "after the aborts", base, 12, 10, 15*time.Second)
 }
 
@@ -161,13 +161,12 @@ func readUntilClosed(c net.Conn, start time.Time) ([]byte, time.Duration, error)
 }
 
 func TestSlowlorisHeaders(t *testing.T) {
-	cli := startEtcd(t)
-	relay := Start(t, Options{Etcd: cli, Mutate: func(c *configs.Config) {
+	relay := relaytest.StartWith(t, relaytest.Options{Mutate: func(c *configs.Config) {
 		relaxedLimits(c)
 		c.HeaderReadTimeout = time.Second
 	}})
 	a := newAPI(t, relay.URL)
-	tn := a.mustRegister(t, "https://slow.atlassian.net")
+	tn := a.MustRegister(t, "https://slow.atlassian.net")
 	base := settled()
 
 	const n = 60
@@ -219,7 +218,7 @@ func TestSlowlorisHeaders(t *testing.T) {
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		start := time.Now()
-		res := a.do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil)
+		res := a.Do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil)
 		if res.Err != nil || res.Status != 200 {
 			t.Errorf("a caller during the slowloris: %s", res)
 		}
@@ -252,11 +251,10 @@ func TestSlowlorisHeaders(t *testing.T) {
 				t.Errorf("slowloris answer is not HTTP: %q", r.got)
 				continue
 			}
-			b, _ := io.ReadAll(resp.Body)
-			res := answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
-			code, ok := res.relayErr()
+			res := relaytest.ReadAnswer(resp)
+			code, ok := res.RelayError()
 			if !ok {
-				code = "(not the JSON error shape) " + clip(b)
+				code = "(not the JSON error shape) " + relaytest.Clip(res.Body)
 			}
 			answers[fmt.Sprintf("%d %s", resp.StatusCode, code)]++
 		}
@@ -272,22 +270,21 @@ func TestSlowlorisHeaders(t *testing.T) {
 		}
 	}
 	t.Logf("%d slowloris connections: %v, the last closed after %v; %d other requests served meanwhile", n, answers, longest.Round(time.Millisecond), served)
-	a.hc.CloseIdleConnections()
+	a.HTTP.CloseIdleConnections()
 	noLeak(t, "after the slowloris", base, 10, 6, 15*time.Second)
 }
 
 func TestSlowlorisBodies(t *testing.T) {
-	cli := startEtcd(t)
-	fj := startJira(t)
-	relay := Start(t, Options{Etcd: cli, Mutate: func(c *configs.Config) {
+	fj := relaytest.StartJira(t, fakejira.Options{})
+	relay := relaytest.StartWith(t, relaytest.Options{Mutate: func(c *configs.Config) {
 		relaxedLimits(c)
 		c.StreamIdleTimeout = time.Second
 		c.HeaderReadTimeout = 2 * time.Second
 		c.InstanceMaxStreams = 1
 	}})
 	a := newAPI(t, relay.URL)
-	tn := a.mustRegister(t, fj.URL())
-	keys := keyCount(t, cli, relay.Config.EtcdPrefix)
+	tn := a.MustRegister(t, fj.URL())
+	keys := relaytest.CountKeys(t, relay.Etcd, relay.Config.EtcdPrefix)
 
 	t.Run("upload stalls mid-body", func(t *testing.T) {
 		c := dialRelay(t, relay.Addr, 10*time.Second)
@@ -302,8 +299,7 @@ func TestSlowlorisBodies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no answer to a stalled body: %v", err)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		wantErr(t, "stalled body", answer{Status: resp.StatusCode, Header: resp.Header, Body: b}, 408, "body_timeout")
+		wantErr(t, "stalled body", relaytest.ReadAnswer(resp), 408, "body_timeout")
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("stalled body answered after %v (stream idle timeout 1s)", d)
 		}
@@ -313,7 +309,7 @@ func TestSlowlorisBodies(t *testing.T) {
 			}
 		}
 		// The slot is free again.
-		ok := eventually(2*time.Second, func() bool {
+		ok := relaytest.Eventually(2*time.Second, func() bool {
 			return a.upload(tn, "SL-3", "after.bin", []byte("after"), kindRaw).Status == 200
 		})
 		if !ok {
@@ -339,15 +335,14 @@ func TestSlowlorisBodies(t *testing.T) {
 			if err != nil {
 				t.Fatalf("answer is not HTTP: %q", got)
 			}
-			b, _ := io.ReadAll(resp.Body)
-			res := answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
-			if code, ok := res.relayErr(); !ok || resp.StatusCode != 408 {
+			res := relaytest.ReadAnswer(resp)
+			if code, ok := res.RelayError(); !ok || resp.StatusCode != 408 {
 				t.Errorf("stalled JSON body: %s (code %q), want 408 in the JSON error shape", res, code)
 			}
 		}
 		t.Logf("stalled JSON body: %d bytes of answer, closed after %v", len(got), took.Round(time.Millisecond))
 	})
-	if now := keyCount(t, cli, relay.Config.EtcdPrefix); now != keys {
+	if now := relaytest.CountKeys(t, relay.Etcd, relay.Config.EtcdPrefix); now != keys {
 		t.Errorf("etcd keys: %d before, %d after the stalled bodies", keys, now)
 	}
 }
@@ -376,16 +371,15 @@ func raiseFDLimit(t *testing.T, want uint64) uint64 {
 func TestTenThousandConnections(t *testing.T) {
 	const want = 10000
 	limit := raiseFDLimit(t, want+2000)
-	cli := startEtcd(t)
-	fj := startJira(t)
-	relay := Start(t, Options{Etcd: cli, Mutate: func(c *configs.Config) {
+	fj := relaytest.StartJira(t, fakejira.Options{})
+	relay := relaytest.StartWith(t, relaytest.Options{Mutate: func(c *configs.Config) {
 		relaxedLimits(c)
 		c.HeaderReadTimeout = 60 * time.Second
 		c.IdleTimeout = 60 * time.Second
 	}})
 	a := newAPI(t, relay.URL)
-	tn := a.mustRegister(t, fj.URL())
-	a.hc.CloseIdleConnections()
+	tn := a.MustRegister(t, fj.URL())
+	a.HTTP.CloseIdleConnections()
 	base := settled()
 	n := want
 	// The relay holds one end of every connection; a child process the other.
@@ -415,9 +409,9 @@ func TestTenThousandConnections(t *testing.T) {
 		var res answer
 		switch i % 3 {
 		case 0:
-			res = a.do("GET", "/healthz", "", nil)
+			res = a.Do("GET", "/healthz", "", nil)
 		case 1:
-			res = a.do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil)
+			res = a.Do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil)
 		case 2:
 			res = a.upload(tn, "TK-"+strconv.Itoa(i), "held.bin", content(32<<10, int64(i)), kindRaw)
 		}
@@ -431,14 +425,14 @@ func TestTenThousandConnections(t *testing.T) {
 	}
 	t.Logf("20 requests served while %d connections were held; slowest %v", n, slowest.Round(time.Millisecond))
 	held.release()
-	a.hc.CloseIdleConnections()
+	a.HTTP.CloseIdleConnections()
 	// fasthttp keeps idle workers up to 10 s (MaxIdleWorkerDuration).
 	noLeak(t, "after closing them", base, 12, 8, 40*time.Second)
 }
 
 // scrapeGauge reads one value from the relay's /metrics (AdminHandler), if
 // the relay has one; ok is false otherwise.
-func scrapeGauge(r *Relay, name string) (float64, bool) {
+func scrapeGauge(r *relaytest.Relay, name string) (float64, bool) {
 	ah, ok := any(r.Server).(interface{ AdminHandler() http.Handler })
 	if !ok {
 		return 0, false
@@ -499,7 +493,7 @@ func flood(t *testing.T, hc *http.Client, n int, req func(i int) *http.Request) 
 // flood still passes the per-address limiter first, which must remember
 // each new address, and nothing reaches Jira.
 type floodRig struct {
-	relay *Relay
+	relay *relaytest.Relay
 	api   *api
 	jira  *fakejira.Server
 	tn    tenant
@@ -507,17 +501,16 @@ type floodRig struct {
 }
 
 func startFloodRig(t *testing.T, ipRPS float64) *floodRig {
-	cli := startEtcd(t)
-	fj := startJira(t)
-	relay := Start(t, Options{Etcd: cli, Mutate: func(c *configs.Config) {
+	fj := relaytest.StartJira(t, fakejira.Options{})
+	relay := relaytest.StartWith(t, relaytest.Options{Mutate: func(c *configs.Config) {
 		c.TrustedProxies = []string{"127.0.0.1/32"}
 		c.InstanceRPS, c.InstanceBurst = 0.001, 1
 		c.IPRPS, c.IPBurst = ipRPS, 1
 	}})
 	a := newAPI(t, relay.URL)
-	r := &floodRig{relay: relay, api: a, jira: fj, tn: a.mustRegister(t, fj.URL())}
+	r := &floodRig{relay: relay, api: a, jira: fj, tn: a.MustRegister(t, fj.URL())}
 	r.att = fj.AddAttachmentBytes("x.bin", "", []byte("x"))
-	if res := roundTrip(a.hc, r.download(0)); res.Status != 200 {
+	if res := a.Send(r.download(0)); res.Status != 200 {
 		t.Fatalf("first download: %s", res)
 	}
 	return r
@@ -543,7 +536,7 @@ func (r *floodRig) addresses(t *testing.T, first, n int) float64 {
 	jira := r.jira.Requests()
 	h0 := heapInUse()
 	start := time.Now()
-	st := flood(t, r.api.hc, n, func(i int) *http.Request { return r.download(first + i) })
+	st := flood(t, r.api.HTTP, n, func(i int) *http.Request { return r.download(first + i) })
 	took := time.Since(start)
 	h1 := heapInUse()
 	if st[429] != n {
@@ -636,7 +629,7 @@ func TestInstanceIDFlood(t *testing.T) {
 	m := 3000
 	h0 := heapInUse()
 	start := time.Now()
-	st := flood(t, r.api.hc, m, func(i int) *http.Request {
+	st := flood(t, r.api.HTTP, m, func(i int) *http.Request {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		id := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
@@ -659,7 +652,7 @@ func TestInstanceIDFlood(t *testing.T) {
 	if grew := int64(h1) - int64(h0); grew > 16<<20 {
 		t.Errorf("instance-id flood: heap grew %d MiB", grew>>20)
 	}
-	if res := r.api.do("GET", "/healthz", "", nil); res.Status != 200 {
+	if res := r.api.Do("GET", "/healthz", "", nil); res.Status != 200 {
 		t.Errorf("healthz after the flood: %s", res)
 	}
 }
@@ -734,9 +727,9 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(fj.Close)
-		tn := a.mustRegister(t, fj.URL())
+		tn := a.MustRegister(t, fj.URL())
 		tenants = append(tenants, tn)
-		if res := a.do("PUT", "/v1/instances/"+tn.ID+"/config", tn.Admin, `{"templates":[{"name":"Bug"}],"n":`+strconv.Itoa(i)+`}`); res.Status != 200 {
+		if res := a.Do("PUT", "/v1/instances/"+tn.ID+"/config", tn.Admin, `{"templates":[{"name":"Bug"}],"n":`+strconv.Itoa(i)+`}`); res.Status != 200 {
 			t.Fatalf("config: %s", res)
 		}
 	}
@@ -854,9 +847,9 @@ func soakClient(c int, base string, tn tenant, st *soakStats, stop <-chan struct
 	do := func(req *http.Request) (answer, bool) {
 		req.Header.Set("X-Forwarded-For", xff)
 		st.requests.Add(1)
-		res := roundTrip(hc, req)
+		res := (&relaytest.Client{HTTP: hc}).Send(req)
 		if res.Err == nil && res.Status == 429 {
-			if _, ok := res.relayErr(); ok {
+			if _, ok := res.RelayError(); ok {
 				st.limited.Add(1)
 				return res, false
 			}
@@ -901,7 +894,7 @@ func soakClient(c int, base string, tn tenant, st *soakStats, stop <-chan struct
 				st.configs.Add(1)
 			}
 		case x < 85:
-			body, _ := json.Marshal(mappingBody(fmt.Sprintf("conv-%d", c), fmt.Sprintf("<m-%d-%d@example.com>", c, n), fmt.Sprintf("u%d", c),
+			body, _ := json.Marshal(relaytest.MappingBody(fmt.Sprintf("conv-%d", c), fmt.Sprintf("<m-%d-%d@example.com>", c, n), fmt.Sprintf("u%d", c),
 				strconv.Itoa(20000+n), fmt.Sprintf("SOAK-%d", n)))
 			req, _ := http.NewRequest("POST", base+p+"/mappings", bytes.NewReader(body))
 			req.Header.Set("X-Relay-Key", tn.Client)

@@ -68,7 +68,7 @@ func (l *ledger) note(res answer) bool {
 	if ok {
 		l.acked++
 	} else {
-		code, _ := res.relayErr()
+		code, _ := res.RelayError()
 		key := fmt.Sprintf("%d %s", res.Status, code)
 		if res.Err != nil {
 			key = "transport error"
@@ -102,7 +102,7 @@ func (c *clusterRig) putUser(tn tenant, phase string) answer {
 func (c *clusterRig) putUserID(tn tenant, phase string) (answer, string) {
 	n := c.next()
 	u := ackUser{tn: tn, id: fmt.Sprintf("u-%s-%d", phase, n), name: fmt.Sprintf("User %d", n), email: fmt.Sprintf("user%d@example.com", n)}
-	res := c.api.do("PUT", "/v1/instances/"+tn.ID+"/users/"+u.id, tn.Client, map[string]any{"name": u.name, "email": u.email})
+	res := c.api.Do("PUT", "/v1/instances/"+tn.ID+"/users/"+u.id, tn.Client, map[string]any{"name": u.name, "email": u.email})
 	if c.led.note(res) {
 		c.led.mu.Lock()
 		c.led.users = append(c.led.users, u)
@@ -115,7 +115,7 @@ func (c *clusterRig) linkMapping(tn tenant, phase string) answer {
 	n := c.next()
 	m := ackMapping{tn: tn, conv: fmt.Sprintf("conv-%s-%d", phase, n%7), mail: fmt.Sprintf("<m-%s-%d@example.com>", phase, n),
 		user: fmt.Sprintf("u-%s", phase), issueID: fmt.Sprint(10000 + n), issueKey: fmt.Sprintf("RES-%d", n), acknowledgedByPhase: phase}
-	res := c.api.do("POST", "/v1/instances/"+tn.ID+"/mappings", tn.Client, mappingBody(m.conv, m.mail, m.user, m.issueID, m.issueKey))
+	res := c.api.Do("POST", "/v1/instances/"+tn.ID+"/mappings", tn.Client, relaytest.MappingBody(m.conv, m.mail, m.user, m.issueID, m.issueKey))
 	if c.led.note(res) {
 		c.led.mu.Lock()
 		c.led.mappings = append(c.led.mappings, m)
@@ -126,7 +126,7 @@ func (c *clusterRig) linkMapping(tn tenant, phase string) answer {
 
 func (c *clusterRig) putConfig(tn tenant, phase string) answer {
 	doc := fmt.Sprintf(`{"phase":%q,"seq":%d}`, phase, c.next())
-	res := c.api.do("PUT", "/v1/instances/"+tn.ID+"/config", tn.Admin, doc)
+	res := c.api.Do("PUT", "/v1/instances/"+tn.ID+"/config", tn.Admin, doc)
 	ok := c.led.note(res)
 	c.led.mu.Lock()
 	tr := c.led.configs[tn.ID]
@@ -144,7 +144,7 @@ func (c *clusterRig) putConfig(tn tenant, phase string) answer {
 }
 
 func (c *clusterRig) register(host string) (tenant, answer) {
-	tn, res := c.api.register("https://" + host + ".atlassian.net")
+	tn, res := c.api.Register("https://" + host + ".atlassian.net")
 	if c.led.note(res) {
 		c.led.mu.Lock()
 		c.led.tenants = append(c.led.tenants, tn)
@@ -166,7 +166,7 @@ func (c *clusterRig) upload(what string) {
 		return
 	}
 	ups := completedWith(c.jira, name)
-	if len(ups) != 1 || ups[0].Size != int64(len(data)) || ups[0].SHA256 != sha(data) {
+	if len(ups) != 1 || ups[0].Size != int64(len(data)) || ups[0].SHA256 != relaytest.SHA256(data) {
 		t.Errorf("%s: upload answered 200 but Jira holds %+v", what, ups)
 	}
 }
@@ -191,17 +191,17 @@ func (c *clusterRig) everyAPIWorks(phase string) {
 	}
 	res, uid := c.putUserID(tn, phase)
 	want("put user", res, 201)
-	want("get user", c.api.do("GET", "/v1/instances/"+tn.ID+"/users/"+uid, tn.Client, nil), 200)
+	want("get user", c.api.Do("GET", "/v1/instances/"+tn.ID+"/users/"+uid, tn.Client, nil), 200)
 	want("put config", c.putConfig(tn, phase), 200)
-	cfg := c.api.do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil)
+	cfg := c.api.Do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil)
 	want("get config", cfg, 200)
 	if etag := cfg.Header.Get("ETag"); etag != "" {
-		want("get config If-None-Match", c.api.do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil, "If-None-Match", etag), 304)
+		want("get config If-None-Match", c.api.Do("GET", "/v1/instances/"+tn.ID+"/config", tn.Client, nil, "If-None-Match", etag), 304)
 	}
 	want("link mapping", c.linkMapping(tn, phase), 201)
-	want("find mappings", c.api.do("GET", "/v1/instances/"+tn.ID+"/mappings?conversationId=conv-"+phase+"-1", tn.Client, nil), 200)
-	want("get instance", c.api.do("GET", "/v1/instances/"+tn.ID, tn.Admin, nil), 200)
-	want("readyz", c.api.do("GET", "/readyz", "", nil), 200)
+	want("find mappings", c.api.Do("GET", "/v1/instances/"+tn.ID+"/mappings?conversationId=conv-"+phase+"-1", tn.Client, nil), 200)
+	want("get instance", c.api.Do("GET", "/v1/instances/"+tn.ID, tn.Admin, nil), 200)
+	want("readyz", c.api.Do("GET", "/readyz", "", nil), 200)
 	c.upload(phase)
 }
 
@@ -223,7 +223,7 @@ func (c *clusterRig) leader() int {
 
 func (c *clusterRig) waitLeader(within time.Duration) int {
 	l := -1
-	eventually(within, func() bool { l = c.leader(); return l >= 0 })
+	relaytest.Eventually(within, func() bool { l = c.leader(); return l >= 0 })
 	return l
 }
 
@@ -249,16 +249,17 @@ func (c *clusterRig) background(stop <-chan struct{}, done *sync.WaitGroup) {
 }
 
 func TestEtcdClusterFaults(t *testing.T) {
+	t.Parallel()
 	cl := etcdtest.StartCluster(t, 3)
-	admin := quietClient(t, cl.Endpoints()...)
-	fj := startJira(t)
+	admin := etcdtest.Client(t, cl.Endpoints()...)
+	fj := relaytest.StartJira(t, fakejira.Options{})
 	mutate := func(cfg *configs.Config) {
 		relaxedLimits(cfg)
 		cfg.EtcdRequestTimeout = 2 * time.Second
 	}
-	relay := relaytest.StartWithEtcd(t, quietClient(t, cl.Endpoints()...), mutate)
+	relay := relaytest.StartWithEtcd(t, etcdtest.Client(t, cl.Endpoints()...), mutate)
 	c := &clusterRig{t: t, cluster: cl, admin: admin, relay: relay, api: newAPI(t, relay.URL), jira: fj, led: newLedger()}
-	c.known = c.api.mustRegister(t, fj.URL())
+	c.known = c.api.MustRegister(t, fj.URL())
 	c.led.tenants = append(c.led.tenants, c.known)
 	testStart := time.Now()
 
@@ -288,7 +289,7 @@ func TestEtcdClusterFaults(t *testing.T) {
 	cl.Stop(l)
 	killed := time.Now()
 	var failover time.Duration
-	if !eventually(20*time.Second, func() bool {
+	if !relaytest.Eventually(20*time.Second, func() bool {
 		res := c.putUser(c.known, "election")
 		return res.Err == nil && res.Status == 201
 	}) {
@@ -317,14 +318,14 @@ func TestEtcdClusterFaults(t *testing.T) {
 	cl.Restart(second)
 	cl.Restart(downFirst)
 	back := time.Now()
-	if !eventually(60*time.Second, func() bool {
+	if !relaytest.Eventually(60*time.Second, func() bool {
 		res := c.putUser(c.known, "recovery")
 		return res.Err == nil && res.Status == 201
 	}) {
 		t.Fatal("store APIs did not answer 2xx within 60s of the members coming back")
 	}
 	t.Logf("store APIs answered 2xx again %v after the members came back", time.Since(back).Round(time.Millisecond))
-	if !eventually(30*time.Second, func() bool { return c.api.do("GET", "/readyz", "", nil).Status == 200 }) {
+	if !relaytest.Eventually(30*time.Second, func() bool { return c.api.Do("GET", "/readyz", "", nil).Status == 200 }) {
 		t.Error("readyz did not come back to 200")
 	}
 	c.everyAPIWorks("recovered")
@@ -340,10 +341,10 @@ func TestEtcdClusterFaults(t *testing.T) {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = relay.Server.Shutdown(sctx)
 	cancel()
-	if res := c.api.do("GET", "/healthz", "", nil); res.Err == nil {
+	if res := c.api.Do("GET", "/healthz", "", nil); res.Err == nil {
 		t.Errorf("the stopped relay still answers: %s", res)
 	}
-	fresh := relaytest.StartWithEtcd(t, quietClient(t, cl.Endpoints()...), mutate)
+	fresh := relaytest.StartWithEtcd(t, etcdtest.Client(t, cl.Endpoints()...), mutate)
 	c.api = newAPI(t, fresh.URL)
 	lost += c.verify(c.api, "a fresh relay")
 	c.upload("fresh relay")
@@ -364,17 +365,17 @@ func (c *clusterRig) storeUnavailable() {
 	}{
 		{"register", func() answer { _, r := c.register("noquorum"); return r }},
 		{"put user", func() answer { return c.putUser(kn, "noquorum") }},
-		{"get user", func() answer { return c.api.do("GET", p+"/users/u-all-up-1", kn.Client, nil) }},
-		{"export user", func() answer { return c.api.do("GET", p+"/users/u-bg/export", kn.Admin, nil) }},
+		{"get user", func() answer { return c.api.Do("GET", p+"/users/u-all-up-1", kn.Client, nil) }},
+		{"export user", func() answer { return c.api.Do("GET", p+"/users/u-bg/export", kn.Admin, nil) }},
 		{"link mapping", func() answer { return c.linkMapping(kn, "noquorum") }},
-		{"find mappings", func() answer { return c.api.do("GET", p+"/mappings?conversationId=conv-bg-1", kn.Client, nil) }},
-		{"unlink mapping", func() answer { return c.api.do("DELETE", p+"/mappings?mailId=x&issueId=1", kn.Client, nil) }},
+		{"find mappings", func() answer { return c.api.Do("GET", p+"/mappings?conversationId=conv-bg-1", kn.Client, nil) }},
+		{"unlink mapping", func() answer { return c.api.Do("DELETE", p+"/mappings?mailId=x&issueId=1", kn.Client, nil) }},
 		{"put config", func() answer { return c.putConfig(kn, "noquorum") }},
-		{"patch instance", func() answer { return c.api.do("PATCH", p, kn.Admin, map[string]any{"addinVersion": "4.3.0"}) }},
+		{"patch instance", func() answer { return c.api.Do("PATCH", p, kn.Admin, map[string]any{"addinVersion": "4.3.0"}) }},
 		{"unknown instance", func() answer {
-			return c.api.do("GET", "/v1/instances/aaaaaaaaaaaaaaaaaaaaaaaaaa/config", kn.Client, nil)
+			return c.api.Do("GET", "/v1/instances/aaaaaaaaaaaaaaaaaaaaaaaaaa/config", kn.Client, nil)
 		}},
-		{"readyz", func() answer { return c.api.do("GET", "/readyz", "", nil) }},
+		{"readyz", func() answer { return c.api.Do("GET", "/readyz", "", nil) }},
 	}
 	var wg sync.WaitGroup
 	for _, ck := range checks {
@@ -400,16 +401,16 @@ func (c *clusterRig) storeUnavailable() {
 		res    answer
 		status int
 	}{
-		{"get config (cached)", c.api.do("GET", p+"/config", kn.Client, nil), 200},
-		{"get instance (cached)", c.api.do("GET", p, kn.Admin, nil), 200},
-		{"healthz", c.api.do("GET", "/healthz", "", nil), 200},
+		{"get config (cached)", c.api.Do("GET", p+"/config", kn.Client, nil), 200},
+		{"get instance (cached)", c.api.Do("GET", p, kn.Admin, nil), 200},
+		{"healthz", c.api.Do("GET", "/healthz", "", nil), 200},
 	} {
 		if ck.res.Err != nil || ck.res.Status != ck.status {
 			t.Errorf("no quorum: %s: %s, want %d", ck.what, ck.res, ck.status)
 		}
 	}
 	id, sum := c.jira.AddAttachment("during.bin", "application/octet-stream", 200<<10, 42)
-	if res := c.api.download(kn, id); res.Err != nil || res.Status != 200 || sha(res.Body) != sum {
+	if res := c.api.download(kn, id); res.Err != nil || res.Status != 200 || relaytest.SHA256(res.Body) != sum {
 		t.Errorf("no quorum: download: %s", res)
 	}
 	for range 3 {
@@ -434,19 +435,19 @@ func (c *clusterRig) verify(a *api, through string) int {
 		}
 	}
 	for _, tn := range l.tenants {
-		if res := a.do("GET", "/v1/instances/"+tn.ID, tn.Admin, nil); res.Status != 200 {
+		if res := a.Do("GET", "/v1/instances/"+tn.ID, tn.Admin, nil); res.Status != 200 {
 			miss("instance %s: %s", tn.ID, res)
 		}
 	}
 	for _, u := range l.users {
-		res := a.do("GET", "/v1/instances/"+u.tn.ID+"/users/"+url.PathEscape(u.id), u.tn.Client, nil)
+		res := a.Do("GET", "/v1/instances/"+u.tn.ID+"/users/"+url.PathEscape(u.id), u.tn.Client, nil)
 		var got struct{ UserID, Name, Email string }
 		if res.Status != 200 || json.Unmarshal(res.Body, &got) != nil || got.Name != u.name || got.Email != u.email {
 			miss("user %s: %s", u.id, res)
 		}
 	}
 	for _, m := range l.mappings {
-		res := a.do("GET", "/v1/instances/"+m.tn.ID+"/mappings?mailId="+url.QueryEscape(m.mail), m.tn.Client, nil)
+		res := a.Do("GET", "/v1/instances/"+m.tn.ID+"/mappings?mailId="+url.QueryEscape(m.mail), m.tn.Client, nil)
 		var page struct {
 			Mappings []struct {
 				ConversationID, MailID, UserID string
@@ -479,7 +480,7 @@ func (c *clusterRig) verify(a *api, through string) int {
 				tn = x
 			}
 		}
-		res := a.do("GET", "/v1/instances/"+id+"/config", tn.Client, nil)
+		res := a.Do("GET", "/v1/instances/"+id+"/config", tn.Client, nil)
 		ok := res.Status == 200 && string(res.Body) == tr.lastAcked
 		for _, d := range tr.after {
 			ok = ok || (res.Status == 200 && string(res.Body) == d)
@@ -498,17 +499,18 @@ func (c *clusterRig) verify(a *api, through string) int {
 // keep-alive connections whose next request follows at once; the cache
 // keeps serving known instances, and uploads keep streaming.
 func TestEtcdGone(t *testing.T) {
+	t.Parallel()
 	e, _ := etcdtest.Start(t)
-	cli := quietClient(t, e.Endpoints()...)
-	fj := startJira(t)
+	cli := etcdtest.Client(t, e.Endpoints()...)
+	fj := relaytest.StartJira(t, fakejira.Options{})
 	relay := relaytest.StartWithEtcd(t, cli, func(c *configs.Config) {
 		relaxedLimits(c)
 		c.EtcdRequestTimeout = 300 * time.Millisecond
 	})
 	a := newAPI(t, relay.URL)
-	tn := a.mustRegister(t, fj.URL())
+	tn := a.MustRegister(t, fj.URL())
 	p := "/v1/instances/" + tn.ID
-	if res := a.do("PUT", p+"/config", tn.Admin, `{"a":1}`); res.Status != 200 {
+	if res := a.Do("PUT", p+"/config", tn.Admin, `{"a":1}`); res.Status != 200 {
 		t.Fatalf("config: %s", res)
 	}
 	e.Close()
@@ -525,18 +527,18 @@ func TestEtcdGone(t *testing.T) {
 				var res answer
 				switch i % 3 {
 				case 0:
-					res = c.do("PUT", fmt.Sprintf("%s/users/w%d-%d", p, w, i), tn.Client, map[string]any{"name": "N", "email": "n@example.com"})
+					res = c.Do("PUT", fmt.Sprintf("%s/users/w%d-%d", p, w, i), tn.Client, map[string]any{"name": "N", "email": "n@example.com"})
 				case 1:
-					res = c.do("GET", p+"/mappings?conversationId=c", tn.Client, nil)
+					res = c.Do("GET", p+"/mappings?conversationId=c", tn.Client, nil)
 				case 2:
-					res = c.do("POST", p+"/mappings", tn.Client, mappingBody("c", fmt.Sprintf("<w%d-%d@x>", w, i), "u", "1", "AB-1"))
+					res = c.Do("POST", p+"/mappings", tn.Client, relaytest.MappingBody("c", fmt.Sprintf("<w%d-%d@x>", w, i), "u", "1", "AB-1"))
 				}
 				wantErr(t, "etcd gone", res, 503, "store_unavailable")
 				if d := time.Since(start); d > 3*time.Second {
 					t.Errorf("etcd gone: answered after %v (request timeout 300ms)", d)
 				}
 				unavailable.Add(1)
-				if res := c.do("GET", p+"/config", tn.Client, nil); res.Status != 200 || string(res.Body) != `{"a":1}` {
+				if res := c.Do("GET", p+"/config", tn.Client, nil); res.Status != 200 || string(res.Body) != `{"a":1}` {
 					t.Errorf("etcd gone: cached config: %s", res)
 				}
 				cached.Add(1)

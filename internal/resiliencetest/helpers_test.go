@@ -2,14 +2,10 @@ package resiliencetest
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -18,60 +14,26 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
-	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // jiraAuth is a Jira credential (Basic mia@example.com:token).
 const jiraAuth = "Basic bWlhQGV4YW1wbGUuY29tOnRva2Vu"
 
-// answer is what the relay answered, or the transport error.
-type answer struct {
-	Status int
-	Header http.Header
-	Body   []byte
-	Err    error
-}
-
-func (a answer) String() string {
-	if a.Err != nil {
-		return "transport error: " + a.Err.Error()
-	}
-	b := a.Body
-	if len(b) > 300 {
-		b = b[:300]
-	}
-	return fmt.Sprintf("%d %s", a.Status, b)
-}
-
-// relayErr is the code of the relay's JSON error shape
-// {"error":{"code","message"}}; ok is false when the body has another shape.
-func (a answer) relayErr() (code string, ok bool) {
-	var e struct {
-		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(a.Body, &e) != nil || e.Error == nil || e.Error.Code == "" || e.Error.Message == "" {
-		return "", false
-	}
-	if !strings.HasPrefix(a.Header.Get("Content-Type"), "application/json") {
-		return "", false
-	}
-	return e.Error.Code, true
-}
+// answer and tenant are relaytest's, named briefly for this package.
+type (
+	answer = relaytest.Answer
+	tenant = relaytest.Tenant
+)
 
 // jiraErr reports whether the body is Jira's error collection
 // {"errorMessages":[...]} (an answer of Jira's the relay relays).
-func (a answer) jiraErr() bool {
+func jiraErr(a answer) bool {
 	var e struct {
 		ErrorMessages []string `json:"errorMessages"`
 	}
@@ -81,25 +43,18 @@ func (a answer) jiraErr() bool {
 
 // clearError reports whether a failed answer is a clear one: a JSON error
 // body, the relay's shape or (for Jira's own answers relayed) Jira's.
-func (a answer) clearError() bool {
+func clearError(a answer) bool {
 	if a.Err != nil {
 		return false
 	}
-	_, ok := a.relayErr()
-	return ok || a.jiraErr()
-}
-
-func clip(b []byte) string {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return string(b)
+	_, ok := a.RelayError()
+	return ok || jiraErr(a)
 }
 
 // wantErr fails the test unless a is status with the relay's error code.
 func wantErr(t testing.TB, what string, a answer, status int, code string) {
 	t.Helper()
-	got, ok := a.relayErr()
+	got, ok := a.RelayError()
 	if a.Err != nil || a.Status != status || !ok || got != code {
 		t.Errorf("%s: got %s, want %d %s in the JSON error shape", what, a, status, code)
 	}
@@ -118,100 +73,14 @@ func httpClient() *http.Client {
 	}
 }
 
-// api is a small client of the relay's API.
-type api struct {
-	base string
-	hc   *http.Client
-}
+// api is a client of the relay's API with a pool of its own; a transport
+// error is the answer's Err, never a failure of the test by itself.
+type api struct{ *relaytest.Client }
 
 func newAPI(t testing.TB, base string) *api {
-	a := &api{base: base, hc: httpClient()}
-	t.Cleanup(a.hc.CloseIdleConnections)
+	a := &api{&relaytest.Client{Base: base, HTTP: httpClient()}}
+	t.Cleanup(a.HTTP.CloseIdleConnections)
 	return a
-}
-
-// do sends a request; body is nil, a string, []byte, io.Reader or a value
-// sent as JSON; hdr are header name/value pairs.
-func (a *api) do(method, path, key string, body any, hdr ...string) answer {
-	var r io.Reader
-	isJSON := true
-	switch b := body.(type) {
-	case nil:
-		isJSON = false
-	case string:
-		r = strings.NewReader(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	case io.Reader:
-		r, isJSON = b, false
-	default:
-		j, _ := json.Marshal(b)
-		r = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, a.base+path, r)
-	if err != nil {
-		return answer{Err: err}
-	}
-	if isJSON {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("X-Relay-Key", key)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	return roundTrip(a.hc, req)
-}
-
-func roundTrip(hc *http.Client, req *http.Request) answer {
-	resp, err := hc.Do(req)
-	if err != nil {
-		return answer{Err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err}
-}
-
-// tenant is a registered instance with its keys.
-type tenant struct {
-	ID, Client, Admin, URL string
-}
-
-func registerBody(url string) map[string]any {
-	return map[string]any{
-		"url": url, "jiraVersion": "1001.0.0-SNAPSHOT", "addinVersion": "4.2.0",
-		"license": map[string]any{"key": "LIC-1", "expiresAt": "2027-06-30T00:00:00Z", "seats": 250},
-	}
-}
-
-// register registers url; the answer is returned when it is not 201.
-func (a *api) register(url string) (tenant, answer) {
-	res := a.do("POST", "/v1/instances", "", registerBody(url))
-	if res.Err != nil || res.Status != 201 {
-		return tenant{}, res
-	}
-	var m struct{ InstanceID, ClientKey, AdminKey string }
-	if err := json.Unmarshal(res.Body, &m); err != nil {
-		res.Err = err
-		return tenant{}, res
-	}
-	return tenant{ID: m.InstanceID, Client: m.ClientKey, Admin: m.AdminKey, URL: url}, res
-}
-
-func (a *api) mustRegister(t testing.TB, url string) tenant {
-	t.Helper()
-	tn, res := a.register(url)
-	if tn.ID == "" {
-		t.Fatalf("register %s: %s", url, res)
-	}
-	return tn
-}
-
-func mappingBody(conv, mail, user, issueID, key string) map[string]any {
-	return map[string]any{"conversationId": conv, "mailId": mail, "userId": user, "app": "Jira",
-		"jira": map[string]any{"id": issueID, "key": key, "projectId": "10200"}}
 }
 
 // Upload body kinds.
@@ -258,36 +127,20 @@ func urlQueryEscape(s string) string {
 }
 
 func (a *api) upload(tn tenant, issue, filename string, data []byte, kind string) answer {
-	return roundTrip(a.hc, uploadRequest(a.base, tn, issue, filename, data, kind))
+	return a.Send(uploadRequest(a.Base, tn, issue, filename, data, kind))
 }
 
 func (a *api) download(tn tenant, id string) answer {
-	req, _ := http.NewRequest("GET", a.base+"/v1/instances/"+tn.ID+"/attachments/"+id+"/content", nil)
+	req, _ := http.NewRequest("GET", a.Base+"/v1/instances/"+tn.ID+"/attachments/"+id+"/content", nil)
 	req.Header.Set("X-Relay-Key", tn.Client)
 	req.Header.Set("Authorization", jiraAuth)
-	return roundTrip(a.hc, req)
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	return a.Send(req)
 }
 
 // content is n deterministic bytes.
 func content(n int, seed int64) []byte {
 	b, _ := io.ReadAll(io.LimitReader(fakejira.NewContent(int64(n), seed), int64(n)))
 	return b
-}
-
-// startJira starts a fake Jira Cloud, closed at the end of the test.
-func startJira(t testing.TB) *fakejira.Server {
-	t.Helper()
-	fj, err := fakejira.Start(fakejira.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fj.Close)
-	return fj
 }
 
 // completedWith returns the completed uploads at Jira with filename.
@@ -308,69 +161,15 @@ func relaxedLimits(c *configs.Config) {
 	c.IPRPS, c.IPBurst = 10000, 10000
 }
 
-// logBuffer collects log lines (a JSON slog handler writes into it).
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // noPanics fails the test when the relay logged a recovered panic or an
 // internal error.
-func noPanics(t testing.TB, logs *logBuffer) {
+func noPanics(t testing.TB, logs *relaytest.LogBuffer) {
 	t.Helper()
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, "panic") || strings.Contains(line, `"internal error"`) {
 			t.Errorf("the relay logged: %s", line)
 		}
 	}
-}
-
-// startEtcd is a single-member etcd with a client, closed at the end of
-// the test.
-func startEtcd(t testing.TB) *clientv3.Client {
-	t.Helper()
-	_, cli := etcdtest.Start(t)
-	return cli
-}
-
-// quietClient is an etcd client that logs nothing, closed at the end of
-// the test.
-func quietClient(t testing.TB, endpoints ...string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// keyCount counts the relay's keys in etcd.
-func keyCount(t testing.TB, cli *clientv3.Client, prefix string) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Count
 }
 
 // ---- leaks ----
@@ -451,20 +250,6 @@ func noLeak(t testing.TB, what string, base resources, slackG, slackFD int, with
 			return now
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// eventually polls cond every 20 ms until it holds or within passes.
-func eventually(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

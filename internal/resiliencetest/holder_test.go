@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
 )
 
 // The connections of TestTenThousandConnections are held by a child process
@@ -25,7 +27,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(holderEnv); spec != "" {
 		os.Exit(holdConnections(spec))
 	}
-	os.Exit(m.Run())
+	os.Exit(etcdtest.Main(m))
 }
 
 // holdConnections opens n connections to addr ("addr n"), sends GET /healthz

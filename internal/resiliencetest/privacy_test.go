@@ -27,6 +27,8 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -65,18 +67,19 @@ func (c *canaries) scan(b []byte) (forbidden, allowed []string) {
 }
 
 func TestPrivacyCanaries(t *testing.T) {
+	t.Parallel()
 	tag := canaryTag()
 	cv := &canaries{forbidden: map[string]string{}, allowed: map[string]string{}}
 
 	cl := etcdtest.StartCluster(t, 1)
-	cli := quietClient(t, cl.Endpoints()...)
-	logs := &logBuffer{}
-	fj := startJira(t)
-	relay := Start(t, Options{Etcd: cli, Logger: logs.logger(), Mutate: func(c *configs.Config) {
+	cli := etcdtest.Client(t, cl.Endpoints()...)
+	logs := &relaytest.LogBuffer{}
+	fj := relaytest.StartJira(t, fakejira.Options{})
+	relay := relaytest.StartWith(t, relaytest.Options{Etcd: cli, Logger: logs.Logger(), Mutate: func(c *configs.Config) {
 		relaxedLimits(c)
 	}})
 	a := newAPI(t, relay.URL)
-	tn := a.mustRegister(t, fj.URL())
+	tn := a.MustRegister(t, fj.URL())
 	cv.secret("client key", tn.Client)
 	cv.secret("admin key", tn.Admin)
 	p := "/v1/instances/" + tn.ID
@@ -84,23 +87,23 @@ func TestPrivacyCanaries(t *testing.T) {
 	// Users: the name and e-mail are stored on purpose.
 	name := cv.stored("user name", "CANARY-NAME-"+tag)
 	email := cv.stored("user e-mail", "canary-mail-"+strings.ToLower(tag)+"@example.com")
-	if res := a.do("PUT", p+"/users/1220", tn.Client, map[string]any{"name": name, "email": email}); res.Status != 201 {
+	if res := a.Do("PUT", p+"/users/1220", tn.Client, map[string]any{"name": name, "email": email}); res.Status != 201 {
 		t.Fatalf("put user: %s", res)
 	}
-	if res := a.do("GET", p+"/users/1220/export", tn.Admin, nil); res.Status != 200 {
+	if res := a.Do("GET", p+"/users/1220/export", tn.Admin, nil); res.Status != 200 {
 		t.Fatalf("export user: %s", res)
 	}
 	// Configuration, mappings and lookups.
-	if res := a.do("PUT", p+"/config", tn.Admin, `{"templates":[{"name":"Bug"}]}`); res.Status != 200 {
+	if res := a.Do("PUT", p+"/config", tn.Admin, `{"templates":[{"name":"Bug"}]}`); res.Status != 200 {
 		t.Fatalf("put config: %s", res)
 	}
-	etag := a.do("GET", p+"/config", tn.Client, nil).Header.Get("ETag")
-	a.do("GET", p+"/config", tn.Client, nil, "If-None-Match", etag)
-	if res := a.do("POST", p+"/mappings", tn.Client, mappingBody("conv-1", "<m1@example.com>", "1220", "10710", "ITSM-34")); res.Status != 201 {
+	etag := a.Do("GET", p+"/config", tn.Client, nil).Header.Get("ETag")
+	a.Do("GET", p+"/config", tn.Client, nil, "If-None-Match", etag)
+	if res := a.Do("POST", p+"/mappings", tn.Client, relaytest.MappingBody("conv-1", "<m1@example.com>", "1220", "10710", "ITSM-34")); res.Status != 201 {
 		t.Fatalf("link mapping: %s", res)
 	}
 	lookup := cv.secret("lookup value", "CANARY-LOOKUP-"+tag)
-	if res := a.do("GET", p+"/mappings?conversationId="+lookup, tn.Client, nil); res.Status != 200 {
+	if res := a.Do("GET", p+"/mappings?conversationId="+lookup, tn.Client, nil); res.Status != 200 {
 		t.Fatalf("lookup: %s", res)
 	}
 
@@ -116,7 +119,7 @@ func TestPrivacyCanaries(t *testing.T) {
 		file := cv.secret("file name "+kind, fmt.Sprintf("CANARY-FILE-%s-%s.txt", tag, kind))
 		req := uploadRequest(relay.URL, tn, fmt.Sprintf("PRIV-%d", i), file, body, kind)
 		req.Header.Set("Authorization", []string{"Bearer " + bearer, basic, "Bearer " + bearer}[i])
-		if res := roundTrip(a.hc, req); res.Status != 200 {
+		if res := a.Send(req); res.Status != 200 {
 			t.Fatalf("upload %s: %s", kind, res)
 		}
 	}
@@ -127,7 +130,7 @@ func TestPrivacyCanaries(t *testing.T) {
 	req.Header.Set("Authorization", basic)
 	req.Header.Set("Content-Type", "text/plain")
 	req.Header.Set("Content-Disposition", `attachment; filename="`+cdName+`"`)
-	if res := roundTrip(a.hc, req); res.Status != 200 {
+	if res := a.Send(req); res.Status != 200 {
 		t.Fatalf("upload with Content-Disposition: %s", res)
 	}
 	if n := len(fj.CompletedUploads()); n != 4 {
@@ -140,7 +143,7 @@ func TestPrivacyCanaries(t *testing.T) {
 	dreq, _ := http.NewRequest("GET", relay.URL+p+"/attachments/"+id+"/content", nil)
 	dreq.Header.Set("X-Relay-Key", tn.Client)
 	dreq.Header.Set("Authorization", "Bearer "+bearer)
-	if res := roundTrip(a.hc, dreq); res.Status != 200 || string(res.Body) != dlBody {
+	if res := a.Send(dreq); res.Status != 200 || string(res.Body) != dlBody {
 		t.Fatalf("download: %s", res)
 	}
 
@@ -149,18 +152,18 @@ func TestPrivacyCanaries(t *testing.T) {
 	wrongKey := cv.secret("wrong X-Relay-Key", "CANARY-KEY-"+tag)
 	cookie := cv.secret("cookie", "CANARY-COOKIE-"+tag)
 	hdr := cv.secret("other header", "CANARY-HDR-"+tag)
-	if res := a.do("GET", p+"/config", wrongKey, nil, "Cookie", "s="+cookie, "X-Custom", hdr); res.Status != 401 {
+	if res := a.Do("GET", p+"/config", wrongKey, nil, "Cookie", "s="+cookie, "X-Custom", hdr); res.Status != 401 {
 		t.Errorf("wrong key: %s", res)
 	}
-	if res := a.do("GET", p, tn.Client, nil, "X-Custom", hdr); res.Status != 403 {
+	if res := a.Do("GET", p, tn.Client, nil, "X-Custom", hdr); res.Status != 403 {
 		t.Errorf("client key on an admin route: %s", res)
 	}
 	field := cv.secret("refused field", "CANARY-FIELD-"+tag)
 	fieldValue := cv.secret("refused value", "CANARY-FIELDVALUE-"+tag)
-	a.do("PUT", p+"/users/1221", tn.Client, `{"name":"x","email":"x@example.com","`+field+`":"`+fieldValue+`"}`)
+	a.Do("PUT", p+"/users/1221", tn.Client, `{"name":"x","email":"x@example.com","`+field+`":"`+fieldValue+`"}`)
 	broken := cv.secret("broken JSON", "CANARY-BROKEN-"+tag)
-	a.do("POST", p+"/mappings", tn.Client, `{"mailId":"`+broken+`",`)
-	a.do("POST", "/v1/instances", "", `{"url":"https://`+strings.ToLower(tag)+`.example.com/?t=`+cv.secret("refused URL", "CANARY-URL-"+tag)+`","jiraVersion":"1","addinVersion":"1"}`)
+	a.Do("POST", p+"/mappings", tn.Client, `{"mailId":"`+broken+`",`)
+	a.Do("POST", "/v1/instances", "", `{"url":"https://`+strings.ToLower(tag)+`.example.com/?t=`+cv.secret("refused URL", "CANARY-URL-"+tag)+`","jiraVersion":"1","addinVersion":"1"}`)
 	rawAuth := cv.secret("credential in a malformed request", "CANARY-RAWAUTH-"+tag)
 	c, err := net.DialTimeout("tcp", relay.Addr, 5*time.Second)
 	if err != nil {
@@ -174,7 +177,7 @@ func TestPrivacyCanaries(t *testing.T) {
 	jreq := uploadRequest(relay.URL, tn, "PRIV-10", "x.txt", []byte("x"), kindRaw)
 	jreq.Header.Set("Authorization", "Bearer "+bearer)
 	jreq.URL.Path = strings.Replace(jreq.URL.Path, "PRIV-10", "not-a-key", 1)
-	roundTrip(a.hc, jreq)
+	a.Send(jreq)
 
 	errorReports(t, a, tn, tag, cv)
 
@@ -268,8 +271,8 @@ func keysOf(m map[string]string) []string {
 // scrubber must remove, if the relay has the routes.
 func errorReports(t *testing.T, a *api, tn tenant, tag string, cv *canaries) {
 	p := "/v1/instances/" + tn.ID + "/error-reports"
-	probe := a.do("POST", p, tn.Client, map[string]any{"message": "probe", "stack": "", "addinVersion": "4.2.0", "context": map[string]any{}})
-	if code, _ := probe.relayErr(); probe.Status == 404 && code == "route_not_found" {
+	probe := a.Do("POST", p, tn.Client, map[string]any{"message": "probe", "stack": "", "addinVersion": "4.2.0", "context": map[string]any{}})
+	if code, _ := probe.RelayError(); probe.Status == 404 && code == "route_not_found" {
 		t.Logf("POST %s: 404 route_not_found: the error-report route does not exist yet; its canaries are left out", "/v1/instances/{id}/error-reports")
 		return
 	}
@@ -290,16 +293,16 @@ func errorReports(t *testing.T, a *api, tn tenant, tag string, cv *canaries) {
 		"context":      map[string]any{"user": mail, "apiToken": apiToken, "url": "https://x.example.com/p?q=" + query},
 	}
 	// Refused while the admin has not switched reports on: nothing stored.
-	if res := a.do("POST", p, tn.Client, report); res.Status != 403 {
+	if res := a.Do("POST", p, tn.Client, report); res.Status != 403 {
 		t.Errorf("error report before errorReports is on: %s, want 403", res)
 	}
-	if res := a.do("PATCH", "/v1/instances/"+tn.ID, tn.Admin, map[string]any{"errorReports": true}); res.Status != 200 {
+	if res := a.Do("PATCH", "/v1/instances/"+tn.ID, tn.Admin, map[string]any{"errorReports": true}); res.Status != 200 {
 		t.Fatalf("switching error reports on: %s", res)
 	}
-	if res := a.do("POST", p, tn.Client, report); res.Status < 200 || res.Status > 299 {
+	if res := a.Do("POST", p, tn.Client, report); res.Status < 200 || res.Status > 299 {
 		t.Errorf("error report: %s", res)
 	}
-	list := a.do("GET", p, tn.Admin, nil)
+	list := a.Do("GET", p, tn.Admin, nil)
 	if list.Status != 200 || !bytes.Contains(list.Body, []byte(`"reports"`)) || !bytes.Contains(list.Body, []byte("Upload failed for")) {
 		t.Errorf("listing error reports: %s", list)
 	}

@@ -7,7 +7,6 @@ package resiliencetest
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -16,17 +15,19 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
 // upstreamRig is a relay in front of a fake Jira with one instance.
 type upstreamRig struct {
 	t      *testing.T
-	relay  *Relay
+	relay  *relaytest.Relay
 	api    *api
 	jira   *fakejira.Server
 	tenant tenant
-	logs   *logBuffer
+	logs   *relaytest.LogBuffer
 
 	issue    atomic.Int64 // distinct issue keys: the per-issue write limit never interferes
 	requests atomic.Int64 // requests sent to the relay
@@ -78,7 +79,7 @@ func (r *upstreamRig) recovers(what string, within time.Duration) {
 			break
 		}
 		statuses[res.Status]++
-		if !res.clearError() {
+		if !clearError(res) {
 			t.Errorf("%s: unclear answer while recovering: %s", what, res)
 		}
 		if time.Since(start) > within {
@@ -96,13 +97,15 @@ func (r *upstreamRig) recovers(what string, within time.Duration) {
 }
 
 func TestUpstreamFaults(t *testing.T) {
-	cli := startEtcd(t)
+	// The shared member and the client are there before the first count.
+	cli, prefix := etcdtest.Shared(t)
 	atStart := settled()
 	var sent, injected int64
 	t.Run("faults", func(t *testing.T) {
-		logs := &logBuffer{}
-		fj := startJira(t)
-		relay := Start(t, Options{Etcd: cli, Logger: logs.logger(), Mutate: func(c *configs.Config) {
+		logs := &relaytest.LogBuffer{}
+		fj := relaytest.StartJira(t, fakejira.Options{})
+		relay := relaytest.StartWith(t, relaytest.Options{Etcd: cli, Logger: logs.Logger(), Mutate: func(c *configs.Config) {
+			c.EtcdPrefix = prefix
 			relaxedLimits(c)
 			c.BreakerFailures = 3
 			c.BreakerOpenTimeout = time.Second
@@ -111,7 +114,7 @@ func TestUpstreamFaults(t *testing.T) {
 			c.UpstreamMaxConns = 4
 		}})
 		a := newAPI(t, relay.URL)
-		r := &upstreamRig{t: t, relay: relay, api: a, jira: fj, tenant: a.mustRegister(t, fj.URL()), logs: logs}
+		r := &upstreamRig{t: t, relay: relay, api: a, jira: fj, tenant: a.MustRegister(t, fj.URL()), logs: logs}
 		defer func() { sent, injected = r.requests.Load(), r.faults.Load() }()
 
 		smallID, _ := fj.AddAttachment("small.bin", "application/octet-stream", 64<<10, 1)
@@ -123,7 +126,7 @@ func TestUpstreamFaults(t *testing.T) {
 		if res := r.download(smallID); res.Status != 200 || len(res.Body) != 64<<10 {
 			t.Fatalf("warm-up download: %s", res)
 		}
-		a.hc.CloseIdleConnections()
+		a.HTTP.CloseIdleConnections()
 		warm := settled()
 
 		t.Run("500 storm opens the breaker, which recovers", func(t *testing.T) {
@@ -134,8 +137,8 @@ func TestUpstreamFaults(t *testing.T) {
 			for i := range 3 {
 				// A body larger than socket buffers: Jira answers without reading it.
 				res, name := r.upload(content(512<<10, int64(i)))
-				switch code, _ := res.relayErr(); {
-				case res.Status == 500 && res.jiraErr():
+				switch code, _ := res.RelayError(); {
+				case res.Status == 500 && jiraErr(res):
 					seen["500 relayed"]++
 				case res.Status == 502 && code == "upstream_unreachable":
 					seen["502 upstream_unreachable"]++
@@ -182,9 +185,9 @@ func TestUpstreamFaults(t *testing.T) {
 						} else {
 							res, _ = r.upload(content(8<<10, int64(w*10+i)))
 						}
-						code, _ := res.relayErr()
+						code, _ := res.RelayError()
 						key := fmt.Sprintf("%d %s", res.Status, code)
-						if res.Status == 503 && code == "" && res.jiraErr() {
+						if res.Status == 503 && code == "" && jiraErr(res) {
 							key = "503 relayed from Jira"
 							if res.Header.Get("Retry-After") != "1" {
 								t.Errorf("Jira's 503: Retry-After %q not relayed", res.Header.Get("Retry-After"))
@@ -227,7 +230,7 @@ func TestUpstreamFaults(t *testing.T) {
 			switch {
 			case res.Err == nil && res.Status == 200:
 				t.Errorf("download cut by Jira after 32 KiB: the caller got a clean 200 with %d of %d bytes (silent truncation): %q %v", len(res.Body), 256<<10, res.Body, res.Header)
-			case res.Err == nil && !res.clearError():
+			case res.Err == nil && !clearError(res):
 				t.Errorf("download cut by Jira: %s", res)
 			default:
 				t.Logf("download cut mid-body: caller sees %v (status %d, %d bytes)", res.Err, res.Status, len(res.Body))
@@ -237,7 +240,7 @@ func TestUpstreamFaults(t *testing.T) {
 			wantErr(t, "download reset before the answer", r.download(bigID), 502, "upstream_unreachable")
 			r.faults.Add(1)
 			r.recovers("after resets", 15*time.Second)
-			if res := r.download(bigID); res.Status != 200 || sha(res.Body) != bigSHA {
+			if res := r.download(bigID); res.Status != 200 || relaytest.SHA256(res.Body) != bigSHA {
 				t.Errorf("download after resets: %s", res)
 			}
 		})
@@ -272,16 +275,14 @@ func TestUpstreamFaults(t *testing.T) {
 			r.requests.Add(1)
 			var res answer
 			var firstByte time.Duration
-			if resp, err := a.hc.Do(req); err != nil {
+			if resp, err := a.HTTP.Do(req); err != nil {
 				res.Err = err
 			} else {
 				firstByte = time.Since(start)
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				res = answer{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err}
+				res = relaytest.ReadAnswer(resp)
 			}
 			total := time.Since(start)
-			if res.Err != nil || res.Status != 200 || sha(res.Body) != bigSHA {
+			if res.Err != nil || res.Status != 200 || relaytest.SHA256(res.Body) != bigSHA {
 				t.Errorf("slow-drip download: %s", res)
 			}
 			// Streamed, not buffered: the answer starts long before Jira's last byte.
@@ -303,7 +304,7 @@ func TestUpstreamFaults(t *testing.T) {
 			switch {
 			case res.Err == nil && res.Status == 200:
 				t.Errorf("stalled drip: clean 200 with %d of %d bytes: %q %v", len(res.Body), 256<<10, res.Body, res.Header)
-			case res.Err == nil && !res.clearError():
+			case res.Err == nil && !clearError(res):
 				t.Errorf("stalled drip: %s", res)
 			}
 			if d := time.Since(start); d > 8*time.Second {
@@ -319,7 +320,7 @@ func TestUpstreamFaults(t *testing.T) {
 			r.fault(fakejira.Fault{Kind: fakejira.Fault429, RetryAfter: "2", Count: 1})
 			tripped := time.Now()
 			res, _ := r.upload(content(2<<10, 1))
-			if res.Status != 429 || !res.jiraErr() || res.Header.Get("Retry-After") != "2" {
+			if res.Status != 429 || !jiraErr(res) || res.Header.Get("Retry-After") != "2" {
 				t.Errorf("Jira's 429: %s (Retry-After %q)", res, res.Header.Get("Retry-After"))
 			}
 			before := fj.Requests()
@@ -341,7 +342,7 @@ func TestUpstreamFaults(t *testing.T) {
 			r.t = t
 			r.fault(fakejira.Fault{Kind: fakejira.Fault429, Count: 1, Endpoint: fakejira.EndpointDownload})
 			res := r.download(smallID)
-			if res.Status != 429 || !res.jiraErr() {
+			if res.Status != 429 || !jiraErr(res) {
 				t.Errorf("Jira's 429 without Retry-After: %s", res)
 			}
 			res, _ = r.upload(content(2<<10, 3))
@@ -354,11 +355,11 @@ func TestUpstreamFaults(t *testing.T) {
 		})
 
 		r.t = t
-		if res := a.do("GET", "/healthz", "", nil); res.Status != 200 {
+		if res := a.Do("GET", "/healthz", "", nil); res.Status != 200 {
 			t.Errorf("healthz after the faults: %s", res)
 		}
 		noPanics(t, logs)
-		a.hc.CloseIdleConnections()
+		a.HTTP.CloseIdleConnections()
 		// Pooled connections to Jira (at most UpstreamMaxConns, 2 fds and a
 		// server goroutine each at the fake) may outlive the faults.
 		noLeak(t, "relay running, after the faults", warm, 12, 10, 10*time.Second)

@@ -7,7 +7,7 @@
 // ATTACHMENT_ID, ATTACHMENT_SHA256; without them that part is skipped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { RelayClient, RelayError, parseRetryAfter } from '../relay-client.js';
 
 // ---- a scripted fetch --------------------------------------------------------
@@ -210,6 +210,49 @@ test('errors: the relay\'s code, Jira\'s messages, or the status', async () => {
   }
 });
 
+test('register sends deploymentType and cloudId only when given', async () => {
+  const sent = [];
+  const fetch = async (url, init) => {
+    sent.push({ url: new URL(url), init, body: JSON.parse(init.body) });
+    return answer(201, { instanceId: 'abcdefghijklmnopqrstuvwxyz', clientKey: 'ck', adminKey: 'ak', instance: {} });
+  };
+  const base = { baseUrl: 'https://relay.test/', jiraVersion: '9.12.4', addinVersion: '1.4.0', fetch };
+  await RelayClient.register({ ...base, url: 'https://acme.atlassian.net' });
+  await RelayClient.register({ ...base, url: 'https://jira.corp.example.com/jira', deploymentType: 'DataCenter', registrationToken: 'rt' });
+  await RelayClient.register({ ...base, url: 'https://acme.atlassian.net', deploymentType: 'Cloud', cloudId: '3F1C2B9A-5D4E-4F6A-8B7C-9D0E1F2A3B4C' });
+  await RelayClient.register({ ...base, url: 'https://acme.atlassian.net', deploymentType: undefined, cloudId: null });
+  await RelayClient.register({ ...base, url: 'https://acme.atlassian.net', deploymentType: '' }); // the relay's to refuse
+  assert.deepEqual(sent.map((s) => s.body), [
+    { url: 'https://acme.atlassian.net', jiraVersion: '9.12.4', addinVersion: '1.4.0' },
+    { url: 'https://jira.corp.example.com/jira', deploymentType: 'DataCenter', jiraVersion: '9.12.4', addinVersion: '1.4.0' },
+    { url: 'https://acme.atlassian.net', deploymentType: 'Cloud', cloudId: '3F1C2B9A-5D4E-4F6A-8B7C-9D0E1F2A3B4C', jiraVersion: '9.12.4', addinVersion: '1.4.0' },
+    { url: 'https://acme.atlassian.net', jiraVersion: '9.12.4', addinVersion: '1.4.0' },
+    { url: 'https://acme.atlassian.net', deploymentType: '', jiraVersion: '9.12.4', addinVersion: '1.4.0' },
+  ]);
+  for (const s of sent) {
+    assert.equal(s.init.method, 'POST');
+    assert.equal(s.url.href, 'https://relay.test/v1/instances');
+    assert.equal(s.init.headers['X-Relay-Key'], undefined, 'registration sends no key');
+  }
+  assert.equal(sent[1].init.headers['X-Registration-Token'], 'rt');
+});
+
+test('attachments of a Server or Data Center instance: RelayError 409 attachments_direct, not retried', async () => {
+  const direct = () => relayError(409, 'attachments_direct');
+  const { c, calls, waits } = scripted([direct()]);
+  await assert.rejects(c.uploadAttachment({ issueIdOrKey: 'ITSM-1', base64: 'aGk=', filename: 'a.txt', jiraAuthorization: 'Bearer t' }), (e) => {
+    assert.ok(e instanceof RelayError);
+    assert.equal(e.status, 409);
+    assert.equal(e.code, 'attachments_direct');
+    assert.equal(e.body.error.code, 'attachments_direct');
+    return true;
+  });
+  await assert.rejects(c.downloadAttachment({ attachmentId: '10001', jiraAuthorization: 'Bearer t' }),
+    (e) => e instanceof RelayError && e.status === 409 && e.code === 'attachments_direct');
+  assert.equal(calls.length, 2);
+  assert.deepEqual(waits, []);
+});
+
 test('the constructor needs baseUrl, instanceId and clientKey', () => {
   assert.throws(() => new RelayClient({ baseUrl: 'https://r', instanceId: 'i' }), TypeError);
 });
@@ -221,9 +264,9 @@ const live = { skip: env.RELAY_URL ? false : 'RELAY_URL is not set (internal/ops
 
 // Each live test registers its own site: the fake Jira's URL with a path of
 // its own (a site registers once), or the plain URL where Jira is called.
-function register(url) {
+function register(url, more = {}) {
   return RelayClient.register({
-    baseUrl: env.RELAY_URL, url, jiraVersion: '1001.0.0', addinVersion: '1.4.0', registrationToken: env.REGISTRATION_TOKEN,
+    baseUrl: env.RELAY_URL, url, jiraVersion: '1001.0.0', addinVersion: '1.4.0', registrationToken: env.REGISTRATION_TOKEN, ...more,
   });
 }
 
@@ -237,6 +280,8 @@ test('live: register, then the same site again is a 409', live, async () => {
   assert.match(reg.instanceId, /^[a-z2-7]{26}$/);
   assert.ok(reg.clientKey && reg.adminKey);
   assert.equal(reg.instance.url, env.JIRA_URL + '/ex/jira/live1');
+  assert.equal(reg.instance.deploymentType, 'Cloud', 'no deploymentType sent: a Cloud site');
+  assert.equal(reg.instance.cloudId, undefined);
   await assert.rejects(register(env.JIRA_URL + '/ex/jira/live1/'), { status: 409, code: 'conflict' });
   await assert.rejects(RelayClient.register({ baseUrl: env.RELAY_URL, url: 'https://x.atlassian.net', jiraVersion: '1', addinVersion: '1' }),
     { status: 401, code: 'unauthorized' });
@@ -330,4 +375,47 @@ test('live: upload a base64 attachment, download one, Jira\'s and the relay\'s r
   assert.equal(part.status, 206);
   assert.equal((await part.arrayBuffer()).byteLength, 10);
   await assert.rejects(c.downloadAttachment({ attachmentId: '424242', jiraAuthorization: 'Bearer tok' }), { status: 404, code: 'jira_error' });
+});
+
+test('live: a Cloud site with its cloud id; deployment types and cloud ids are checked', live, async () => {
+  const cloudId = randomUUID().toUpperCase();
+  const reg = await register(env.JIRA_URL + '/ex/jira/live3', { deploymentType: 'Cloud', cloudId });
+  assert.equal(reg.instance.deploymentType, 'Cloud');
+  assert.equal(reg.instance.cloudId, cloudId.toLowerCase());
+  await assert.rejects(register(env.JIRA_URL + '/ex/jira/live3b', { cloudId: cloudId.toLowerCase() }), { status: 409, code: 'cloud_id_taken' });
+  await assert.rejects(register(env.JIRA_URL + '/ex/jira/live3b', { cloudId: 'acme' }), { status: 400, code: 'invalid_field' });
+  for (const deploymentType of ['server', 'DATACENTER', 'Data Center', '']) {
+    await assert.rejects(register('https://jira.corp.example.com/live3', { deploymentType }), { status: 400, code: 'invalid_field' }, deploymentType);
+  }
+  await assert.rejects(register('https://jira.corp.example.com/live3', { deploymentType: 'Server', cloudId: randomUUID() }),
+    { status: 400, code: 'invalid_field' });
+  // A Cloud site's URL must pass the relay's --allowed-upstreams.
+  await assert.rejects(register('https://jira.corp.example.com/live3'), { status: 400, code: 'invalid_url' });
+});
+
+test('live: Server and Data Center tenants keep data; their attachments are 409 attachments_direct', live, async () => {
+  // Internal URLs the relay never connects to (and which do not exist).
+  for (const [deploymentType, url, want] of [
+    ['Server', 'HTTPS://Jira.Corp.Example.com:443/live-server/', 'https://jira.corp.example.com/live-server'],
+    ['DataCenter', 'http://jira-dc.corp.example.com:8080/live-dc', 'http://jira-dc.corp.example.com:8080/live-dc'],
+  ]) {
+    const reg = await register(url, { deploymentType });
+    assert.equal(reg.instance.deploymentType, deploymentType);
+    assert.equal(reg.instance.url, want);
+    assert.equal(reg.instance.cloudId, undefined);
+    await assert.rejects(register(want, { deploymentType: 'Server' }), { status: 409, code: 'conflict' });
+
+    const retries = [];
+    const c = new RelayClient({ baseUrl: env.RELAY_URL, instanceId: reg.instanceId, clientKey: reg.clientKey, onRetry: (r) => retries.push(r) });
+    assert.equal((await c.putUser('u1', { name: 'Ravi', email: 'ravi@corp.example.com' })).created, true);
+    assert.deepEqual(await c.getConfig(), {});
+    assert.equal((await c.linkMapping({ conversationId: 'conv', mailId: '<m@corp>', userId: 'u1', jira: { id: '10001', key: 'ITSM-1' } })).created, true);
+    assert.equal((await c.findMappings({ issueKey: 'ITSM-1' })).mappings.length, 1);
+
+    await assert.rejects(c.uploadAttachment({ issueIdOrKey: 'ITSM-1', base64: 'aGk=', filename: 'hi.txt', contentType: 'text/plain', jiraAuthorization: 'Bearer tok' }),
+      (e) => e instanceof RelayError && e.status === 409 && e.code === 'attachments_direct' && /Jira/.test(e.message));
+    await assert.rejects(c.downloadAttachment({ attachmentId: '10001', jiraAuthorization: 'Bearer tok' }),
+      { status: 409, code: 'attachments_direct' });
+    assert.deepEqual(retries, []);
+  }
 });
