@@ -294,6 +294,11 @@ func TestCloudSiteRename(t *testing.T) {
 	if after == 0 || len(newJira.Uploads()) == 0 {
 		t.Fatalf("no upload after the rename (%d answered 200)", len(ok))
 	}
+	// The old URL's connections are dropped (idle ones at once, one still
+	// busy at the rename within the 5 s sweep): the relay holds none to it.
+	if !relaytest.Eventually(15*time.Second, func() bool { return oldJira.OpenConnections() == 0 }) {
+		t.Errorf("the relay still holds %d connections to the old URL", oldJira.OpenConnections())
+	}
 
 	// A cloud id never changes; giving it as it is, is fine.
 	if res := c.Do("PATCH", "/v1/instances/"+tn.ID, tn.Admin, map[string]any{"cloudId": "11111111-2222-4333-8444-555555555555"}); res.Status != 400 || res.ErrCode(t) != "invalid_field" {

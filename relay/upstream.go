@@ -147,6 +147,11 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 			}
 		},
 	})
+	if old, ok := u.byID[id]; ok {
+		// The site was renamed: the old URL's pool and breaker go. Requests
+		// still on it finish there; its idle connections close now.
+		old.hc.CloseIdleConnections()
+	}
 	u.byID[id] = up
 	return up, nil
 }
