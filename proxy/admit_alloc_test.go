@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"context"
 	"net"
 	"testing"
 
@@ -22,24 +21,12 @@ import (
 // route and every upload runs it; a cached config read (304) adds nothing
 // to it but the cache lookup.
 func TestAdmitAllocatesNothing(t *testing.T) {
-	_, cli := etcdtest.Start(t)
-	st, err := store.New(cli, cli, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go st.Run(ctx)
-	<-st.Synced()
+	st, reg := etcdtest.StoreWithInstance(t, "http://127.0.0.1:1")
 	cfg := configs.Defaults()
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1"}
 	cfg.InstanceRPS, cfg.InstanceBurst, cfg.IPRPS, cfg.IPBurst = 1e9, 1e9, 1e9, 1e9
 	s, err := New(cfg, st, metrics.NewSet(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := st.Register(ctx, store.NewInstance{URL: "http://127.0.0.1:1", JiraVersion: "1", AddinVersion: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

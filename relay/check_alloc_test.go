@@ -3,7 +3,6 @@
 package relay
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/internal/instanceurl"
 	"github.com/jira-relay/jira-relay/ratelimit"
-	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"
 )
 
@@ -25,24 +23,12 @@ import (
 // before it copies a few header values into the plan; the front door's
 // own decision, key check and limits, is measured in proxy.)
 func TestAdmitAllocatesNothing(t *testing.T) {
-	_, cli := etcdtest.Start(t)
-	st, err := store.New(cli, cli, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go st.Run(ctx)
-	<-st.Synced()
+	st, reg := etcdtest.StoreWithInstance(t, "http://127.0.0.1:1")
 	cfg := configs.Defaults()
 	cfg.AllowHTTPUpstream = true
 	cfg.AllowedUpstreams = []string{"127.0.0.1"}
 	set := metrics.NewSet()
 	r, err := New(cfg, instanceurl.NewPolicy(cfg.AllowedUpstreams, true), httpx.NewResponder(nil, set), set, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := st.Register(ctx, store.NewInstance{URL: "http://127.0.0.1:1", JiraVersion: "1", AddinVersion: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +44,7 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 	rc.Request.Header.Set("Authorization", "Basic x")
 	rc.Request.Header.SetContentType("application/pdf")
 	rc.Request.Header.SetContentLength(1000)
-	in, _, err := st.Authenticate(ctx, []byte(reg.Instance.ID), []byte(reg.ClientKey))
+	in, _, err := st.Authenticate(t.Context(), []byte(reg.Instance.ID), []byte(reg.ClientKey))
 	if err != nil {
 		t.Fatal(err)
 	}

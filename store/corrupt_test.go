@@ -124,18 +124,7 @@ func TestCorruptInstanceRecordIsErasable(t *testing.T) {
 			a := r.Instance.ID
 			b := register(t, s, "https://other.atlassian.net").Instance.ID
 			for _, id := range []string{a, b} {
-				if _, _, err := s.PutUser(ctx, id, store.User{UserID: "u", Name: "U", Email: "u@x.io"}); err != nil {
-					t.Fatal(err)
-				}
-				if _, _, err := s.LinkMapping(ctx, id, mapping("c", "<m@x>", "u", "1", "AB-1")); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.PutConfig(ctx, id, []byte(`{}`), nil); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.AddErrorReport(ctx, id, store.ErrorReport{Message: "m"}, time.Hour); err != nil {
-					t.Fatal(err)
-				}
+				fillTenant(t, s, id, true)
 			}
 			otherKeys := keysUnder(t, cli, prefix+"instances/"+b+"/")
 			bad := tc.value(r)

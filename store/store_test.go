@@ -535,15 +535,7 @@ func TestDeleteInstanceErasesTheTenant(t *testing.T) {
 	a := register(t, s, "https://acme.atlassian.net").Instance.ID
 	b := register(t, s, "https://other.atlassian.net").Instance.ID
 	for _, id := range []string{a, b} {
-		if _, _, err := s.PutUser(ctx, id, store.User{UserID: "u", Name: "U", Email: "u@x.io"}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := s.LinkMapping(ctx, id, mapping("c", "<m@x>", "u", "1", "AB-1")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.PutConfig(ctx, id, []byte(`{}`), nil); err != nil {
-			t.Fatal(err)
-		}
+		fillTenant(t, s, id, false)
 	}
 	if err := s.DeleteInstance(ctx, a); err != nil {
 		t.Fatal(err)
@@ -655,5 +647,26 @@ func eventually(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fillTenant gives instance id a user, a mapping, a configuration and, with
+// report, an error report: one of each kind of data a tenant holds.
+func fillTenant(t *testing.T, s *store.Store, id string, report bool) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := s.PutUser(ctx, id, store.User{UserID: "u", Name: "U", Email: "u@x.io"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LinkMapping(ctx, id, mapping("c", "<m@x>", "u", "1", "AB-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutConfig(ctx, id, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if report {
+		if _, err := s.AddErrorReport(ctx, id, store.ErrorReport{Message: "m"}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

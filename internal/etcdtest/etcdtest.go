@@ -301,3 +301,25 @@ func (c *Cluster) Restart(i int) {
 	}
 	m.Etcd = e
 }
+
+// StoreWithInstance runs a store (its cache filled) over a new single-node
+// etcd and registers one instance at url, for tests of the per-request
+// decisions. The cache stops when the test ends.
+func StoreWithInstance(t testing.TB, url string) (*store.Store, *store.Registration) {
+	t.Helper()
+	_, cli := Start(t)
+	st, err := store.New(cli, cli, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { st.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-st.Synced()
+	reg, err := st.Register(ctx, store.NewInstance{URL: url, JiraVersion: "1", AddinVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, reg
+}
