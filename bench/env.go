@@ -202,6 +202,7 @@ func relayArgs(cfg *Config, dataDir string, ports [4]int, caFile string, tls boo
 		"--allow-http-upstream", "--allowed-upstreams", "127.0.0.1",
 		"--instance-rps", "1000000", "--instance-burst", "1000000",
 		"--ip-rps", "1000000", "--ip-burst", "1000000",
+		"--registration-rps", "1000000", "--registration-burst", "1000000",
 		"--instance-max-streams", "4096", "--upstream-max-conns", conns,
 		"--max-attachment-bytes", strconv.FormatInt(largest, 10),
 		"--drain-timeout", "5s",

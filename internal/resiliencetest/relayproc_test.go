@@ -46,6 +46,8 @@ func startRelayProc(t *testing.T, endpoints []string, extra ...string) *relayPro
 		"--allow-http-upstream",
 		"--allowed-upstreams", "127.0.0.1",
 		"--trusted-proxies", "127.0.0.1/32",
+		// The soak registers its tenants from one address in a burst.
+		"--registration-rps", "1000", "--registration-burst", "1000",
 	}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
