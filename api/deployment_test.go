@@ -367,3 +367,32 @@ func TestRecordsWithoutDeploymentTypeAreCloud(t *testing.T) {
 		t.Fatalf("upload for an old record: %s", res)
 	}
 }
+
+// TestCloudIDFromTheURL: an api.atlassian.com/ex/jira/<cloudId> URL names
+// its site's cloud id: a second spelling of it (another case) is the same
+// site (409), a cloudId given beside it must agree, and a rename cannot
+// move the tenant to a URL naming another cloud id.
+func TestCloudIDFromTheURL(t *testing.T) {
+	t.Parallel()
+	r := relaytest.Start(t, nil)
+	c := relaytest.NewClient(t, r.URL)
+	const cid = "0b6f1e3c-2a4d-4c5e-9f70-8a1b2c3d4e5f"
+	tn, res := register(t, c, relaytest.RegisterBody("https://api.atlassian.com/ex/jira/"+cid))
+	if tn.ID == "" || res.JSON(t)["instance"].(map[string]any)["cloudId"] != cid {
+		t.Fatalf("register by cloud URL: %s", res)
+	}
+	if res := c.Do("POST", "/v1/instances", "", relaytest.RegisterBody("https://api.atlassian.com/ex/jira/"+strings.ToUpper(cid))); res.Status != 409 || res.ErrCode(t) != "cloud_id_taken" {
+		t.Fatalf("the same site in upper case: %s", res)
+	}
+	other := relaytest.RegisterBody("https://api.atlassian.com/ex/jira/11111111-2222-4333-8444-555555555555")
+	other["cloudId"] = cid
+	if res := c.Do("POST", "/v1/instances", "", other); res.Status != 400 || res.ErrCode(t) != "invalid_field" {
+		t.Fatalf("a cloudId other than the URL's: %s", res)
+	}
+	if res := c.Do("PATCH", "/v1/instances/"+tn.ID, tn.Admin, map[string]any{"url": "https://api.atlassian.com/ex/jira/11111111-2222-4333-8444-555555555555"}); res.Status != 400 || res.ErrCode(t) != "invalid_url" {
+		t.Fatalf("a rename onto another cloud id: %s", res)
+	}
+	if res := c.Do("PATCH", "/v1/instances/"+tn.ID, tn.Admin, map[string]any{"url": "https://acme-eu.atlassian.net"}); res.Status != 200 {
+		t.Fatalf("a rename to the site's own name: %s", res)
+	}
+}

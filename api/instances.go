@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/internal/instanceurl"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jira-relay/jira-relay/store"
@@ -30,8 +32,8 @@ type registerBody struct {
 	URL string `json:"url"`
 	// DeploymentType: "Cloud" (when absent), "Server" or "DataCenter".
 	DeploymentType *string `json:"deploymentType"`
-	// CloudID: a Cloud site's cloud id (a UUID), optional.
-	CloudID      string       `json:"cloudId"`
+	// CloudID: a Cloud site's cloud id (a UUID), optional; "" is refused.
+	CloudID      *string      `json:"cloudId"`
 	JiraVersion  string       `json:"jiraVersion"`
 	AddinVersion string       `json:"addinVersion"`
 	License      *licenseBody `json:"license"`
@@ -72,7 +74,11 @@ func (a *API) RegisterInstance(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	reg, err := a.store.Register(a.base, store.NewInstance{URL: u, DeploymentType: deployment, CloudID: b.CloudID, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
+	cloudID, err := a.cloudID(deployment, u, b.CloudID)
+	if err != nil {
+		return err
+	}
+	reg, err := a.store.Register(a.base, store.NewInstance{URL: u, DeploymentType: deployment, CloudID: cloudID, JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic})
 	if err != nil {
 		return err
 	}
@@ -114,6 +120,11 @@ func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 		u, err := a.instanceURL(in.Deployment(), *b.URL)
 		if err != nil {
 			return err
+		}
+		// A rename cannot move a tenant onto another Jira: a URL that names
+		// a cloud id must name the tenant's own.
+		if id, ok := urlCloudID(u); ok && in.Deployment() == store.DeploymentCloud && id != in.CloudID {
+			return httpx.Err(400, "invalid_url", "the new URL names another cloud id than this instance's: a rename cannot move a tenant onto another Jira")
 		}
 		b.URL = &u
 	}
@@ -168,3 +179,33 @@ func (a *API) instanceURL(deployment, raw string) (string, error) {
 	}
 	return u, nil
 }
+
+// cloudID is the cloud id a registration keeps: the one given, or the one
+// an api.atlassian.com/ex/jira/<cloudId> URL names. When both are there
+// they must agree, so one Cloud site cannot become two tenants.
+func (a *API) cloudID(deployment, url string, given *string) (string, error) {
+	fromURL, inURL := urlCloudID(url)
+	switch {
+	case given == nil && inURL && deployment == store.DeploymentCloud:
+		return fromURL, nil
+	case given == nil:
+		return "", nil
+	case *given == "":
+		return "", httpx.Err(400, "invalid_field", "cloudId must be a UUID, or absent")
+	case inURL && !strings.EqualFold(*given, fromURL):
+		return "", httpx.Err(400, "invalid_field", "cloudId differs from the cloud id in the url")
+	}
+	return *given, nil
+}
+
+// urlCloudID is the cloud id an api.atlassian.com/ex/jira/<cloudId> URL
+// names (lower case), as the normalised URL holds it.
+func urlCloudID(url string) (string, bool) {
+	rest, ok := strings.CutPrefix(url, "https://api.atlassian.com/ex/jira/")
+	if !ok || !uuidShape.MatchString(rest) {
+		return "", false
+	}
+	return strings.ToLower(rest), true
+}
+
+var uuidShape = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

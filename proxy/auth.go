@@ -25,7 +25,13 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role, att
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, s.limits.authFailed(ctx, httpx.ErrInstanceUnknown)
-	case errors.Is(err, store.ErrCorrupt) && role >= need:
+	case errors.Is(err, store.ErrCorrupt) && role == store.RoleNone:
+		// What is left of the record does not match the key (or holds no
+		// key hash at all): to the caller, a wrong key, limited as one.
+		return nil, s.limits.authFailed(ctx, httpx.ErrUnauthorized)
+	case errors.Is(err, store.ErrCorrupt) && role < need:
+		return nil, s.forbidden(ctx)
+	case errors.Is(err, store.ErrCorrupt):
 		// The key matched what is left of a record that does not decode:
 		// only a route that tolerates that (the erase) may go on.
 		if err := s.charge(ctx, string(id)); err != nil {
@@ -37,7 +43,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, id []byte, need store.Role, att
 	case role == store.RoleNone:
 		return nil, s.limits.authFailed(ctx, httpx.ErrUnauthorized)
 	case role < need:
-		return nil, httpx.ErrForbidden
+		return nil, s.forbidden(ctx)
 	case attachments && !in.Relayed():
 		return nil, errAttachmentsDirect
 	}
@@ -60,3 +66,12 @@ func (s *Server) charge(ctx *fasthttp.RequestCtx, instanceID string) error {
 // Center tenant: the relay never connects to such a Jira.
 var errAttachmentsDirect = httpx.Err(409, "attachments_direct",
 	"this instance is Jira Server / Data Center: the add-in sends attachments to Jira itself; the relay carries attachments for Jira Cloud only")
+
+// forbidden answers a key of too weak a role, charged to the caller's
+// address like any other request.
+func (s *Server) forbidden(ctx *fasthttp.RequestCtx) error {
+	if err := s.limits.address(ctx); err != nil {
+		return err
+	}
+	return httpx.ErrForbidden
+}

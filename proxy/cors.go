@@ -48,7 +48,8 @@ func (c *cors) handle(ctx *fasthttp.RequestCtx, resp *httpx.Responder) bool {
 	}
 	h := &ctx.Response.Header
 	h.SetBytesV("Access-Control-Allow-Origin", origin)
-	h.Add("Vary", "Origin")
+	// Set, not Add: the Expect phase and the handler both pass here.
+	h.Set("Vary", "Origin")
 	if preflight {
 		h.Set("Access-Control-Allow-Methods", corsAllowMethods)
 		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)

@@ -16,7 +16,7 @@ import (
 // (it would check one key and forward one credential), and a proxy in front
 // may have judged by the other. The answer closes the connection.
 func framingError(ctx *fasthttp.RequestCtx) *httpx.Error {
-	var te, cl, auth, key int
+	var te, cl, auth, key, ctype, rng int
 	teChunked := true
 	httpx.HeaderLines(ctx.Request.Header.RawHeaders(), func(name, value []byte) bool {
 		switch {
@@ -31,6 +31,10 @@ func framingError(ctx *fasthttp.RequestCtx) *httpx.Error {
 			auth++
 		case bytes.EqualFold(name, []byte("X-Relay-Key")):
 			key++
+		case bytes.EqualFold(name, []byte("Content-Type")):
+			ctype++
+		case bytes.EqualFold(name, []byte("Range")):
+			rng++
 		}
 		return true
 	})
@@ -45,6 +49,10 @@ func framingError(ctx *fasthttp.RequestCtx) *httpx.Error {
 		return httpx.Err(400, "duplicate_header", "a request may carry one Authorization header")
 	case key > 1:
 		return httpx.Err(400, "duplicate_header", "a request may carry one X-Relay-Key header")
+	case ctype > 1:
+		return httpx.Err(400, "duplicate_header", "a request may carry one Content-Type header")
+	case rng > 1:
+		return httpx.Err(400, "duplicate_header", "a request may carry one Range header")
 	}
 	return nil
 }

@@ -19,30 +19,30 @@ func (s *Server) routes() *router.Router {
 	r.MethodNotAllowed = s.open(func(*fasthttp.RequestCtx) error { return httpx.ErrMethod })
 
 	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.open(s.readyz))
+	r.GET("/readyz", s.open(bareOpen(s.readyz)))
 
 	a := s.api
-	r.POST("/v1/instances", s.registration(a.RegisterInstance))
-	r.GET("/v1/instances/{id}", s.admin(a.GetInstance))
-	r.PATCH("/v1/instances/{id}", s.admin(a.PatchInstance))
+	r.POST("/v1/instances", s.registration(bareOpen(a.RegisterInstance)))
+	r.GET("/v1/instances/{id}", s.admin(bare(a.GetInstance)))
+	r.PATCH("/v1/instances/{id}", s.admin(bare(a.PatchInstance)))
 	// The erase works on a record that no longer decodes, as long as the
 	// admin key still matches what is left of it.
-	r.DELETE("/v1/instances/{id}", s.withRole(store.RoleAdmin, true, false, a.DeleteInstance))
-	r.POST("/v1/instances/{id}/keys/rotate", s.admin(a.RotateKey))
+	r.DELETE("/v1/instances/{id}", s.withRole(store.RoleAdmin, true, false, bare(a.DeleteInstance)))
+	r.POST("/v1/instances/{id}/keys/rotate", s.admin(bare(a.RotateKey)))
 
-	r.PUT("/v1/instances/{id}/users/{userId}", s.client(a.PutUser))
-	r.GET("/v1/instances/{id}/users/{userId}", s.client(a.GetUser))
-	r.DELETE("/v1/instances/{id}/users/{userId}", s.admin(a.DeleteUser))
-	r.GET("/v1/instances/{id}/users/{userId}/export", s.admin(a.ExportUser))
+	r.PUT("/v1/instances/{id}/users/{userId}", s.client(bare(a.PutUser)))
+	r.GET("/v1/instances/{id}/users/{userId}", s.client(bare(a.GetUser)))
+	r.DELETE("/v1/instances/{id}/users/{userId}", s.admin(bare(a.DeleteUser)))
+	r.GET("/v1/instances/{id}/users/{userId}/export", s.admin(bare(a.ExportUser)))
 
-	r.GET("/v1/instances/{id}/config", s.client(a.GetConfig))
-	r.PUT("/v1/instances/{id}/config", s.admin(a.PutConfig))
+	r.GET("/v1/instances/{id}/config", s.client(bare(a.GetConfig)))
+	r.PUT("/v1/instances/{id}/config", s.admin(bare(a.PutConfig)))
 
-	r.POST("/v1/instances/{id}/mappings", s.client(a.LinkMapping))
+	r.POST("/v1/instances/{id}/mappings", s.client(bare(a.LinkMapping)))
 	r.GET("/v1/instances/{id}/mappings", s.client(a.FindMappings))
 	r.DELETE("/v1/instances/{id}/mappings", s.client(a.UnlinkMappings))
 
-	r.POST("/v1/instances/{id}/error-reports", s.client(a.AddErrorReport))
+	r.POST("/v1/instances/{id}/error-reports", s.client(bare(a.AddErrorReport)))
 	r.GET("/v1/instances/{id}/error-reports", s.admin(a.ListErrorReports))
 
 	// The upload route is matched by hand in handle; the router only lists
@@ -56,6 +56,23 @@ func (s *Server) routes() *router.Router {
 // Routes lists the API's routes, method → path patterns (for the OpenAPI
 // document's test).
 func (s *Server) Routes() map[string][]string { return s.router.List() }
+
+// bare refuses any query parameter before h (which reads none):
+// 400 unknown_parameter, as on every route.
+func bare(h instanceHandler) instanceHandler {
+	return func(ctx *fasthttp.RequestCtx, in *store.Instance) error {
+		if err := httpx.NoQuery(ctx); err != nil {
+			return err
+		}
+		return h(ctx, in)
+	}
+}
+
+// bareOpen is bare for a handler that needs no key.
+func bareOpen(h func(*fasthttp.RequestCtx) error) func(*fasthttp.RequestCtx) error {
+	b := bare(func(ctx *fasthttp.RequestCtx, _ *store.Instance) error { return h(ctx) })
+	return func(ctx *fasthttp.RequestCtx) error { return b(ctx, nil) }
+}
 
 // instanceHandler is a handler that runs after the caller's key was checked.
 type instanceHandler func(ctx *fasthttp.RequestCtx, in *store.Instance) error

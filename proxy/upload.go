@@ -48,10 +48,17 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		return fasthttp.StatusContinue
 	}
 	start := time.Now()
-	s.cors.handle(ctx, s.resp)
-	in, err := s.admit(ctx, t.Instance, store.RoleClient, true)
-	if err == nil {
-		err = s.relay.Expect(ctx, in, t)
+	var err error
+	if fe := framingError(ctx); fe != nil {
+		// Framing is judged before anything else, here as in handle.
+		ctx.SetConnectionClose()
+		err = fe
+	} else {
+		s.cors.handle(ctx, s.resp)
+		var in *store.Instance
+		if in, err = s.admit(ctx, t.Instance, store.RoleClient, true); err == nil {
+			err = s.relay.Expect(ctx, in, t)
+		}
 	}
 	if err != nil {
 		// The refusal is the whole exchange: it carries the request id and

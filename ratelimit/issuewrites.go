@@ -74,14 +74,25 @@ func NewIssueWrites(opts ...Option) *IssueWrites {
 // time until that window is empty again (its Per, counted from this write).
 // Allow makes no allocation when key is present and its log has grown to
 // its working size.
-func (w *IssueWrites) Allow(key []byte) Decision {
+func (w *IssueWrites) Allow(key []byte) Decision { return w.decide(key, true) }
+
+// Check decides as Allow would, but records nothing: a write refused later
+// by something else has spent no budget. Check makes no allocation.
+func (w *IssueWrites) Check(key []byte) Decision { return w.decide(key, false) }
+
+func (w *IssueWrites) decide(key []byte, write bool) Decision {
 	s := w.t.shardFor(key)
 	s.mu.Lock()
 	tick := int64(w.clock.Now().Sub(w.epoch))
 	n := s.lru.get(key)
-	if n == nil {
+	switch {
+	case n == nil && !write:
+		// No write of this key in the log: room in both windows.
+		s.mu.Unlock()
+		return Decision{OK: true, Limit: w.short.Events, Remaining: w.short.Events, Reset: w.short.Per}
+	case n == nil:
 		n = w.insert(&s.lru, key, tick)
-	} else {
+	case write:
 		s.lru.touch(n, tick)
 	}
 	l := &n.val
@@ -103,7 +114,9 @@ func (w *IssueWrites) Allow(key []byte) Decision {
 		s.mu.Unlock()
 		return d
 	}
-	l.record(tick, w.keep, w.span)
+	if write {
+		l.record(tick, w.keep, w.span)
+	}
 	d.OK = true
 	d.Remaining = -1
 	for _, win := range [2]Window{w.short, w.long} {

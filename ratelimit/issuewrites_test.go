@@ -204,3 +204,30 @@ func TestIssueWritesIdleKeysExpire(t *testing.T) {
 		t.Fatalf("past the TTL: swept %d, Len %d; want 1, 0", n, w.Len())
 	}
 }
+
+// TestIssueWritesCheckRecordsNothing: Check answers as Allow would but
+// spends nothing; only Allow fills the window.
+func TestIssueWritesCheckRecordsNothing(t *testing.T) {
+	clock := newFakeClock()
+	w := ratelimit.NewIssueWrites(ratelimit.WithClock(clock), ratelimit.WithWindows(ratelimit.Window{Events: 2, Per: time.Second}, ratelimit.Window{Events: 3, Per: 10 * time.Second}))
+	key := []byte("i/ABC-1")
+	for range 10 {
+		if d := w.Check(key); !d.OK {
+			t.Fatalf("Check refused with no write recorded: %+v", d)
+		}
+	}
+	w.Allow(key)
+	w.Allow(key)
+	if d := w.Check(key); d.OK || d.RetryAfter <= 0 {
+		t.Fatalf("Check after two writes in the 2-per-second window: %+v", d)
+	}
+	clock.Advance(time.Second)
+	if d := w.Check(key); !d.OK {
+		t.Fatalf("Check once the short window passed: %+v", d)
+	}
+	w.Allow(key)
+	clock.Advance(time.Second)
+	if d := w.Check(key); d.OK {
+		t.Fatalf("the long window (3 per 10 s) is full: Check = %+v", d)
+	}
+}

@@ -37,8 +37,8 @@ type Plan struct {
 // without taking anything that must be given back: 400, 401, 411, 413, 429,
 // 502 and 503 all happen here, before the body is read. The Expect phase
 // uses it unchanged. It reads the request's shape first (shape), then asks
-// the guards (admit); a refusal charges no budget, as the per-issue write
-// limit is charged last, once every other check passed.
+// the guards (admit). It charges nothing: the per-issue write is charged by
+// acquire, once the stream slot and the breaker ticket are taken.
 func (r *Relay) Check(ctx *fasthttp.RequestCtx, in *store.Instance, t Target, p *Plan) error {
 	if err := r.shape(ctx, in, t, p); err != nil {
 		return err
@@ -48,8 +48,9 @@ func (r *Relay) Check(ctx *fasthttp.RequestCtx, in *store.Instance, t Target, p 
 
 // admit asks the guards about a shaped upload: the instance's upstream
 // (502 when its URL is no longer allowed), Jira's cool-down, the breaker,
-// the streams in flight and, last, Jira's per-issue write limit. It makes
-// no allocation once the upstream and the limiter entries exist.
+// the streams in flight and Jira's per-issue write limit, charging none of
+// them. It makes no allocation once the upstream and the limiter entries
+// exist.
 func (r *Relay) admit(p *Plan) error {
 	var err error
 	if p.up, err = r.ups.get(p.in.ID, p.in.URL); err != nil {
@@ -64,7 +65,7 @@ func (r *Relay) admit(p *Plan) error {
 	if err := r.guards.streamsFull(p.in.ID); err != nil {
 		return err
 	}
-	return r.guards.issueWrite(p.in.ID, p.issue)
+	return r.guards.issueRoom(p.in.ID, p.issue)
 }
 
 var errMissingAuthorization = httpx.Err(401, "missing_authorization",

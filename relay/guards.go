@@ -68,14 +68,29 @@ func (g *guards) streamsDecision() ratelimit.Decision {
 	return ratelimit.Decision{OK: false, Limit: g.streams.Limit(), Remaining: 0, Reset: time.Second, RetryAfter: time.Second}
 }
 
-// issueWrite charges one write to the issue against Jira's per-issue limit.
-func (g *guards) issueWrite(instanceID, issue string) error {
+// issueRoom refuses a write the issue's window has no room for, without
+// charging it (the check step).
+func (g *guards) issueRoom(instanceID, issue string) error {
 	var buf [320]byte // instance id (26) + "/" + issue key (at most 255)
-	key := append(append(append(buf[:0], instanceID...), '/'), issue...)
-	if d := g.writes.Allow(key); !d.OK {
+	if d := g.writes.Check(issueKey(buf[:0], instanceID, issue)); !d.OK {
 		return httpx.Limited(httpx.ReasonIssueWrites, d)
 	}
 	return nil
+}
+
+// issueWrite charges one write to the issue against Jira's per-issue limit
+// (the acquire step, once nothing else can refuse the upload).
+func (g *guards) issueWrite(instanceID, issue string) error {
+	var buf [320]byte
+	if d := g.writes.Allow(issueKey(buf[:0], instanceID, issue)); !d.OK {
+		return httpx.Limited(httpx.ReasonIssueWrites, d)
+	}
+	return nil
+}
+
+// issueKey is the per-issue limiter's key: instance id "/" issue.
+func issueKey(dst []byte, instanceID, issue string) []byte {
+	return append(append(append(dst, instanceID...), '/'), issue...)
 }
 
 // parseRetryAfter reads Jira's Retry-After (seconds, or an HTTP date).

@@ -42,7 +42,13 @@ func (r *Relay) Upload(ctx *fasthttp.RequestCtx, p *Plan) error {
 	if err != nil {
 		return err
 	}
-	t.finish(r.send(ctx, p))
+	if err := r.guards.issueWrite(p.in.ID, p.issue); err != nil {
+		t.finish(errNotCounted)
+		return err
+	}
+	outcome := error(errNotCounted)
+	defer func() { t.finish(outcome) }() // even if send panics
+	outcome = r.send(ctx, p)
 	return nil
 }
 
@@ -93,6 +99,7 @@ func (r *Relay) send(ctx *fasthttp.RequestCtx, p *Plan) error {
 	rec := &recorder{r: body}
 	ub := &upBody{r: rec, size: size}
 	req := r.uploadRequest(ctx, p, ub, size, contentType)
+	ub.req = req
 	defer fasthttp.ReleaseRequest(req)
 	resp, err := r.roundTrip(ctx, p.in.ID, p.up, req, ub)
 	if err != nil {
@@ -135,6 +142,10 @@ type upBody struct {
 	// resp is the exchange's Response while HostClient.Do runs (set by
 	// roundTrip); it names the connection fasthttp chose (peerStopped).
 	resp *fasthttp.Response
+	// req is the exchange's request: marked Connection: close once Jira
+	// stopped reading, so fasthttp never pools that connection, even for an
+	// answer without a body.
+	req *fasthttp.Request
 	// cut: Jira stopped reading before the body ended, so the caller's
 	// body was left unread.
 	cut  bool
@@ -144,6 +155,9 @@ type upBody struct {
 func (b *upBody) Read(p []byte) (int, error) {
 	if !b.cut && !b.done && b.resp != nil && peerStopped(b.resp) {
 		b.cut = true
+		if b.req != nil {
+			b.req.SetConnectionClose()
+		}
 	}
 	if b.cut {
 		if b.size < 0 || b.n >= b.size {

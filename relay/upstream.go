@@ -76,17 +76,30 @@ func newUpstreams(cfg configs.Config, policy urlPolicy, log *slog.Logger) (*upst
 // upstream_not_allowed.
 func (u *upstreams) get(id, base string) (*upstream, error) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if up, ok := u.byID[id]; ok && up.base == strings.TrimRight(base, "/") {
-		return up, nil
+	up, replaced, err := u.getLocked(id, base)
+	u.mu.Unlock()
+	if replaced != nil {
+		// The site was renamed: the old URL's pool and breaker go.
+		// Requests still on it finish there; its idle connections close
+		// now, off the lock and off this request (a TLS close may wait).
+		go replaced.hc.CloseIdleConnections()
+	}
+	return up, err
+}
+
+// getLocked is get under u.mu; replaced is the upstream a new one took the
+// place of (a renamed site).
+func (u *upstreams) getLocked(id, base string) (*upstream, *upstream, error) {
+	if cur, ok := u.byID[id]; ok && cur.base == strings.TrimRight(base, "/") {
+		return cur, nil, nil
 	}
 	if err := u.policy.Allowed(base); err != nil {
 		u.log.Warn("instance URL refused by the current upstream policy", "instance", id, "reason", err.Error())
-		return nil, errNotAllowed
+		return nil, nil, errNotAllowed
 	}
 	pu, err := url.Parse(base)
 	if err != nil || pu.Host == "" {
-		return nil, fmt.Errorf("relay: instance url of %s does not parse: %w", id, err)
+		return nil, nil, fmt.Errorf("relay: instance url of %s does not parse: %w", id, err)
 	}
 	isTLS := pu.Scheme == "https"
 	addr := pu.Host
@@ -147,13 +160,9 @@ func (u *upstreams) get(id, base string) (*upstream, error) {
 			}
 		},
 	})
-	if old, ok := u.byID[id]; ok {
-		// The site was renamed: the old URL's pool and breaker go. Requests
-		// still on it finish there; its idle connections close now.
-		old.hc.CloseIdleConnections()
-	}
+	replaced := u.byID[id]
 	u.byID[id] = up
-	return up, nil
+	return up, replaced, nil
 }
 
 // prune drops the upstreams for which stale reports true (the instance was

@@ -174,9 +174,6 @@ func validLicense(l *License) error {
 	if l.Key == "" || len(l.Key) > 1024 || !ValidOpaqueID(l.Key) {
 		return invalid("license.key", "must be 1 to 1024 printable characters")
 	}
-	if l.ExpiresAt.IsZero() {
-		return invalid("license.expiresAt", "is required (RFC 3339)")
-	}
 	if err := validTime("license.expiresAt", l.ExpiresAt); err != nil {
 		return err
 	}

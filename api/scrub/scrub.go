@@ -37,13 +37,21 @@ import (
 const email = `(?:["“][^"“”\n]{1,64}["”]|` + localRun + `(?:['’]` + localRun + `)*['’]?)` +
 	`@(?:\[[0-9A-Fa-f:.]+\]|` + domainLabel + `(?:\.` + domainLabel + `)*)`
 
+// obfuscatedEmail is an address written to dodge a filter: "[at]", "(at)",
+// "{at}", spaces around "@" or quoted-printable "=40" for "@", and "[dot]"
+// or "(dot)" for a dot. The domain must have a dot, so stack frames
+// ("upload @ https://…") and prose stay.
+const obfuscatedEmail = localRun + `(?:['’]` + localRun + `)*` +
+	`(?:[ \t]*@[ \t]*|[ \t]*[\[({<][ \t]*(?i:at)[ \t]*[\])}>][ \t]*|=40)` +
+	domainLabel + `(?:(?:\.|[ \t]*[\[({<][ \t]*(?i:dot)[ \t]*[\])}>][ \t]*)` + domainLabel + `)+`
+
 const (
 	notInAddress = `\s\p{Z}\p{Cc}@<>()\[\]{}"'‘’“”«»` + "`" + `,;:=/\\|&?`
 	localRun     = `[^` + notInAddress + `]+`
 	domainLabel  = `[^` + notInAddress + `.!#]+`
 )
 
-var emailRe = regexp.MustCompile(email)
+var emailRe = regexp.MustCompile(email + `|` + obfuscatedEmail)
 
 // credentialMark replaces a credential; like every marker, no rule matches
 // it.

@@ -13,6 +13,7 @@ import (
 // slow but steady one may take as long as it needs.
 type Body struct {
 	N        int64 // bytes read so far
+	ctx      *fasthttp.RequestCtx
 	r        io.Reader
 	conn     net.Conn
 	idle     time.Duration
@@ -21,13 +22,14 @@ type Body struct {
 
 // NewBody reads ctx's streamed request body with an idle timeout (0: none).
 func NewBody(ctx *fasthttp.RequestCtx, idle time.Duration) *Body {
-	return &Body{r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: idle}
+	return &Body{ctx: ctx, r: ctx.RequestBodyStream(), conn: ctx.Conn(), idle: idle}
 }
 
 func (b *Body) Read(p []byte) (int, error) {
 	if b.r == nil {
 		// No Content-Length and no Transfer-Encoding: an empty body
 		// (RFC 9112 §6.3), for which fasthttp gives no stream.
+		b.ended()
 		return 0, io.EOF
 	}
 	if b.idle > 0 && b.conn != nil {
@@ -38,5 +40,16 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.N += int64(n)
+	if err == io.EOF {
+		b.ended()
+	}
 	return n, err
+}
+
+// ended records that the whole body was read: a refusal after it has
+// nothing to linger for (LingerIfBodyUnread).
+func (b *Body) ended() {
+	if b.ctx != nil {
+		b.ctx.SetUserValue(bodyReadKey, true)
+	}
 }

@@ -32,6 +32,9 @@ func LingerIfBodyUnread(ctx *fasthttp.RequestCtx) {
 	if bodyBroken(ctx) {
 		return
 	}
+	if read, _ := ctx.UserValue(bodyReadKey).(bool); read {
+		return // the handler read the body to its end
+	}
 	cl := ctx.Request.Header.ContentLength()
 	if cl == 0 || (cl > 0 && cl <= fasthttpDiscards) || ctx.Request.Header.IsGet() {
 		return

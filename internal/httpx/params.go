@@ -36,10 +36,16 @@ func QueryArgs(ctx *fasthttp.RequestCtx, allowed ...string) (map[string]string, 
 		}
 		out[key] = string(v)
 	})
-	if out == nil {
-		out = map[string]string{}
+	return out, bad // nil (readable, empty) when there is no query
+}
+
+// NoQuery refuses any query parameter, for the routes that take none.
+func NoQuery(ctx *fasthttp.RequestCtx) error {
+	if ctx.QueryArgs().Len() == 0 {
+		return nil
 	}
-	return out, bad
+	_, err := QueryArgs(ctx)
+	return err
 }
 
 // PathID decodes a path parameter (the router hands it over still

@@ -13,6 +13,7 @@ const (
 	ridKey            = "jira-relay.request-id"
 	upstreamStatusKey = "jira-relay.upstream-status"
 	bodyBrokenKey     = "jira-relay.body-broken"
+	bodyReadKey       = "jira-relay.body-read"
 )
 
 // StampRequestID gives the request its id (the caller's X-Request-Id when it
@@ -32,9 +33,11 @@ func RequestID(ctx *fasthttp.RequestCtx) string {
 	return rid
 }
 
-// NewRequestID is the caller's X-Request-Id when sane, else a random id.
+// NewRequestID is the caller's X-Request-Id when sane, else a random id. A
+// value shaped like one of the relay's keys (jrc_…, jra_…) is never taken:
+// the id is logged, and a key pasted into the wrong header must not be.
 func NewRequestID(ctx *fasthttp.RequestCtx) string {
-	if v := ctx.Request.Header.Peek("X-Request-Id"); len(v) > 0 && len(v) <= 128 && saneToken(v) {
+	if v := ctx.Request.Header.Peek("X-Request-Id"); len(v) > 0 && len(v) <= 128 && saneToken(v) && !keyShaped(v) {
 		return string(v)
 	}
 	var b [8]byte
@@ -43,6 +46,10 @@ func NewRequestID(ctx *fasthttp.RequestCtx) string {
 		b[i] = byte(u >> (8 * i))
 	}
 	return hex.EncodeToString(b[:])
+}
+
+func keyShaped(v []byte) bool {
+	return len(v) > 4 && (v[0]|0x20) == 'j' && (v[1]|0x20) == 'r' && ((v[2]|0x20) == 'c' || (v[2]|0x20) == 'a') && v[3] == '_'
 }
 
 func saneToken(v []byte) bool {
