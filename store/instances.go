@@ -174,6 +174,11 @@ func validLicense(l *License) error {
 	if l.Key == "" || len(l.Key) > 1024 || !ValidOpaqueID(l.Key) {
 		return invalid("license.key", "must be 1 to 1024 printable characters")
 	}
+	if l.ExpiresAt.IsZero() {
+		// Go's zero time stands for "absent"; 0001-01-01T00:00:00Z is no
+		// licence date anyway.
+		return invalid("license.expiresAt", "is required (RFC 3339, after 0001-01-01T00:00:00Z)")
+	}
 	if err := validTime("license.expiresAt", l.ExpiresAt); err != nil {
 		return err
 	}
