@@ -2,20 +2,30 @@
 // the relay stores it (add-in error reports): e-mail addresses, Basic and
 // Bearer credentials, cookies, JWTs, API tokens and other long secrets, the
 // value after any secret-named key (password=…, "apiToken": "…",
-// <secret>…</secret>), the user part of URLs, URL query strings, and long
-// digit runs in any script; in JSON values also whatever is stored under a
-// secret-named key and numbers of six or more digits.
+// <secret>…</secret>) or a personal-data key (displayName: …), the user
+// part of URLs, URL query strings, IPv4 and IPv6 addresses, long digit runs
+// in any script, addresses written to dodge a filter ("mia [at] example
+// [dot] com", "mia @ example.com", "mia=40example.com"), shapes spelt out
+// one character at a time ("m i a @ …") and base64 or base64url runs that
+// decode to text holding a shape; in JSON values also whatever is stored
+// under a secret-named key ([credential]) or a personal-data key such as
+// name, username, accountId, address, phone or ip ([personal]), and numbers
+// of six or more digits. Key names are matched with camelCase humps split
+// and Cyrillic or Greek look-alike letters read as Latin.
 //
 // Text is normalised first, so that a shape cannot hide behind an encoding:
 // HTML character references ("&#64;", "&commat;") and JavaScript/JSON escapes
 // ("\u0040") are decoded, invisible characters (zero-width spaces, soft
 // hyphens, bidi marks, variation selectors) dropped, the text brought to
 // Unicode NFKC (so "＠" is "@", "４" is "4", "e"+U+0301 is "é"), and "%40"
-// read as "@", "%3F" as "?" (also double-encoded).
+// read as "@", "%3F" as "?" (also double-encoded); NULs (UTF-16LE text
+// read as bytes) are dropped.
 package scrub
 
 import (
+	"encoding/base64"
 	"html"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -41,9 +51,11 @@ const email = `(?:["“][^"“”\n]{1,64}["”]|` + localRun + `(?:['’]` + lo
 // "{at}", spaces around "@" or quoted-printable "=40" for "@", and "[dot]"
 // or "(dot)" for a dot. The domain must have a dot, so stack frames
 // ("upload @ https://…") and prose stay.
-const obfuscatedEmail = localRun + `(?:['’]` + localRun + `)*` +
+const obfuscatedEmail = localRun + `(?:(?:['’]|` + spelledDot + `)` + localRun + `)*` +
 	`(?:[ \t]*@[ \t]*|[ \t]*[\[({<][ \t]*(?i:at)[ \t]*[\])}>][ \t]*|=40)` +
-	domainLabel + `(?:(?:\.|[ \t]*[\[({<][ \t]*(?i:dot)[ \t]*[\])}>][ \t]*)` + domainLabel + `)+`
+	domainLabel + `(?:(?:\.|` + spelledDot + `)` + domainLabel + `)+`
+
+const spelledDot = `[ \t]*[\[({<][ \t]*(?i:dot)[ \t]*[\])}>][ \t]*`
 
 const (
 	notInAddress = `\s\p{Z}\p{Cc}@<>()\[\]{}"'‘’“”«»` + "`" + `,;:=/\\|&?`
@@ -56,6 +68,9 @@ var emailRe = regexp.MustCompile(email + `|` + obfuscatedEmail)
 // credentialMark replaces a credential; like every marker, no rule matches
 // it.
 const credentialMark = "[credential]"
+
+// personalMark replaces personal data stored under a key (name, phone, …).
+const personalMark = "[personal]"
 
 // Each rule replaces what it matches with a marker that no rule matches.
 var rules = []func(s string) string{
@@ -75,8 +90,15 @@ var rules = []func(s string) string{
 	// The value after a secret-named key: cookies, passwords, tokens, …
 	// (see credentialSpans).
 	replaceCredentials,
+	// Base64 and base64url runs that decode to text holding a shape.
+	replaceEncoded,
+	// Shapes spelt out one character at a time ("j o h n @ …").
+	replaceSpaced,
 	// E-mail addresses, not stack frames (see replaceEmails).
 	replaceEmails,
+	// IPv6 and IPv4 addresses (every dotted quad; "4.2.0" stays).
+	replaceIPv6,
+	replace(ipv4, "[ip]"),
 	// Long opaque strings that look like secrets (32+ token characters with
 	// letters and digits mixed).
 	func(s string) string {
@@ -91,6 +113,8 @@ var rules = []func(s string) string{
 	// with dashes of any kind or groups of three or more digits between dots.
 	replace(digitRun+`|`+dottedDigits, "[digits]"),
 }
+
+const ipv4 = `\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}\b`
 
 const (
 	digitRun     = `\p{Nd}(?:[ \-\x{2010}-\x{2015}\x{2212}]?\p{Nd}){5,}`
@@ -141,7 +165,7 @@ func normalize(s string) string {
 		s = jsEscape.ReplaceAllStringFunc(s, decodeJSEscape)
 	}
 	s = strings.Map(func(r rune) rune {
-		if invisible(r) {
+		if r == 0 || invisible(r) { // NULs: UTF-16LE text read as bytes
 			return -1
 		}
 		return r
@@ -273,6 +297,10 @@ func Value(v any) any {
 				out[String(k)] = credentialMark
 				continue
 			}
+			if personalKey(k) {
+				out[String(k)] = personalMark
+				continue
+			}
 			out[String(k)] = Value(val)
 		}
 		return out
@@ -300,32 +328,122 @@ func keyWordSep(r rune) bool { return r == '_' || r == '-' || r == '.' || r == '
 
 // secretKey reports whether a key (JSON, text or XML) names a secret: a
 // password, token, key, cookie, session or credential, in any case and
-// spelling of separators ("api_token", "apiToken", "API-TOKEN", "api token").
+// spelling of separators ("api_token", "apiToken", "API-TOKEN", "api token"),
+// also with Cyrillic or Greek look-alike letters ("pаssword").
 func secretKey(k string) bool {
-	return secretName(strings.ToLower(normalize(k)))
+	return secretName(normalize(k))
 }
 
-// secretName is secretKey for a normalised, lower-case key.
+// secretLastWords end a secret key as its last word ("userPass",
+// "user_password_hash", "csrf_tok"), but not inside one ("bypass",
+// "monkey", "passed"); "key" not after a word in harmlessKeyOwners.
+var secretLastWords = []string{"pass", "pwd", "hash", "token", "tok", "secret", "key", "ticket", "oauth"}
+
+// harmlessKeyOwners: "issueKey", "projectKey", … are not secrets.
+var harmlessKeyOwners = []string{"issue", "project", "space", "board", "sort", "cache", "primary", "foreign", "partition",
+	"shortcut", "hot", "i18n", "translation", "locale", "field", "row", "column", "map", "lookup", "group", "sprint", "epic",
+	"filter", "public", "react", "list", "item", "entity", "object", "parent", "version", "component", "status", "priority",
+	"type", "setting", "storage", "route", "query", "index", "label", "message", "error", "event", "dedupe", "idempotency"}
+
+// personalNames are keys whose value is personal data ("displayName",
+// "ip_address"); personalTextNames those of them that are not ordinary
+// words in error text too ("name", "address" and "ip" are only read as
+// keys in JSON values).
+var (
+	personalNames = []string{"name", "displayname", "fullname", "firstname", "lastname", "givenname", "familyname",
+		"surname", "username", "accountid", "address", "streetaddress", "homeaddress", "street", "phone",
+		"phonenumber", "mobile", "ip", "ipaddress", "clientip", "remoteip"}
+	personalTextNames = []string{"displayname", "fullname", "firstname", "lastname", "givenname", "familyname",
+		"surname", "username", "accountid", "streetaddress", "homeaddress", "street", "phone", "phonenumber",
+		"ipaddress", "clientip", "remoteip"}
+)
+
+// personalKey reports whether a JSON key names personal data.
+func personalKey(k string) bool {
+	return slices.Contains(personalNames, strings.Join(keyWords(normalize(k)), ""))
+}
+
+// personalTextName reports whether a key in text names personal data.
+func personalTextName(k string) bool {
+	return slices.Contains(personalTextNames, strings.Join(keyWords(k), ""))
+}
+
+// confusables maps Cyrillic and Greek lower-case letters to the Latin ones
+// they look like.
+var confusables = map[rune]rune{
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c', 'т': 't',
+	'у': 'y', 'х': 'x', 'ѕ': 's', 'і': 'i', 'ї': 'i', 'ј': 'j', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'һ': 'h', 'ӏ': 'l',
+	'ɑ': 'a', 'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't',
+	'υ': 'u', 'χ': 'x', 'ω': 'w', 'γ': 'y', 'ѡ': 'w', 'ᴅ': 'd',
+}
+
+// keyWords splits a key into lower-case words at separators and at
+// camelCase humps ("userPass", "APIToken": "api", "token").
+func keyWords(k string) []string {
+	var words []string
+	for _, f := range strings.FieldsFunc(k, keyWordSep) {
+		rs := []rune(f)
+		start := 0
+		for i := 1; i < len(rs); i++ {
+			if unicode.IsUpper(rs[i]) && (unicode.IsLower(rs[i-1]) || i+1 < len(rs) && unicode.IsUpper(rs[i-1]) && unicode.IsLower(rs[i+1])) {
+				words = append(words, strings.ToLower(string(rs[start:i])))
+				start = i
+			}
+		}
+		words = append(words, strings.ToLower(string(rs[start:])))
+	}
+	return words
+}
+
+// foldConfusables writes look-alike letters in Latin.
+func foldConfusables(w string) string {
+	return strings.Map(func(r rune) rune {
+		if l, ok := confusables[r]; ok {
+			return l
+		}
+		return r
+	}, w)
+}
+
+// secretName is secretKey for a normalised key: as written, and with
+// look-alike letters folded to Latin ("пароль" stays Cyrillic).
 func secretName(k string) bool {
-	words := strings.FieldsFunc(k, keyWordSep)
+	words := keyWords(k)
 	if len(words) == 0 {
 		return false
 	}
+	if secretWordList(words) {
+		return true
+	}
+	folded := make([]string, len(words))
+	changed := false
+	for i, w := range words {
+		folded[i] = foldConfusables(w)
+		changed = changed || folded[i] != w
+	}
+	return changed && secretWordList(folded)
+}
+
+// secretWordList is secretName for lower-case words.
+func secretWordList(words []string) bool {
 	joined := strings.Join(words, "")
 	for _, suffix := range secretSuffixes {
 		if strings.HasSuffix(joined, suffix) {
 			return true
 		}
 	}
-	for i := len(words) - 1; i >= 0; i-- {
-		tail := strings.Join(words[i:], "")
-		for _, w := range secretWords {
-			if tail == w {
-				return true
-			}
+	tail := ""
+	for i := len(words) - 1; i >= 0 && len(tail) < 8; i-- { // no secret word is longer
+		tail = words[i] + tail
+		if slices.Contains(secretWords, tail) {
+			return true
 		}
 	}
-	return false
+	last := words[len(words)-1]
+	if last == "key" && len(words) > 1 && slices.Contains(harmlessKeyOwners, words[len(words)-2]) {
+		return false
+	}
+	return slices.Contains(secretLastWords, last)
 }
 
 // quotes maps each opening quote to the characters that close it.
@@ -355,19 +473,20 @@ func credentialSpans(s string) [][2]int {
 	var spans [][2]int
 	valueEnd := 0
 	for _, l := range keyValueRe.FindAllStringSubmatchIndex(s, -1) {
-		key := strings.ToLower(s[l[2]:l[3]])
-		if l[0] < valueEnd || !secretName(key) {
+		key := s[l[2]:l[3]]
+		if l[0] < valueEnd || !secretName(key) && !personalTextName(key) {
 			continue // a key inside the last value goes with it (and scanning it again would be quadratic)
 		}
-		// A cookie header's value runs to the end of the line ("a=b; c=d").
-		start, end := valueSpan(s, l[1], strings.HasSuffix(key, "cookie"))
+		// A cookie header's value runs to the end of the line ("a=b; c=d"),
+		// and so does a name ("displayName: Mia Krystof").
+		start, end := valueSpan(s, l[1], strings.HasSuffix(strings.ToLower(key), "cookie") || personalTextName(key))
 		valueEnd = end
 		if start < end && !marked(s[start:end]) {
 			spans = append(spans, [2]int{start, end})
 		}
 	}
 	for _, l := range xmlRe.FindAllStringSubmatchIndex(s, -1) {
-		if secretName(strings.ToLower(s[l[2]:l[3]])) && l[4] < l[5] && !marked(s[l[4]:l[5]]) {
+		if secretName(s[l[2]:l[3]]) && l[4] < l[5] && !marked(s[l[4]:l[5]]) {
 			spans = append(spans, [2]int{l[4], l[5]})
 		}
 	}
@@ -476,9 +595,17 @@ func replaceCredentials(s string) string {
 
 // Leaks reports the first sensitive shape found in s (for tests and
 // fuzzing): an e-mail address, a value after a secret-named key, a JWT, a
-// Basic or Bearer credential, an Atlassian token, a long digit run or a URL
-// user part.
-func Leaks(s string) string {
+// Basic or Bearer credential, an Atlassian token, a long digit run, a URL
+// user part, an IP address, or a base64 run or spelt-out text that holds one
+// of these.
+func Leaks(s string) string { return leaks(s, 0) }
+
+// maxDecodeDepth bounds how deep base64 inside base64 (or spelt-out text)
+// is looked into, so nested encodings cost little.
+const maxDecodeDepth = 2
+
+// leaks is Leaks for text that is depth decodings deep.
+func leaks(s string, depth int) string {
 	for _, l := range emailRe.FindAllStringIndex(s, -1) {
 		if !stackFrame(s, l) {
 			return s[l[0]:l[1]]
@@ -486,6 +613,15 @@ func Leaks(s string) string {
 	}
 	if spans := credentialSpans(s); spans != nil {
 		return s[spans[0][0]:spans[0][1]]
+	}
+	if l := ipv6Spans(s); l != nil {
+		return s[l[0][0]:l[0][1]]
+	}
+	if l := encodedSpans(s, depth); l != nil {
+		return s[l[0][0]:l[0][1]]
+	}
+	if l := spacedSpans(s, depth); l != nil {
+		return s[l[0][0]:l[0][1]]
 	}
 	for _, re := range leakChecks {
 		if m := re.FindString(s); m != "" {
@@ -496,9 +632,167 @@ func Leaks(s string) string {
 }
 
 var leakChecks = []*regexp.Regexp{
+	regexp.MustCompile(ipv4),
 	regexp.MustCompile(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}`),
 	regexp.MustCompile(`(?i)\b(?:basic|bearer)["'\s:=,]{1,6}[A-Za-z0-9._~+/=-]{4,}`),
 	regexp.MustCompile(`\bATATT[A-Za-z0-9_=+/-]{8,}`),
 	regexp.MustCompile(digitRun + `|` + dottedDigits),
 	regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.\-]*://[^\s/?#@"'<>\[\]]+@`), // a user part, not the marker
+}
+
+// replaceSpans replaces each span (in order, not overlapping) with mark.
+func replaceSpans(s string, spans [][2]int, mark string) string {
+	if spans == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		b.WriteString(s[last:sp[0]])
+		b.WriteString(mark)
+		last = sp[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// ipv6Candidate is what may be an IPv6 address; ipv6Spans keeps those that
+// parse, are not part of a word ("Foo::Bar") and have a hex digit.
+var ipv6Candidate = regexp.MustCompile(`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z_.]+)?`)
+
+func ipv6Spans(s string) [][2]int {
+	if strings.Count(s, ":") < 2 {
+		return nil
+	}
+	var spans [][2]int
+	for _, l := range ipv6Candidate.FindAllStringIndex(s, -1) {
+		m := s[l[0]:l[1]]
+		if l[0] > 0 && wordByte(s[l[0]-1]) || l[1] < len(s) && wordByte(s[l[1]]) ||
+			!strings.ContainsAny(m, "0123456789abcdefABCDEF") {
+			continue
+		}
+		if a, err := netip.ParseAddr(m); err == nil && a.Is6() {
+			spans = append(spans, [2]int{l[0], l[1]})
+		}
+	}
+	return spans
+}
+
+func wordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+func replaceIPv6(s string) string { return replaceSpans(s, ipv6Spans(s), "[ip]") }
+
+// base64Run is a run of base64 or base64url characters long enough to
+// hide an address (16 or more).
+var base64Run = regexp.MustCompile(`[A-Za-z0-9+/_-]{16,}={0,2}`)
+
+// encodedSpans returns the base64 and base64url runs that decode to mostly
+// printable text holding a sensitive shape (see Leaks).
+func encodedSpans(s string, depth int) [][2]int {
+	if depth >= maxDecodeDepth {
+		return nil
+	}
+	var spans [][2]int
+	for _, l := range base64Run.FindAllStringIndex(s, -1) {
+		if d, ok := decodeBase64(s[l[0]:l[1]]); ok && leaks(normalize(d), depth+1) != "" {
+			spans = append(spans, [2]int{l[0], l[1]})
+		}
+	}
+	return spans
+}
+
+// decodeBase64 decodes a run as base64 or base64url (padded or not) and
+// reports whether the result is mostly printable text (NULs of UTF-16
+// dropped).
+func decodeBase64(run string) (string, bool) {
+	run = strings.TrimRight(run, "=")
+	enc := base64.RawStdEncoding
+	if strings.ContainsAny(run, "-_") {
+		if strings.ContainsAny(run, "+/") {
+			return "", false
+		}
+		enc = base64.RawURLEncoding
+	}
+	b, err := enc.DecodeString(run)
+	if err != nil {
+		return "", false
+	}
+	d := strings.ReplaceAll(string(b), "\x00", "")
+	if d == "" || !utf8.ValidString(d) {
+		return "", false
+	}
+	var total, printable int
+	for _, r := range d {
+		total++
+		if unicode.IsPrint(r) || r == ' ' || r == '\n' || r == '\t' || r == '\r' {
+			printable++
+		}
+	}
+	return d, printable*10 >= total*9
+}
+
+func replaceEncoded(s string) string {
+	return replaceSpans(s, encodedSpans(s, 0), "[encoded]")
+}
+
+// spacedSpans returns the runs of five or more single characters, each
+// separated by one space or tab ("j o h n @ e x a m p l e . c o m"), that
+// hold a sensitive shape once the spaces are taken out.
+func spacedSpans(s string, depth int) [][2]int {
+	if depth >= maxDecodeDepth {
+		return nil
+	}
+	var spans [][2]int
+	start, n, last := -1, 0, 0 // the run's start, its characters, the end of its last one
+	flush := func() {
+		if n >= 5 {
+			var b strings.Builder
+			for _, r := range s[start:last] {
+				if r != ' ' && r != '\t' {
+					b.WriteRune(r)
+				}
+			}
+			if leaks(b.String(), depth+1) != "" {
+				spans = append(spans, [2]int{start, last})
+			}
+		}
+		start, n = -1, 0
+	}
+	for i := 0; i < len(s); {
+		// A field: non-space characters from i.
+		j := i
+		for j < len(s) {
+			r, size := utf8.DecodeRuneInString(s[j:])
+			if unicode.IsSpace(r) {
+				break
+			}
+			j += size
+		}
+		if j > i {
+			_, size := utf8.DecodeRuneInString(s[i:])
+			single := i+size == j
+			switch {
+			case single && n > 0 && i-last == 1 && (s[last] == ' ' || s[last] == '\t'):
+				n++
+				last = j
+			case single:
+				flush()
+				start, n, last = i, 1, j
+			default:
+				flush()
+			}
+			i = j
+			continue
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	flush()
+	return spans
+}
+
+func replaceSpaced(s string) string {
+	return replaceSpans(s, spacedSpans(s, 0), "[redacted]")
 }

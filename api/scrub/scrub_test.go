@@ -130,6 +130,82 @@ func TestStringReportedMisses(t *testing.T) {
 	}
 }
 
+// TestStringProbeMisses: shapes a black-box probe got stored through the
+// error-report endpoint, each scrubbed now.
+func TestStringProbeMisses(t *testing.T) {
+	for in, want := range map[string]string{
+		// Obfuscated addresses.
+		"john.doe [at] example [dot] com x":      "[email] x",
+		"john.doe (AT) example (Dot) com":        "[email]",
+		"john [dot] doe [at] example [dot] com":  "[email]",
+		"john.doe{at}example.com":                "[email]",
+		"john.doe(at)example.com failed":         "[email] failed",
+		"mail john.doe @ example.com":            "mail [email]",
+		"john.doe=40example.com":                 "[email]",
+		"to j o h n @ e x a m p l e . c o m now": "to [redacted] now",
+		"j\x00o\x00h\x00n\x00@\x00e\x00x\x00a\x00m\x00p\x00l\x00e\x00.\x00c\x00o\x00m\x00": "[email]",
+		"u am9obi5kb2VAZXhhbXBsZS5jb20= x":                                                 "u [encoded] x",
+		"u bWFyeS5zbWl0aEBleGFtcGxlLm9yZw x":                                               "u [encoded] x",
+		"cGFzc3dvcmQ9Q0FOQVJZMTcxeA":                                                       "[encoded]", // base64url of password=…
+		"bQBpAGEALgBjAGEAbgBhAHIAeQAxADcAMgBAAGUAeABhAG0AcABsAGUALgBjAG8AbQA=":             "[encoded]", // UTF-16LE
+		// Credential keys: look-alike letters and more names.
+		"p\u0430ssword=CANARY1":            "p\u0430ssword=[credential]",
+		"\u0440\u0430ssw\u03bfrd: CANARY2": "\u0440\u0430ssw\u03bfrd: [credential]",
+		"userPass: CANARY3":                "userPass: [credential]",
+		"ticket=CANARY4":                   "ticket=[credential]",
+		"tok=CANARY5":                      "tok=[credential]",
+		"oauth: CANARY6":                   "oauth: [credential]",
+		"user_password_hash=CANARY7":       "user_password_hash=[credential]",
+		"dbPwd=CANARY8":                    "dbPwd=[credential]",
+		"smtp_pass=CANARY9":                "smtp_pass=[credential]",
+		"webhookSecret=CANARY10":           "webhookSecret=[credential]",
+		"signing-key: CANARY11":            "signing-key: [credential]",
+		"csrfToken=CANARY12":               "csrfToken=[credential]",
+		// Personal data under keys in text, to the end of the line.
+		"displayName: Mia Krystof\nnext":      "displayName: [credential]\nnext",
+		`{"firstName":"Mia","x":1}`:           `{"firstName":"[credential]","x":1}`,
+		"account_id=5b10ac8d82e05b22cc7d4ef5": "account_id=[credential]",
+		// IP addresses; version strings stay.
+		"from 10.0.0.1 and 192.168.1.254:8080": "from [ip] and [ip]:8080",
+		"client 127.0.0.1":                     "client [ip]",
+		"fe80::1%eth0, 2001:db8::8a2e:370:7334, ::1 and 2001:0db8:0000:0000:0000:ff00:0042:8329": "[ip], [ip], [ip] and [ip]",
+		// Harmless text stays.
+		"v4.2.0 1001.0.0-SNAPSHOT std::vector Foo::Bar 12:30:45 relay-client.js:120:15":     "v4.2.0 1001.0.0-SNAPSHOT std::vector Foo::Bar 12:30:45 relay-client.js:120:15",
+		"token_type=x keyboard=x monkey=x passed=x bypass=x passive=x issueKey=ABC-1 a b c": "token_type=x keyboard=x monkey=x passed=x bypass=x passive=x issueKey=ABC-1 a b c",
+		"upload @ https://addin.example.com/app.js:1:2 ProjectManagerFactoryImplementation": "upload @ https://addin.example.com/app.js:1:2 ProjectManagerFactoryImplementation",
+		"failed (at) step two": "failed (at) step two",
+	} {
+		if got := String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestValueScrubsPersonalKeys(t *testing.T) {
+	v := Value(map[string]any{
+		"name": "Mia", "displayName": "Mia K", "Full_Name": "Mia K", "first-name": "Mia", "LAST_NAME": "K", "username": "mia",
+		"userName": "mia", "accountId": "5b10ac8d", "address": map[string]any{"city": "Brno"}, "street": "Main St 1",
+		"phone": 1234.0, "ip": "10.0.0.1", "IP-Address": "::1", "p\u0430ssword": "x", "userPass": "x", "user_password_hash": "x",
+		"ticket": "x", "tok": "x", "oauth": "x", "clientSecret": "x", "token": "x",
+		"token_type": "bearer", "keyboard": "qwerty", "monkey": "x", "passed": true, "bypass": true, "passive": true, "issueKey": "ABC-1",
+	}).(map[string]any)
+	for _, k := range []string{"name", "displayName", "Full_Name", "first-name", "LAST_NAME", "username", "userName", "accountId",
+		"address", "street", "phone", "ip", "IP-Address"} {
+		if v[k] != "[personal]" {
+			t.Errorf("%s: %v, want [personal]", k, v[k])
+		}
+	}
+	for _, k := range []string{"p\u0430ssword", "userPass", "user_password_hash", "ticket", "tok", "oauth", "clientSecret", "token"} {
+		if v[k] != "[credential]" {
+			t.Errorf("%s: %v, want [credential]", k, v[k])
+		}
+	}
+	if v["token_type"] != "bearer" || v["keyboard"] != "qwerty" || v["monkey"] != "x" || v["passed"] != true ||
+		v["bypass"] != true || v["passive"] != true || v["issueKey"] != "ABC-1" {
+		t.Errorf("harmless values changed: %v", v)
+	}
+}
+
 // TestCanaries: the oracle sees every sensitive shape before scrubbing
 // (so the fuzz test can rely on it) and nothing of it after; the canary
 // text is gone.
@@ -141,6 +217,12 @@ func TestCanaries(t *testing.T) {
 		"secret: CANARY152", "private_key=CANARY153", "auth: CANARY154", "session id=CANARY155", "canary156\\u0040example.com",
 		"canary157&amp;#64;example.com", "ｃａｎａｒｙ158＠ｅｘａｍｐｌｅ．ｃｏｍ", `{\"password\":\"CANARY159\"}`, "<secret>CANARY160</secret>",
 		"phone ९८७६५४३२१०", "“password”: “CANARY161”",
+		// The probe's shapes.
+		"canary162.doe [at] example [dot] com", "canary163(at)example.com", "canary164 @ example.com", "canary165=40example.com",
+		"c a n a r y 1 6 6 @ e x a m p l e . c o m", "c\x00a\x00n\x00a\x00r\x00y\x00@\x00e\x00x\x00.\x00i\x00o\x00",
+		"Y2FuYXJ5MTcwLmRvZUBleGFtcGxlLmNvbQ==", "cGFzc3dvcmQ9Q0FOQVJZMTcxeA", "p\u0430ssword=CANARY173",
+		"userPass: CANARY174", "ticket=CANARY175", "tok=CANARY176", "oauth=CANARY177", "user_password_hash=CANARY178",
+		"displayName: canary179 K", "ip 10.0.0.179", "ip fe80::179",
 	} {
 		decoded := in
 		for range maxPasses {
@@ -221,7 +303,12 @@ func FuzzString(f *testing.F) {
 		`"api-token": "x"`, "access_token=x", "refresh_token=x", "client_secret=x", "password=x", "passwd: x", "secret=x",
 		"private_key: x", "auth=x", "session id: x", "a\\u0040b.c", "a&amp;#64;b.c", "a%2540b.c", "a\\x40b.c", "“password”: “x”",
 		`{\"password\":\"x\"}`, "<password>x</password>", "mia\u2800@x.com", "x@y.z://w", "४४४४४४", "1–2–3–4–5–6",
-		"111.222.333", "pass\\u0077ord=x", "Cookie: a=\"b c\"; d", "password=[credential]x", "Authorization: Basic [credential]"} {
+		"111.222.333", "pass\\u0077ord=x", "Cookie: a=\"b c\"; d", "password=[credential]x", "Authorization: Basic [credential]",
+		// The probe's shapes.
+		"j.d [at] ex [dot] com", "j(at)e.com", "j @ e.com", "j=40e.com", "j o h n @ e x . c o", "j\x00o\x00@\x00e\x00.\x00c\x00",
+		"am9obi5kb2VAZXhhbXBsZS5jb20=", "bWFyeS5zbWl0aEBleGFtcGxlLm9yZw", "p\u0430ssword=x", "userPass: x", "ticket=x", "tok=x",
+		"oauth=x", "user_password_hash=x", "displayName: A B", "1.2.3.4", "::1", "fe80::1%eth0", "token_type=x keyboard=x issueKey=A-1",
+		"v4.2.0", "1001.0.0-SNAPSHOT"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
