@@ -578,19 +578,7 @@ var authScheme = regexp.MustCompile(`^(?i:basic|bearer|token|digest|negotiate|nt
 
 // replaceCredentials replaces the values credentialSpans finds.
 func replaceCredentials(s string) string {
-	spans := credentialSpans(s)
-	if spans == nil {
-		return s
-	}
-	var b strings.Builder
-	last := 0
-	for _, sp := range spans {
-		b.WriteString(s[last:sp[0]])
-		b.WriteString(credentialMark)
-		last = sp[1]
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return replaceSpans(s, credentialSpans(s), credentialMark)
 }
 
 // Leaks reports the first sensitive shape found in s (for tests and
