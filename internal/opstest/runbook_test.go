@@ -204,7 +204,17 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 		mailA2: "<CAF=def/2@mail.example.com>",
 		config: `{"fields":["summary","labels"],"template":"From {{from}}"}`,
 	}
-	env.acme = register(t, relayURL, "https://Acme-Ops.atlassian.net/")
+	// acme gives its cloud id, so the erase must find its cloudids/ entry too.
+	acmeBody := relaytest.RegisterBody("https://Acme-Ops.atlassian.net/")
+	acmeBody["cloudId"] = runbookCloudID
+	res := (&relaytest.Client{T: t, Base: relayURL, HTTP: httpClient}).Do("POST", "/v1/instances", "", acmeBody)
+	mustStatus(t, res, 201, "register acme")
+	var reg struct {
+		InstanceID, ClientKey, AdminKey string
+		Instance                        struct{ URL string }
+	}
+	res.Decode(t, &reg)
+	env.acme = relaytest.Tenant{ID: reg.InstanceID, Client: reg.ClientKey, Admin: reg.AdminKey, URL: reg.Instance.URL}
 	env.other = register(t, relayURL, "https://other-ops.atlassian.net")
 	if env.acme.URL != "https://acme-ops.atlassian.net" {
 		t.Fatalf("normalised URL %q", env.acme.URL)
@@ -582,6 +592,10 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if k := env.keys("/jira-relay/urls/" + store.EscapeSegment(env.acme.URL)); len(k) != 0 {
 					t.Errorf("the tenant's urls/ key is left")
 				}
+				env.mustContain("erase tenant", out, "2 index entries to delete", "\n0 index entries left")
+				if k := env.keys("/jira-relay/cloudids/" + runbookCloudID); len(k) != 0 {
+					t.Errorf("the tenant's cloudids/ key is left")
+				}
 				var last relaytest.Answer
 				if !relaytest.Eventually(3*time.Second, func() bool {
 					last = call(t, "GET", env.api(env.acme, ""), nil, "X-Relay-Key", env.acme.Admin)
@@ -751,3 +765,6 @@ func (env *runbookEnv) raiseNoSpace() {
 		t.Fatalf("NOSPACE not raised: %v %v", al, err)
 	}
 }
+
+// runbookCloudID is the acme tenant's cloud id.
+const runbookCloudID = "5c0e8f2a-1b3d-4e6f-8a9b-0c1d2e3f4a5b"
