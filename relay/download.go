@@ -39,8 +39,7 @@ func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if err := r.guards.cooling(in.ID); err != nil {
 		return err
 	}
-	p := &Plan{in: in, up: up}
-	t, err := r.acquire(p)
+	t, err := r.acquire(in.ID, up)
 	if err != nil {
 		return err
 	}

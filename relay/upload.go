@@ -38,7 +38,7 @@ func Planned(ctx *fasthttp.RequestCtx) *Plan {
 // relays Jira's answer. A refusal of the acquire step is returned for the
 // front door to answer; once streaming starts, the relay answers itself.
 func (r *Relay) Upload(ctx *fasthttp.RequestCtx, p *Plan) error {
-	t, err := r.acquire(p)
+	t, err := r.acquire(p.in.ID, p.up)
 	if err != nil {
 		return err
 	}
@@ -58,13 +58,14 @@ type ticket struct {
 	done    func(error)
 }
 
-// acquire takes one of the instance's stream slots and a breaker ticket.
-func (r *Relay) acquire(p *Plan) (ticket, error) {
-	release, err := r.guards.takeStream(p.in.ID)
+// acquire takes one of the instance's stream slots and a breaker ticket of
+// its upstream.
+func (r *Relay) acquire(instanceID string, up *upstream) (ticket, error) {
+	release, err := r.guards.takeStream(instanceID)
 	if err != nil {
 		return ticket{}, err
 	}
-	done, err := p.up.ticket(r.cfg.BreakerOpenTimeout)
+	done, err := up.ticket(r.cfg.BreakerOpenTimeout)
 	if err != nil {
 		release()
 		return ticket{}, err
@@ -96,14 +97,13 @@ func (r *Relay) send(ctx *fasthttp.RequestCtx, p *Plan) error {
 		r.resp.Fail(ctx, httpx.Err(400, "invalid_upload", "the upload cannot be wrapped as multipart"))
 		return errNotCounted
 	}
-	rec := &recorder{r: body}
-	ub := &upBody{r: rec, size: size}
+	ub := &upBody{r: body, size: size}
 	req := r.uploadRequest(ctx, p, ub, size, contentType)
 	ub.req = req
 	defer fasthttp.ReleaseRequest(req)
 	resp, err := r.roundTrip(ctx, p.in.ID, p.up, req, ub)
 	if err != nil {
-		return r.failed(ctx, rec.err, err, ub.cut)
+		return r.failed(ctx, ub.err, err, ub.cut)
 	}
 	defer fasthttp.ReleaseResponse(resp)
 	status := resp.StatusCode()
@@ -150,6 +150,10 @@ type upBody struct {
 	// body was left unread.
 	cut  bool
 	done bool // the caller's body ended
+	// err is the first error the caller's body returned (other than EOF):
+	// fasthttp turns some errors into its own, and the relay must know
+	// whether the caller's side or Jira's side broke.
+	err error
 }
 
 func (b *upBody) Read(p []byte) (int, error) {
@@ -170,8 +174,11 @@ func (b *upBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.n += int64(n)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.done = true
+	case err != nil && b.err == nil:
+		b.err = err
 	}
 	return n, err
 }
@@ -278,20 +285,4 @@ func (r *Relay) bodyFailure(err error) *httpx.BodyFailure {
 		f.Fault = httpx.BodyTimeout
 	}
 	return f
-}
-
-// recorder remembers the first error its reader returned (other than EOF):
-// fasthttp turns some errors into its own, and the relay must know whether
-// the caller's side or Jira's side broke.
-type recorder struct {
-	r   io.Reader
-	err error
-}
-
-func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF && r.err == nil {
-		r.err = err
-	}
-	return n, err
 }

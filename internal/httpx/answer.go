@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jira-relay/jira-relay/ratelimit"
 	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"
 )
@@ -62,7 +63,7 @@ func Answer(err error) *Error {
 			RateLimit: &RateLimitHeaders{Limit: rl.Decision.Limit, Remaining: rl.Decision.Remaining, Reset: max(rl.Decision.ResetSeconds(), 1)}}
 	case errors.As(err, &bo):
 		return &Error{Status: 503, Code: "upstream_circuit_open", Message: ReasonBreakerOpen.message(),
-			RetryAfter: CeilSeconds(bo.RetryAfter), Reason: ReasonBreakerOpen}
+			RetryAfter: max(ratelimit.CeilSeconds(bo.RetryAfter), 1), Reason: ReasonBreakerOpen}
 	case errors.As(err, &bf):
 		return bodyAnswer(bf)
 	case errors.As(err, &uf):

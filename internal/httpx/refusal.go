@@ -75,6 +75,3 @@ func Held(wait time.Duration) ratelimit.Decision {
 type BreakerOpen struct{ RetryAfter time.Duration }
 
 func (e *BreakerOpen) Error() string { return "upstream circuit open" }
-
-// CeilSeconds rounds d up to whole seconds, at least one.
-func CeilSeconds(d time.Duration) int { return max(int((d+time.Second-1)/time.Second), 1) }
