@@ -102,10 +102,13 @@ type patchBody struct {
 	URL *string `json:"url"`
 	// CloudID may only be sent as it is.
 	CloudID *string `json:"cloudId"`
+	// MappingRetentionDays is the tenant's own mapping retention in whole
+	// days, 0 (keep forever) to 3650; it replaces --mapping-retention.
+	MappingRetentionDays *int `json:"mappingRetentionDays"`
 }
 
 // PatchInstance: PATCH /v1/instances/{id} (admin) changes versions, licence,
-// the error-report switch, or the site's URL (a rename: 409 url_taken when
+// the error-report switch, the mapping retention, or the site's URL (a rename: 409 url_taken when
 // another tenant holds it, and a Cloud URL must pass the policy).
 func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	var b patchBody
@@ -130,7 +133,7 @@ func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 	}
 	out, err := a.store.PatchInstance(a.base, in.ID, store.InstancePatch{
 		JiraVersion: b.JiraVersion, AddinVersion: b.AddinVersion, License: lic, ErrorReports: b.ErrorReports,
-		URL: b.URL, CloudID: b.CloudID,
+		URL: b.URL, CloudID: b.CloudID, MappingRetentionDays: b.MappingRetentionDays,
 	})
 	if err != nil {
 		return err

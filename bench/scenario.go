@@ -21,6 +21,8 @@ type Scenario struct {
 	Compare     string
 	Rounds      int
 	Timeout     time.Duration
+	// Readers is the concurrent lookups of the capacity scenario.
+	Readers int
 }
 
 // Scenarios are the presets, the first being the default.
@@ -44,6 +46,8 @@ var Scenarios = []Scenario{
 		Mix: "map-read:1", Sizes: "1KiB", Duration: 10 * time.Second, Concurrency: 32, Rounds: 1, Timeout: 30 * time.Second},
 	{Name: "mappings", Doc: "mapping writes and lookups together, 20:80",
 		Mix: "map-write:20,map-read:80", Sizes: "1KiB", Duration: 10 * time.Second, Concurrency: 32, Rounds: 1, Timeout: 30 * time.Second},
+	{Name: CapacityScenario, Doc: "etcd per mapping, old key layout vs current, on embedded etcd members of its own, no relay (targets: ≤ 1,200 B in use, ≥ 2,000 writes/s, ≥ 10,000 lookups/s)",
+		Duration: 10 * time.Second, Concurrency: 64, Readers: 32, Count: 5000, Rounds: 1},
 }
 
 // FindScenario looks a preset up by name.
@@ -62,6 +66,11 @@ func FindScenario(name string) (Scenario, error) {
 func WriteScenarios(w io.Writer) {
 	for _, s := range Scenarios {
 		fmt.Fprintf(w, "  %-17s %s\n", s.Name, s.Doc)
+		if s.Name == CapacityScenario {
+			fmt.Fprintf(w, "  %-17s   = --count %d (mappings per layout) --concurrency %d (writers) --readers %d --duration %s (lookups per layout)\n",
+				"", s.Count, s.Concurrency, s.Readers, s.Duration)
+			continue
+		}
 		line := fmt.Sprintf("--mix %s --sizes %s --duration %s --concurrency %d", s.Mix, s.Sizes, s.Duration, s.Concurrency)
 		if s.Rate > 0 {
 			line += fmt.Sprintf(" --rate %g", s.Rate)

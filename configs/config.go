@@ -115,6 +115,21 @@ type Config struct {
 	// ErrorReportTTL is how long an add-in error report is kept (an etcd
 	// lease). Default 720h (30 days).
 	ErrorReportTTL time.Duration `yaml:"error-report-ttl"`
+
+	// MappingRetention is how long a mapping lives after it was last linked
+	// (an etcd lease shared by the mappings that expire on the same day); a
+	// tenant's admin may set its own. Default 0: kept until unlinked.
+	MappingRetention time.Duration `yaml:"mapping-retention"`
+	// TenantMaxMappings is the most mappings one tenant may hold; past it its
+	// links get 507 tenant_quota_exceeded. 0 is no quota. Default 1000000.
+	TenantMaxMappings int64 `yaml:"tenant-max-mappings"`
+	// TenantMaxUsers is the most users one tenant may hold. 0 is no quota.
+	// Default 100000.
+	TenantMaxUsers int64 `yaml:"tenant-max-users"`
+	// EtcdQuotaBytes is the embedded etcd's database quota: past it etcd
+	// refuses writes (NOSPACE) and the relay answers 507 store_full. Default
+	// 2147483648 (2 GiB, etcd's own); etcd advises at most 8 GiB.
+	EtcdQuotaBytes int64 `yaml:"etcd-quota-bytes"`
 }
 
 // Defaults returns the configuration the relay runs with when nothing is set:
@@ -162,5 +177,9 @@ func Defaults() Config {
 		AdminListen:    "127.0.0.1:9090",
 		LogLevel:       "info",
 		ErrorReportTTL: 30 * 24 * time.Hour,
+
+		TenantMaxMappings: 1_000_000,
+		TenantMaxUsers:    100_000,
+		EtcdQuotaBytes:    2 << 30,
 	}
 }

@@ -71,6 +71,10 @@ func (c *Config) options() []option {
 		{"admin-listen", &c.AdminListen, "address of /metrics, /debug/pprof, /healthz and /readyz (never the public port); empty turns it off"},
 		{"log-level", &c.LogLevel, "debug, info, warn or error"},
 		{"error-report-ttl", &c.ErrorReportTTL, "how long an add-in error report is kept"},
+		{"mapping-retention", &c.MappingRetention, "how long a mapping lives after it was last linked; 0 keeps it until unlinked"},
+		{"tenant-max-mappings", &c.TenantMaxMappings, "most mappings one tenant may hold (507 tenant_quota_exceeded past it); 0 is no quota"},
+		{"tenant-max-users", &c.TenantMaxUsers, "most users one tenant may hold; 0 is no quota"},
+		{"etcd-quota-bytes", &c.EtcdQuotaBytes, "the embedded etcd's database quota in bytes (507 store_full past it)"},
 	}
 }
 

@@ -54,6 +54,18 @@ func (c *Config) Validate() error {
 	if c.ErrorReportTTL < 10*time.Second {
 		v.add("error-report-ttl", "must be at least 10s (an etcd lease)")
 	}
+	if r := c.MappingRetention; r != 0 && (r < time.Second || r > 3650*24*time.Hour) {
+		v.add("mapping-retention", "must be 0 (keep) or from 1s to 87600h (ten years)")
+	}
+	if c.TenantMaxMappings < 0 {
+		v.add("tenant-max-mappings", "must be 0 (no quota) or more")
+	}
+	if c.TenantMaxUsers < 0 {
+		v.add("tenant-max-users", "must be 0 (no quota) or more")
+	}
+	if c.EtcdQuotaBytes < 16<<20 || c.EtcdQuotaBytes > 64<<30 {
+		v.add("etcd-quota-bytes", "must be from 16777216 (16 MiB) to 68719476736 (64 GiB)")
+	}
 	if c.DataDir == "" {
 		v.add("data-dir", "must not be empty")
 	}
@@ -107,9 +119,10 @@ func (c *Config) Validate() error {
 	v.atLeastOne("breaker-half-open-requests", int64(c.BreakerHalfOpenRequests))
 	v.atLeastOne("upstream-max-conns", int64(c.UpstreamMaxConns))
 
-	// Every duration, so that a new one is checked too.
+	// Every duration, so that a new one is checked too (but
+	// mapping-retention, where 0 means keep, checked above).
 	for _, o := range c.options() {
-		if d, ok := o.ptr.(*time.Duration); ok && *d <= 0 {
+		if d, ok := o.ptr.(*time.Duration); ok && *d <= 0 && o.name != "mapping-retention" {
 			v.add(o.name, "must be more than 0, not %s", formatDuration(*d))
 		}
 	}

@@ -26,6 +26,12 @@ func TestValidateRejects(t *testing.T) {
 		{"listen bad port", func(c *Config) { c.Listen = ":99999" }, `--listen: ":99999": the port must be a number from 0 to 65535`},
 		{"listen named port", func(c *Config) { c.Listen = ":http" }, `--listen: ":http": the port must be a number`},
 		{"data-dir empty", func(c *Config) { c.DataDir = "" }, `--data-dir: must not be empty`},
+		{"mapping-retention negative", func(c *Config) { c.MappingRetention = -time.Second }, `--mapping-retention: must be 0 (keep) or from 1s to 87600h (ten years)`},
+		{"mapping-retention under a second", func(c *Config) { c.MappingRetention = time.Millisecond }, `--mapping-retention: must be 0 (keep) or from 1s`},
+		{"mapping-retention over ten years", func(c *Config) { c.MappingRetention = 87601 * time.Hour }, `--mapping-retention: must be 0 (keep) or from 1s`},
+		{"tenant-max-mappings negative", func(c *Config) { c.TenantMaxMappings = -1 }, `--tenant-max-mappings: must be 0 (no quota) or more`},
+		{"tenant-max-users negative", func(c *Config) { c.TenantMaxUsers = -1 }, `--tenant-max-users: must be 0 (no quota) or more`},
+		{"etcd-quota-bytes too small", func(c *Config) { c.EtcdQuotaBytes = 1 << 20 }, `--etcd-quota-bytes: must be from 16777216`},
 		{"drain-timeout zero", func(c *Config) { c.DrainTimeout = 0 }, `--drain-timeout: must be more than 0, not 0s`},
 
 		{"etcd-endpoints without scheme", func(c *Config) { c.EtcdEndpoints = []string{"127.0.0.1:2379"} }, `--etcd-endpoints: "127.0.0.1:2379" is not an http:// or https:// URL with a host`},

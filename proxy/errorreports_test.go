@@ -58,7 +58,7 @@ func TestErrorReports(t *testing.T) {
 		t.Errorf("scrubbing removed useful text: %s", body)
 	}
 	// Stored with a lease: the key expires by itself.
-	resp, err := r.Etcd.Get(context.Background(), r.Config.EtcdPrefix+"instances/"+ten.ID+"/error-reports/", clientv3.WithPrefix())
+	resp, err := r.Etcd.Get(context.Background(), r.DataPrefix(t, ten.ID)+"reports/", clientv3.WithPrefix())
 	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
 		t.Fatalf("report key: %v %v", resp, err)
 	}
@@ -86,7 +86,7 @@ func TestErrorReportsExpire(t *testing.T) {
 	if res := a.Do("POST", p, ten.Client, map[string]any{"message": "boom"}); res.Status != 201 {
 		t.Fatalf("report: %d %s", res.Status, res.Body)
 	}
-	prefix := r.Config.EtcdPrefix + "instances/" + ten.ID + "/error-reports/"
+	prefix := r.DataPrefix(t, ten.ID) + "reports/"
 	stored := func() int64 {
 		resp, err := r.Etcd.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {

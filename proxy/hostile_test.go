@@ -454,7 +454,7 @@ func TestHostileButContained(t *testing.T) {
 		if got.Status != 200 || got.JSON(t)["url"] != j.jira.URL() {
 			t.Fatalf("the instance record after a traversal-shaped user id: %d %s", got.Status, got.Body)
 		}
-		kv, err := j.relay.Etcd.Get(t.Context(), j.relay.Config.EtcdPrefix+"instances/"+A.ID+"/users/..%2F..%2Finstance")
+		kv, err := j.relay.Etcd.Get(t.Context(), j.relay.DataPrefix(t, A.ID)+"users/..%2F..%2Finstance")
 		if err != nil || len(kv.Kvs) != 1 {
 			t.Fatalf("the user is not stored under its escaped id: %v %v", kv, err)
 		}

@@ -204,10 +204,17 @@ func TestUndecodableRecordsReadAsErrCorrupt(t *testing.T) {
 	cli, prefix := etcdtest.Shared(t)
 	s := runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli})
 	ctx := context.Background()
-	id := register(t, s, "https://acme.atlassian.net").Instance.ID
-	tenant := prefix + "instances/" + id + "/"
-	for _, k := range []string{"users/u", "mappings/%3Cm@x%3E/u/1", "index/conversation/c/u/%3Cm@x%3E/1", "error-reports/0000000000001-000000000000"} {
-		if _, err := cli.Put(ctx, tenant+k, "{not json"); err != nil {
+	reg := register(t, s, "https://acme.atlassian.net")
+	id := reg.Instance.ID
+	data := prefix + "d/" + reg.Instance.DataID + "/"
+	m, u, c := store.Token("<m@x>"), store.Token("u"), store.Token("c")
+	for k, v := range map[string]string{
+		"users/u":                            "{not json",
+		"m/" + m + "/" + u + "/1":            "{not json",
+		"c/" + c + "/" + u + "/" + m + "/1":  "", // an index entry leads to it
+		"reports/0000000000001-000000000000": "{not json",
+	} {
+		if _, err := cli.Put(ctx, data+k, v); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -228,7 +235,7 @@ func TestUndecodableRecordsReadAsErrCorrupt(t *testing.T) {
 	if err := s.DeleteInstance(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if k := keysUnder(t, cli, prefix); len(k) != 0 {
+	if k := keysUnder(t, cli, prefix); !slices.Equal(k, []string{prefix + "layout"}) {
 		t.Fatalf("keys left: %q", k)
 	}
 }

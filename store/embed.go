@@ -38,6 +38,10 @@ type EmbedConfig struct {
 	// of the machine loses recent writes. For test members only, whose data
 	// is thrown away with the process (etcdtest.Shared).
 	UnsafeNoFsync bool
+	// QuotaBytes is the member's database quota (etcd's
+	// --quota-backend-bytes): past it etcd raises the NOSPACE alarm and
+	// refuses writes. Default 0: etcd's own, 2 GiB.
+	QuotaBytes int64
 }
 
 // Embedded is a running in-process etcd member.
@@ -83,6 +87,7 @@ func StartEmbedded(c EmbedConfig) (*Embedded, error) {
 		cfg.InitialClusterToken = "jira-relay"
 	}
 	cfg.UnsafeNoFsync = c.UnsafeNoFsync
+	cfg.QuotaBackendBytes = c.QuotaBytes
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
 	// etcd's own zap logger, with a level the relay can raise at Close: a

@@ -66,6 +66,10 @@ func reportLeaseWindow(ttl time.Duration) time.Duration {
 func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, ttl time.Duration) (*ErrorReport, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	_, d, err := s.tenantData(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	lease, err := s.reportLease(ctx, ttl)
 	if err != nil {
 		return nil, err
@@ -80,9 +84,9 @@ func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, tt
 	if err != nil {
 		return nil, err
 	}
-	key := s.k.errorReport(id, r.ID)
+	key := d.report(r.ID)
 	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(s.k.instance(id)), ">", 0)).
+		If(clientv3.Compare(clientv3.CreateRevision(d.tenant()), ">", 0)).
 		Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).Commit()
 	if err != nil {
 		return nil, etcdErr("put error report", err)
@@ -101,7 +105,13 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	if limit < 1 || limit > 1000 {
 		return nil, "", invalid("limit", "must be between 1 and 1000")
 	}
-	p := s.k.errorReports(id)
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, d, err := s.tenantData(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	p := d.reports()
 	from := p
 	if cursor != "" {
 		rest, err := decodeCursor(p, cursor, 256)
@@ -110,8 +120,6 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 		}
 		from = p + rest + "\x00"
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(limit)))
 	if err != nil {
 		return nil, "", etcdErr("list error reports", err)

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // Sentinel errors. The HTTP layer maps them to statuses in one place.
@@ -30,6 +33,13 @@ var (
 	// the tenant can still be erased (DeleteInstance) or the record repaired
 	// with etcdctl (docs/operations.md).
 	ErrCorrupt = errors.New("stored record does not decode")
+	// ErrStoreFull: etcd refused a write because its database reached its
+	// quota (the NOSPACE alarm). Reads go on; writes need room made
+	// (docs/operations.md, "Capacity") (507).
+	ErrStoreFull = errors.New("store full")
+	// ErrQuotaExceeded: the tenant holds as many mappings or users as its
+	// quota allows; nothing was written (507).
+	ErrQuotaExceeded = errors.New("tenant quota exceeded")
 )
 
 // InvalidError says which field broke which rule. It matches ErrInvalid.
@@ -68,6 +78,9 @@ func encode(kind string, v any) (string, error) {
 func etcdErr(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if strings.Contains(err.Error(), rpctypes.ErrNoSpace.Error()) {
+		return fmt.Errorf("store: %s: %w: etcd's database is at its quota", op, ErrStoreFull)
 	}
 	return fmt.Errorf("store: %s: %w (%v)", op, ErrUnavailable, err)
 }

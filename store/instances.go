@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -41,7 +42,13 @@ type Instance struct {
 	DeploymentType string `json:"deploymentType,omitempty"`
 	// CloudID is a Cloud site's cloud id (a lower-case UUID), when the
 	// add-in sent it; unique across tenants and never changed.
-	CloudID       string    `json:"cloudId,omitempty"`
+	CloudID string `json:"cloudId,omitempty"`
+	// DataID names where the tenant's data lives: P d/<DataID>/ (keys.go).
+	// Six characters, unique across tenants, never changed.
+	DataID string `json:"dataId,omitempty"`
+	// MappingRetentionDays, when set by the admin, replaces the relay's
+	// --mapping-retention for this tenant: 0 keeps mappings forever.
+	MappingRetentionDays *int     `json:"mappingRetentionDays,omitempty"`
 	CreatedAt     time.Time `json:"createdAt"`
 	UpdatedAt     time.Time `json:"updatedAt"`
 	ClientKeyHash string    `json:"clientKeySha256"`
@@ -93,7 +100,10 @@ type InstanceView struct {
 	AddinVersion   string    `json:"addinVersion"`
 	License        *License  `json:"license,omitempty"`
 	ErrorReports   bool      `json:"errorReports"`
-	CreatedAt      time.Time `json:"createdAt"`
+	// MappingRetentionDays is the admin's override of the relay's mapping
+	// retention (0: forever); absent when the relay's applies.
+	MappingRetentionDays *int      `json:"mappingRetentionDays,omitempty"`
+	CreatedAt            time.Time `json:"createdAt"`
 	UpdatedAt      time.Time `json:"updatedAt"`
 }
 
@@ -102,7 +112,7 @@ func (in *Instance) View() InstanceView {
 	return InstanceView{
 		ID: in.ID, URL: in.URL, DeploymentType: in.Deployment(), CloudID: in.CloudID,
 		JiraVersion: in.JiraVersion, AddinVersion: in.AddinVersion,
-		License: in.License, ErrorReports: in.ErrorReports, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
+		License: in.License, ErrorReports: in.ErrorReports, MappingRetentionDays: in.MappingRetentionDays, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 	}
 }
 
@@ -132,6 +142,10 @@ type InstancePatch struct {
 	// CloudID may be given only as it is: a cloud id never changes, so a
 	// rename cannot move a tenant onto another Jira.
 	CloudID *string
+	// MappingRetentionDays sets the tenant's own mapping retention, 0 to
+	// MaxRetentionDays (0: forever). It applies to mappings linked (or
+	// linked again) from then on.
+	MappingRetentionDays *int
 }
 
 // Role is what a key entitles its holder to.
@@ -206,6 +220,14 @@ func randomBytes(b []byte) {
 	}
 }
 
+// newDataID draws a data id: six characters of lower-case base32 (30 bits);
+// registration draws again in the rare case it is taken.
+func newDataID() string {
+	var b [5]byte
+	randomBytes(b[:])
+	return lower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:6])
+}
+
 func newInstanceID() string {
 	var b [16]byte
 	randomBytes(b[:])
@@ -265,39 +287,50 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 		l.ExpiresAt = l.ExpiresAt.UTC()
 		in.License = &l
 	}
-	val, err := encode("instance", in)
-	if err != nil {
-		return nil, err
-	}
 	idx, err := encode("url index entry", urlIndexEntry{InstanceID: in.ID})
 	if err != nil {
 		return nil, err
 	}
-	urlKey, instKey := s.k.url(in.URL), s.k.instance(in.ID)
-
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(urlKey), "=", 0),
-		clientv3.Compare(clientv3.ModRevision(instKey), "=", 0)}
-	ops := []clientv3.Op{clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val)}
-	if in.CloudID != "" {
-		cloudKey := s.k.cloudID(in.CloudID)
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(cloudKey), "=", 0))
-		ops = append(ops, clientv3.OpPut(cloudKey, idx))
-	}
-
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).
-		Else(clientv3.OpGet(urlKey, clientv3.WithCountOnly())).Commit()
-	if err != nil {
-		return nil, etcdErr("register instance", err)
-	}
-	if !resp.Succeeded {
-		if resp.Responses[0].GetResponseRange().Count == 0 && in.CloudID != "" {
-			return nil, fmt.Errorf("store: register instance: cloud id %s: %w", in.CloudID, ErrCloudIDTaken)
+	for {
+		in.DataID = newDataID()
+		val, err := encode("instance", in)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("store: register instance %s: %w", in.URL, ErrExists)
+		urlKey, instKey, dataKey := s.k.url(in.URL), s.k.instance(in.ID), s.k.dataID(in.DataID)
+		d := s.k.data(in.DataID)
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(urlKey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(instKey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(dataKey), "=", 0)}
+		ops := []clientv3.Op{clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val),
+			clientv3.OpPut(dataKey, idx), clientv3.OpPut(d.tenant(), idx)}
+		if in.CloudID != "" {
+			cloudKey := s.k.cloudID(in.CloudID)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(cloudKey), "=", 0))
+			ops = append(ops, clientv3.OpPut(cloudKey, idx))
+		}
+		resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).
+			Else(clientv3.OpGet(urlKey, clientv3.WithCountOnly()), clientv3.OpGet(dataKey, clientv3.WithCountOnly())).Commit()
+		if err != nil {
+			return nil, etcdErr("register instance", err)
+		}
+		if !resp.Succeeded {
+			if resp.Responses[0].GetResponseRange().Count > 0 {
+				return nil, fmt.Errorf("store: register instance %s: %w", in.URL, ErrExists)
+			}
+			if resp.Responses[1].GetResponseRange().Count > 0 {
+				continue // that data id is taken: draw another
+			}
+			if in.CloudID != "" {
+				return nil, fmt.Errorf("store: register instance: cloud id %s: %w", in.CloudID, ErrCloudIDTaken)
+			}
+			return nil, fmt.Errorf("store: register instance %s: %w", in.URL, ErrExists)
+		}
+		in.Revision = resp.Header.Revision
+		break
 	}
-	in.Revision = resp.Header.Revision
 	s.cache.putInstance(in)
 	return &Registration{Instance: in, ClientKey: ck, AdminKey: ak}, nil
 }
@@ -532,6 +565,9 @@ func (s *Store) PatchInstance(ctx context.Context, id string, p InstancePatch) (
 	if p.URL != nil && *p.URL == "" {
 		return nil, invalid("url", "must not be empty")
 	}
+	if d := p.MappingRetentionDays; d != nil && (*d < 0 || *d > MaxRetentionDays) {
+		return nil, invalid("mappingRetentionDays", fmt.Sprintf("must be a whole number of days from 0 (keep forever) to %d", MaxRetentionDays))
+	}
 	return s.updateInstance(ctx, id, func(in *Instance) error {
 		if p.CloudID != nil {
 			if c, ok := canonicalUUID(*p.CloudID); !ok || c != in.CloudID {
@@ -554,6 +590,10 @@ func (s *Store) PatchInstance(ctx context.Context, id string, p InstancePatch) (
 		}
 		if p.ErrorReports != nil {
 			in.ErrorReports = *p.ErrorReports
+		}
+		if p.MappingRetentionDays != nil {
+			d := *p.MappingRetentionDays
+			in.MappingRetentionDays = &d
 		}
 		return nil
 	})
@@ -586,7 +626,7 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	key, tenant := s.k.instance(id), s.k.tenant(id)
+	key, dir := s.k.instance(id), s.k.directory(id)
 	resp, err := s.kv.Get(ctx, key)
 	if err != nil {
 		return etcdErr("get instance", err)
@@ -597,7 +637,7 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 			return fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)}
-		ops := []clientv3.Op{clientv3.OpDelete(tenant, clientv3.WithRange(clientv3.GetPrefixRangeEnd(tenant)))}
+		ops := []clientv3.Op{deletePrefix(dir)}
 		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
 		switch {
 		case err == nil:
@@ -605,18 +645,24 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 			if in.CloudID != "" {
 				ops = append(ops, clientv3.OpDelete(s.k.cloudID(in.CloudID)))
 			}
+			if in.DataID != "" {
+				ops = append(ops, clientv3.OpDelete(s.k.dataID(in.DataID)), deletePrefix(s.k.data(in.DataID).all()))
+			}
 		case errors.Is(err, ErrCorrupt):
-			urls, err := s.indexKeysOf(ctx, s.k.urls(), id)
-			if err != nil {
-				return err
+			var found []*mvccpb.KeyValue
+			for _, index := range []string{s.k.urls(), s.k.cloudIDs(), s.k.dataIDs()} {
+				kvs, err := s.indexKeysOf(ctx, index, id)
+				if err != nil {
+					return err
+				}
+				found = append(found, kvs...)
 			}
-			clouds, err := s.indexKeysOf(ctx, s.k.cloudIDs(), id)
-			if err != nil {
-				return err
-			}
-			for _, u := range append(urls, clouds...) {
+			for _, u := range found {
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(u.Key)), "=", u.ModRevision))
 				ops = append(ops, clientv3.OpDelete(string(u.Key)))
+				if d, ok := strings.CutPrefix(string(u.Key), s.k.dataIDs()); ok && validDataID(d) {
+					ops = append(ops, deletePrefix(s.k.data(d).all()))
+				}
 			}
 		default:
 			return err
@@ -627,10 +673,43 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 		}
 		if tr.Succeeded {
 			s.cache.deleteInstance(id, tr.Header.Revision)
+			s.quotas.forget(id)
 			return nil
 		}
 		kvs = tr.Responses[0].GetResponseRange().Kvs
 	}
+}
+
+// deletePrefix deletes every key under p.
+func deletePrefix(p string) clientv3.Op {
+	return clientv3.OpDelete(p, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)))
+}
+
+// validDataID: six characters of lower-case base32.
+func validDataID(d string) bool {
+	if len(d) != 6 {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if c := d[i]; !('a' <= c && c <= 'z' || '2' <= c && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// tenantData returns the instance (from the cache) and where its data
+// lives. An unknown instance → ErrNotFound; a record that does not decode
+// or names no data id → ErrCorrupt.
+func (s *Store) tenantData(ctx context.Context, id string) (*Instance, data, error) {
+	in, err := s.Instance(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	if !validDataID(in.DataID) {
+		return nil, "", corrupt("instance", id)
+	}
+	return in, s.k.data(in.DataID), nil
 }
 
 // indexKeysOf scans an index of instances (the URL index, the cloud id

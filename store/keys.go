@@ -5,74 +5,112 @@ import (
 	"strings"
 )
 
-// The key layout, documented for operators in docs/key-layout.md and kept
-// stable. P is the configured prefix (default /jira-relay/); every id that
-// comes from outside is escaped with EscapeSegment, so a segment never holds
-// a "/" and never acts as a path.
+// The key layout (version 2), documented for operators in
+// docs/key-layout.md. P is the configured prefix (default /jira-relay/).
+// Keys split in two parts: the directory (what every relay caches and
+// watches: which tenants exist, their records and configurations) and each
+// tenant's data (users, mappings, error reports) under a short data id.
 //
-//	P urls/<url>                                  → {"instanceId": ...}   global index: normalised URL → instance
-//	P cloudids/<cloudId>                          → {"instanceId": ...}   global index: a Cloud site's cloud id (lower-case UUID) → instance
-//	P instances/<id>/instance                     → the instance record (URL, deployment type, cloud id, versions, licence, key hashes)
-//	P instances/<id>/config                       → the admin's configuration document
-//	P instances/<id>/users/<user>                 → {"userId","name","email",...}
-//	P instances/<id>/mappings/<mail>/<user>/<issueId>          → mapping (primary record)
-//	P instances/<id>/index/conversation/<conv>/<user>/<mail>/<issueId> → mapping copy
-//	P instances/<id>/index/issue/<issueId>/<user>/<mail>       → mapping copy
-//	P instances/<id>/index/issuekey/<key>/<user>/<mail>/<issueId> → mapping copy
-//	P instances/<id>/index/user/<user>/<mail>/<issueId>        → mapping copy
-//	P instances/<id>/error-reports/<millis>-<random>           → error report (on a lease)
+//	P layout                                  → {"version":2}          the layout version (layout.go)
+//	P urls/<url>                              → {"instanceId": ...}    directory: normalised URL → instance
+//	P cloudids/<cloudId>                      → {"instanceId": ...}    directory: a Cloud site's cloud id → instance
+//	P dataids/<dataId>                        → {"instanceId": ...}    directory: data id → instance
+//	P instances/<id>/instance                 → the instance record (with its dataId)
+//	P instances/<id>/config                   → the admin's configuration document
+//	P d/<dataId>/tenant                       → {"instanceId": ...}    the tenant's data exists (writes require it)
+//	P d/<dataId>/users/<user>                 → {"userId","name","email",...}
+//	P d/<dataId>/m/<mail~>/<user~>/<issueId>  → a mapping (the one record holding it)
+//	P d/<dataId>/c/<conv~>/<user~>/<mail~>/<issueId> → ""  lookup by conversation
+//	P d/<dataId>/i/<issueId>/<user~>/<mail~>  → ""  lookup by issue id
+//	P d/<dataId>/k/<issueKey>/<user~>/<mail~>/<issueId> → ""  lookup by issue key
+//	P d/<dataId>/u/<user~>/<mail~>/<issueId>  → ""  a user's mappings (export, erase)
+//	P d/<dataId>/reports/<millis>-<random>    → error report (on a lease)
 //
-// Everything of one instance lives under P instances/<id>/ (plus its urls/
-// entry and, with a cloud id, its cloudids/ entry), so one `etcdctl get
-// --prefix` shows a tenant and one `etcdctl del --prefix` (and the index
-// entries) erases it.
+// <x~> is Token(x): 12 characters standing for an outside id of any length
+// (tokens.go). Index entries are keys only: the key names its mapping's
+// record. Ids that appear whole in keys (user ids of user records, issue
+// ids and keys) are escaped with EscapeSegment, so a segment never holds a
+// "/" and never acts as a path.
 type keys struct {
 	prefix string
 }
 
+func (k keys) layout() string               { return k.prefix + "layout" }
 func (k keys) url(normalised string) string { return k.prefix + "urls/" + EscapeSegment(normalised) }
 func (k keys) urls() string                 { return k.prefix + "urls/" }
 func (k keys) cloudID(id string) string     { return k.prefix + "cloudids/" + id }
 func (k keys) cloudIDs() string             { return k.prefix + "cloudids/" }
+func (k keys) dataID(d string) string       { return k.prefix + "dataids/" + d }
+func (k keys) dataIDs() string              { return k.prefix + "dataids/" }
 func (k keys) instances() string            { return k.prefix + "instances/" }
-func (k keys) tenant(id string) string      { return k.prefix + "instances/" + id + "/" }
-func (k keys) instance(id string) string    { return k.tenant(id) + "instance" }
-func (k keys) config(id string) string      { return k.tenant(id) + "config" }
-func (k keys) users(id string) string       { return k.tenant(id) + "users/" }
-func (k keys) user(id, user string) string  { return k.users(id) + EscapeSegment(user) }
+func (k keys) directory(id string) string   { return k.prefix + "instances/" + id + "/" }
+func (k keys) instance(id string) string    { return k.directory(id) + "instance" }
+func (k keys) config(id string) string      { return k.directory(id) + "config" }
 
-func (k keys) errorReports(id string) string { return k.tenant(id) + "error-reports/" }
-func (k keys) errorReport(id, reportID string) string {
-	return k.errorReports(id) + EscapeSegment(reportID)
+// data is the prefix of one tenant's data.
+type data string
+
+func (k keys) data(dataID string) data { return data(k.prefix + "d/" + dataID + "/") }
+
+func (d data) all() string                   { return string(d) }
+func (d data) tenant() string                { return string(d) + "tenant" }
+func (d data) users() string                 { return string(d) + "users/" }
+func (d data) user(user string) string       { return string(d) + "users/" + EscapeSegment(user) }
+func (d data) reports() string               { return string(d) + "reports/" }
+func (d data) report(reportID string) string { return string(d) + "reports/" + EscapeSegment(reportID) }
+
+// mappingRef names one mapping: the tokens of its mail and user, and its
+// issue id (escaped). Index keys end in the three; the record's key is
+// built from them.
+type mappingRef struct{ mail, user, issue string }
+
+func refOf(m *Mapping) mappingRef {
+	return mappingRef{mail: Token(m.MailID), user: Token(m.UserID), issue: EscapeSegment(m.Jira.ID)}
 }
 
-func (k keys) mappingsByMail(id, mail string) string {
-	return k.tenant(id) + "mappings/" + EscapeSegment(mail) + "/"
+func (d data) mapping(r mappingRef) string {
+	return string(d) + "m/" + r.mail + "/" + r.user + "/" + r.issue
 }
 
-func (k keys) mapping(id string, m *Mapping) string {
-	return k.mappingsByMail(id, m.MailID) + EscapeSegment(m.UserID) + "/" + EscapeSegment(m.Jira.ID)
-}
+// Index kinds: the segment after the data prefix.
+const (
+	idxMail         = "m/" // the records themselves, by mail then user
+	idxConversation = "c/"
+	idxIssue        = "i/"
+	idxIssueKey     = "k/"
+	idxUser         = "u/"
+)
 
-func (k keys) index(id, kind, value string) string {
-	return k.tenant(id) + "index/" + kind + "/" + EscapeSegment(value) + "/"
-}
-
-// mappingKeys lists every key that holds mapping m: the primary record first,
-// then its index entries.
-func (k keys) mappingKeys(id string, m *Mapping) []string {
-	user, mail, issue := EscapeSegment(m.UserID), EscapeSegment(m.MailID), EscapeSegment(m.Jira.ID)
+// mappingKeys lists every key that holds mapping m: its record first, then
+// its index entries.
+func (d data) mappingKeys(m *Mapping) []string {
+	r := refOf(m)
 	out := make([]string, 0, 5)
-	out = append(out, k.mapping(id, m))
+	out = append(out, d.mapping(r))
 	if m.ConversationID != "" {
-		out = append(out, k.index(id, "conversation", m.ConversationID)+user+"/"+mail+"/"+issue)
+		out = append(out, string(d)+idxConversation+Token(m.ConversationID)+"/"+r.user+"/"+r.mail+"/"+r.issue)
 	}
-	out = append(out,
-		k.index(id, "issue", m.Jira.ID)+user+"/"+mail,
-		k.index(id, "issuekey", m.Jira.Key)+user+"/"+mail+"/"+issue,
-		k.index(id, "user", m.UserID)+mail+"/"+issue,
+	return append(out,
+		string(d)+idxIssue+r.issue+"/"+r.user+"/"+r.mail,
+		string(d)+idxIssueKey+EscapeSegment(m.Jira.Key)+"/"+r.user+"/"+r.mail+"/"+r.issue,
+		string(d)+idxUser+r.user+"/"+r.mail+"/"+r.issue,
 	)
-	return out
+}
+
+// refFromIndex reads the mapping an index key names. value is the indexed
+// value as it appears in the key (a token, an escaped issue id or key) and
+// rest the part of the key after kind + value + "/".
+func refFromIndex(kind, value, rest string) (mappingRef, bool) {
+	parts := strings.Split(rest, "/")
+	switch {
+	case kind == idxConversation && len(parts) == 3, kind == idxIssueKey && len(parts) == 3:
+		return mappingRef{user: parts[0], mail: parts[1], issue: parts[2]}, true
+	case kind == idxIssue && len(parts) == 2:
+		return mappingRef{user: parts[0], mail: parts[1], issue: value}, true
+	case kind == idxUser && len(parts) == 2:
+		return mappingRef{user: value, mail: parts[0], issue: parts[1]}, true
+	}
+	return mappingRef{}, false
 }
 
 // keepByte reports the bytes that stand for themselves in an escaped segment:

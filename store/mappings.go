@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -83,37 +85,62 @@ func sameLink(a, b *Mapping) bool {
 	return a.ConversationID == b.ConversationID && a.App == b.App && a.Jira == b.Jira
 }
 
+// sameIdentity: a and b are the same link (mail, user, issue).
+func sameIdentity(a, b *Mapping) bool {
+	return a.MailID == b.MailID && a.UserID == b.UserID && a.Jira.ID == b.Jira.ID
+}
+
+// ErrTokenCollision: a mapping's key is held by a mapping of other ids whose
+// tokens are the same (one chance in 2^72 per pair; or a record edited by
+// hand). Nothing is written.
+var ErrTokenCollision = fmt.Errorf("another mapping holds this mapping's key: %w", ErrExists)
+
 // LinkMapping stores a mapping and its index entries in one transaction.
 // created is false when the same mail, issue and user were linked already;
 // if the conversation id, app, key or project changed since (a reply's
 // subject was edited, an issue moved), the record and its index entries are
-// updated in place.
+// updated in place. Under a retention (Retention), the mapping's keys are
+// attached to the lease of the day it expires, and linking it again renews
+// it.
 func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping, bool, error) {
 	if err := ValidateMapping(&m); err != nil {
 		return nil, false, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	m.CreatedAt = s.nowUTC()
-	instKey, key := s.k.instance(id), s.k.mapping(id, &m)
-	val, err := encode("mapping", m)
+	in, d, err := s.tenantData(ctx, id)
 	if err != nil {
 		return nil, false, err
 	}
-	var puts []clientv3.Op
-	for _, k := range s.k.mappingKeys(id, &m) {
-		puts = append(puts, clientv3.OpPut(k, val))
+	lease, err := s.mappingLease(ctx, in)
+	if err != nil {
+		return nil, false, err
 	}
+	if err := s.quotas.checkMappings(ctx, s, in, d); err != nil {
+		return nil, false, err
+	}
+	m.CreatedAt = s.nowUTC()
+	key := d.mapping(refOf(&m))
+	renewals := 0
 	for {
 		resp, err := s.kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(instKey), ">", 0),
-				clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
-			Then(puts...).
-			Else(clientv3.OpGet(instKey, clientv3.WithCountOnly()), clientv3.OpGet(key)).Commit()
+			If(clientv3.Compare(clientv3.CreateRevision(d.tenant()), ">", 0),
+				clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(mappingPuts(d, &m, "", lease)...).
+			Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly()), clientv3.OpGet(key)).Commit()
 		if err != nil {
+			if lease != 0 && leaseGone(err) && renewals < 2 {
+				renewals++
+				s.forgetLease(lease)
+				if lease, err = s.mappingLease(ctx, in); err != nil {
+					return nil, false, err
+				}
+				continue
+			}
 			return nil, false, etcdErr("link mapping", err)
 		}
 		if resp.Succeeded {
+			s.quotas.linked(in.ID)
 			return &m, true, nil
 		}
 		if resp.Responses[0].GetResponseRange().Count == 0 {
@@ -127,14 +154,25 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 		if err != nil {
 			return nil, false, err
 		}
-		if sameLink(&old, &m) {
+		if !sameIdentity(&old, &m) {
+			return nil, false, fmt.Errorf("store: link mapping: %w", ErrTokenCollision)
+		}
+		if sameLink(&old, &m) && clientv3.LeaseID(kvs[0].Lease) == lease {
 			return &old, false, nil
 		}
 		upd := m
 		upd.CreatedAt = old.CreatedAt
-		ok, err := s.replaceMapping(ctx, id, &old, &upd, kvs[0].ModRevision)
+		ok, err := s.replaceMapping(ctx, d, &old, &upd, kvs[0].ModRevision, lease)
 		if err != nil {
-			return nil, false, err
+			if lease != 0 && leaseGone(err) && renewals < 2 {
+				renewals++
+				s.forgetLease(lease)
+				if lease, err = s.mappingLease(ctx, in); err != nil {
+					return nil, false, err
+				}
+				continue
+			}
+			return nil, false, etcdErr("update mapping", err)
 		}
 		if ok {
 			return &upd, false, nil
@@ -142,79 +180,117 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 	}
 }
 
-// replaceMapping swaps old for upd (same identity) if the primary record is
-// still at rev: stale index entries go, new ones come, in one transaction.
-func (s *Store) replaceMapping(ctx context.Context, id string, old, upd *Mapping, rev int64) (bool, error) {
-	val, err := encode("mapping", upd)
-	if err != nil {
-		return false, err
+// mappingPuts writes m's record and index entries (keys only), on lease
+// when it is not 0. The record's value is val, or m encoded when val is "".
+func mappingPuts(d data, m *Mapping, val string, lease clientv3.LeaseID) []clientv3.Op {
+	if val == "" {
+		b, _ := json.Marshal(m) // a Mapping always encodes: strings and a valid time
+		val = string(b)
 	}
-	newKeys := s.k.mappingKeys(id, upd)
+	var opts []clientv3.OpOption
+	if lease != 0 {
+		opts = []clientv3.OpOption{clientv3.WithLease(lease)}
+	}
+	ks := d.mappingKeys(m)
+	ops := make([]clientv3.Op, 0, len(ks))
+	ops = append(ops, clientv3.OpPut(ks[0], val, opts...))
+	for _, k := range ks[1:] {
+		ops = append(ops, clientv3.OpPut(k, "", opts...))
+	}
+	return ops
+}
+
+// replaceMapping swaps old for upd (same identity) if the record is still at
+// rev: stale index entries go, new ones come, on lease, in one transaction.
+func (s *Store) replaceMapping(ctx context.Context, d data, old, upd *Mapping, rev int64, lease clientv3.LeaseID) (bool, error) {
+	ops := mappingPuts(d, upd, "", lease)
 	keep := map[string]bool{}
-	var ops []clientv3.Op
-	for _, k := range newKeys {
+	for _, k := range d.mappingKeys(upd) {
 		keep[k] = true
-		ops = append(ops, clientv3.OpPut(k, val))
 	}
-	for _, k := range s.k.mappingKeys(id, old) {
+	for _, k := range d.mappingKeys(old) {
 		if !keep[k] {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
 	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(newKeys[0]), "=", rev)).
+		If(clientv3.Compare(clientv3.ModRevision(d.mapping(refOf(upd))), "=", rev)).
 		Then(ops...).Commit()
 	if err != nil {
-		return false, etcdErr("update mapping", err)
+		return false, err // the caller wraps it, after a look for a lease gone
 	}
 	return resp.Succeeded, nil
 }
 
-// queryPrefix is the key prefix that holds the mappings a query selects.
-func (s *Store) queryPrefix(id string, q *MappingQuery) (string, error) {
-	var p string
-	switch q.By {
-	case ByConversation:
-		p = s.k.index(id, "conversation", q.Value)
-	case ByMail:
-		p = s.k.mappingsByMail(id, q.Value)
-	case ByIssueID:
-		if !ValidNumericID(q.Value) {
-			return "", invalid("issueId", "must be Jira's numeric issue id")
-		}
-		p = s.k.index(id, "issue", q.Value)
-	case ByIssueKey:
-		if !ValidIssueKey(q.Value) {
-			return "", invalid("issueKey", "must be an issue key like ABC-123")
-		}
-		p = s.k.index(id, "issuekey", q.Value)
-	default:
-		return "", invalid("query", "give one of conversationId, mailId, issueId, issueKey")
-	}
-	if !ValidOpaqueID(q.Value) {
-		return "", invalid(q.By, "must be 1 to 1024 bytes of printable UTF-8")
-	}
-	if q.UserID != "" {
-		if !ValidOpaqueID(q.UserID) {
-			return "", invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
-		}
-		p += EscapeSegment(q.UserID) + "/"
-	}
-	return p, nil
+// mappingQuery is a query resolved to keys: the prefix its entries share,
+// the index kind and the indexed value as it appears in keys, and the test
+// a record must pass (a token is shared by other ids once in 2^72).
+type mappingQuery struct {
+	prefix string
+	kind   string
+	value  string
+	match  func(*Mapping) bool
 }
 
-// Mappings answers a lookup, one page at a time; next is empty on the last page.
-func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapping, string, error) {
-	p, err := s.queryPrefix(id, &q)
-	if err != nil {
-		return nil, "", err
+// resolve checks a query and turns it into keys.
+func (d data) resolve(q *MappingQuery) (mappingQuery, error) {
+	if q.By != ByConversation && q.By != ByMail && q.By != ByIssueID && q.By != ByIssueKey {
+		return mappingQuery{}, invalid("query", "give one of conversationId, mailId, issueId, issueKey")
 	}
+	if !ValidOpaqueID(q.Value) {
+		return mappingQuery{}, invalid(q.By, "must be 1 to 1024 bytes of printable UTF-8")
+	}
+	if q.UserID != "" && !ValidOpaqueID(q.UserID) {
+		return mappingQuery{}, invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
+	}
+	v, user := q.Value, q.UserID
+	var mq mappingQuery
+	switch q.By {
+	case ByConversation:
+		mq = mappingQuery{kind: idxConversation, value: Token(v), match: func(m *Mapping) bool { return m.ConversationID == v }}
+	case ByMail:
+		mq = mappingQuery{kind: idxMail, value: Token(v), match: func(m *Mapping) bool { return m.MailID == v }}
+	case ByIssueID:
+		if !ValidNumericID(v) {
+			return mappingQuery{}, invalid("issueId", "must be Jira's numeric issue id")
+		}
+		mq = mappingQuery{kind: idxIssue, value: EscapeSegment(v), match: func(m *Mapping) bool { return m.Jira.ID == v }}
+	case ByIssueKey:
+		if !ValidIssueKey(v) {
+			return mappingQuery{}, invalid("issueKey", "must be an issue key like ABC-123")
+		}
+		mq = mappingQuery{kind: idxIssueKey, value: EscapeSegment(v), match: func(m *Mapping) bool { return m.Jira.Key == v }}
+	}
+	mq.prefix = string(d) + mq.kind + mq.value + "/"
+	if user != "" {
+		mq.prefix += Token(user) + "/"
+		match := mq.match
+		mq.match = func(m *Mapping) bool { return m.UserID == user && match(m) }
+	}
+	return mq, nil
+}
+
+// Mappings answers a lookup, one page at a time; next is empty on the last
+// page. A lookup by mail reads the records themselves; the others read keys
+// of an index, then the records they name at the same revision.
+func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapping, string, error) {
 	if q.Limit == 0 {
 		q.Limit = 100
 	}
 	if q.Limit < 1 || q.Limit > MaxMappingsPage {
 		return nil, "", invalid("limit", "must be between 1 and 1000")
 	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, d, err := s.tenantData(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	mq, err := d.resolve(&q)
+	if err != nil {
+		return nil, "", err
+	}
+	p := mq.prefix
 	from := p
 	if q.Cursor != "" {
 		rest, err := decodeCursor(p, q.Cursor, 8<<10)
@@ -223,19 +299,28 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 		}
 		from = p + rest + "\x00"
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(q.Limit)))
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(q.Limit))}
+	if mq.kind != idxMail {
+		opts = append(opts, clientv3.WithKeysOnly())
+	}
+	resp, err := s.kv.Get(ctx, from, opts...)
 	if err != nil {
 		return nil, "", etcdErr("list mappings", err)
 	}
-	out := make([]Mapping, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		m, err := decodeMapping(id, kv.Value)
-		if err != nil {
-			return nil, "", err
+	var sms []storedMapping
+	if mq.kind == idxMail {
+		sms, err = decodeMappings(id, resp.Kvs)
+	} else {
+		sms, err = s.recordsOf(ctx, id, d, mq.kind, mq.value, p, resp.Kvs, resp.Header.Revision)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]Mapping, 0, len(sms))
+	for i := range sms {
+		if mq.match(&sms[i].m) {
+			out = append(out, sms[i].m)
 		}
-		out = append(out, m)
 	}
 	next := ""
 	if resp.More && len(resp.Kvs) > 0 {
@@ -245,8 +330,58 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	return out, next, nil
 }
 
-// decodeMapping decodes a mapping record (primary or index copy) of
-// instance id; one that does not decode → ErrCorrupt.
+// maxTxnOps is how many operations one transaction carries: etcd's default
+// --max-txn-ops.
+const maxTxnOps = 128
+
+// recordsOf reads the mapping records that index keys name, at revision
+// rev (the index's), in transactions of gets sent together: one round trip.
+// An entry whose record is gone (an index entry without its record cannot
+// be written, but may be left by hand) is skipped.
+func (s *Store) recordsOf(ctx context.Context, id string, d data, kind, value, prefix string, kvs []*mvccpb.KeyValue, rev int64) ([]storedMapping, error) {
+	base := len(string(d)) + len(kind) + len(value) + 1
+	gets := make([]clientv3.Op, 0, len(kvs))
+	for _, kv := range kvs {
+		r, ok := refFromIndex(kind, value, string(kv.Key[base:]))
+		if !ok {
+			return nil, corrupt("mapping index entry", id)
+		}
+		gets = append(gets, clientv3.OpGet(d.mapping(r), clientv3.WithRev(rev)))
+	}
+	chunks := (len(gets) + maxTxnOps - 1) / maxTxnOps
+	results := make([][]*mvccpb.KeyValue, chunks)
+	errs := make([]error, chunks)
+	var wg sync.WaitGroup
+	for c := range chunks {
+		wg.Go(func() {
+			ops := gets[c*maxTxnOps : min((c+1)*maxTxnOps, len(gets))]
+			resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
+			if err != nil {
+				errs[c] = etcdErr("read mappings", err)
+				return
+			}
+			for _, r := range resp.Responses {
+				results[c] = append(results[c], r.GetResponseRange().Kvs...)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var out []storedMapping
+	for _, kvs := range results {
+		sms, err := decodeMappings(id, kvs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sms...)
+	}
+	return out, nil
+}
+
+// decodeMapping decodes a mapping record of instance id; one that does not
+// decode → ErrCorrupt.
 func decodeMapping(id string, v []byte) (Mapping, error) {
 	var m Mapping
 	if err := json.Unmarshal(v, &m); err != nil {
@@ -255,33 +390,43 @@ func decodeMapping(id string, v []byte) (Mapping, error) {
 	return m, nil
 }
 
-// storedMapping is a mapping as read, with the ModRevision of the key it
-// was read from. Every key of a mapping is written in the same transaction,
-// so an index copy's revision is its primary record's while the mapping is
-// unchanged.
+func decodeMappings(id string, kvs []*mvccpb.KeyValue) ([]storedMapping, error) {
+	out := make([]storedMapping, 0, len(kvs))
+	for _, kv := range kvs {
+		m, err := decodeMapping(id, kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, storedMapping{m: m, rev: kv.ModRevision})
+	}
+	return out, nil
+}
+
+// storedMapping is a mapping record as read, with its ModRevision.
 type storedMapping struct {
 	m   Mapping
 	rev int64
 }
 
-// allMappings reads every mapping under a prefix, in pages.
-func (s *Store) allMappings(ctx context.Context, id, p string) ([]storedMapping, error) {
+// allMappings reads every mapping an index prefix (kind + value + "/")
+// names, in pages of 500 keys.
+func (s *Store) allMappings(ctx context.Context, id string, d data, kind, value string) ([]storedMapping, error) {
+	p := string(d) + kind + value + "/"
 	var out []storedMapping
 	from, end := p, clientv3.GetPrefixRangeEnd(p)
 	for {
 		cctx, cancel := s.ctx(ctx)
-		resp, err := s.kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
-		cancel()
+		resp, err := s.kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500), clientv3.WithKeysOnly())
 		if err != nil {
+			cancel()
 			return nil, etcdErr("list mappings", err)
 		}
-		for _, kv := range resp.Kvs {
-			m, err := decodeMapping(id, kv.Value)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, storedMapping{m: m, rev: kv.ModRevision})
+		sms, err := s.recordsOf(cctx, id, d, kind, value, p, resp.Kvs, resp.Header.Revision)
+		cancel()
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, sms...)
 		if !resp.More || len(resp.Kvs) == 0 {
 			return out, nil
 		}
@@ -294,15 +439,14 @@ func (s *Store) allMappings(ctx context.Context, id, p string) ([]storedMapping,
 const mappingsBatch = 25
 
 // deleteMappings removes whole mappings (record and index entries),
-// mappingsBatch per transaction, and says how many primary records it
-// removed. Each delete is guarded by the primary record's ModRevision as
-// read: when a concurrent LinkMapping changed a mapping meanwhile (moving
-// its index entries) or removed it, the transaction fails, returns the
-// primary records as they are now (Else), and the batch is tried again with
-// the index keys computed from those. A mapping found gone is tried again
-// with its primary record required absent, so index entries left of it go
-// too.
-func (s *Store) deleteMappings(ctx context.Context, id string, ms []storedMapping) (int, error) {
+// mappingsBatch per transaction, and says how many records it removed.
+// Each delete is guarded by the record's ModRevision as read: when a
+// concurrent LinkMapping changed a mapping meanwhile (moving its index
+// entries) or removed it, the transaction fails, returns the records as
+// they are now (Else), and the batch is tried again with the index keys
+// computed from those. A mapping found gone is tried again with its record
+// required absent, so index entries left of it go too.
+func (s *Store) deleteMappings(ctx context.Context, id string, d data, ms []storedMapping) (int, error) {
 	n := 0
 	for start := 0; start < len(ms); start += mappingsBatch {
 		batch := slices.Clone(ms[start:min(start+mappingsBatch, len(ms))])
@@ -310,12 +454,12 @@ func (s *Store) deleteMappings(ctx context.Context, id string, ms []storedMappin
 			cmps := make([]clientv3.Cmp, 0, len(batch))
 			gets := make([]clientv3.Op, 0, len(batch))
 			var ops []clientv3.Op
-			var primaries []int // positions of the primary records in ops
+			var records []int // positions of the records in ops
 			for i := range batch {
-				ks := s.k.mappingKeys(id, &batch[i].m)
+				ks := d.mappingKeys(&batch[i].m)
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(ks[0]), "=", batch[i].rev))
 				gets = append(gets, clientv3.OpGet(ks[0]))
-				primaries = append(primaries, len(ops))
+				records = append(records, len(ops))
 				for _, k := range ks {
 					ops = append(ops, clientv3.OpDelete(k))
 				}
@@ -327,7 +471,7 @@ func (s *Store) deleteMappings(ctx context.Context, id string, ms []storedMappin
 				return n, etcdErr("delete mappings", err)
 			}
 			if resp.Succeeded {
-				for _, i := range primaries {
+				for _, i := range records {
 					if resp.Responses[i].GetResponseDeleteRange().Deleted > 0 {
 						n++
 					}
@@ -348,6 +492,9 @@ func (s *Store) deleteMappings(ctx context.Context, id string, ms []storedMappin
 			}
 		}
 	}
+	if n > 0 {
+		s.quotas.unlinked(id, n)
+	}
 	return n, nil
 }
 
@@ -364,24 +511,41 @@ func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID 
 	if userID != "" && !ValidOpaqueID(userID) {
 		return 0, invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
 	}
-	p := s.k.mappingsByMail(id, mailID)
-	if userID != "" {
-		p += EscapeSegment(userID) + "/"
-	}
-	all, err := s.allMappings(ctx, id, p)
+	_, d, err := s.tenantData(ctx, id)
 	if err != nil {
 		return 0, err
 	}
+	p := string(d) + idxMail + Token(mailID) + "/"
+	if userID != "" {
+		p += Token(userID) + "/"
+	}
 	var ms []storedMapping
-	for _, sm := range all {
-		if sm.m.Jira.ID == issueID {
-			ms = append(ms, sm)
+	from, end := p, clientv3.GetPrefixRangeEnd(p)
+	for {
+		cctx, cancel := s.ctx(ctx)
+		resp, err := s.kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
+		cancel()
+		if err != nil {
+			return 0, etcdErr("list mappings", err)
 		}
+		sms, err := decodeMappings(id, resp.Kvs)
+		if err != nil {
+			return 0, err
+		}
+		for _, sm := range sms {
+			if sm.m.MailID == mailID && sm.m.Jira.ID == issueID && (userID == "" || sm.m.UserID == userID) {
+				ms = append(ms, sm)
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 	if len(ms) == 0 {
 		return 0, fmt.Errorf("store: mapping: %w", ErrNotFound)
 	}
-	n, err := s.deleteMappings(ctx, id, ms)
+	n, err := s.deleteMappings(ctx, id, d, ms)
 	if err != nil {
 		return n, err
 	}

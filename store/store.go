@@ -36,9 +36,17 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the cache's notes (re-lists, watch errors). Default: discard.
 	Logger *slog.Logger
-	// Lease grants the leases error reports expire with (a *clientv3.Client
-	// is one). Without it, error reports are refused.
+	// Lease grants the leases error reports and mappings expire with (a
+	// *clientv3.Client is one). Without it, error reports and mappings
+	// under a retention are refused.
 	Lease clientv3.Lease
+	// MappingRetention is how long a mapping lives after it was last linked,
+	// unless its tenant sets its own (--mapping-retention); 0 keeps mappings
+	// forever.
+	MappingRetention time.Duration
+	// MaxMappings and MaxUsers are each tenant's quotas
+	// (--tenant-max-mappings, --tenant-max-users); 0 is no quota.
+	MaxMappings, MaxUsers int64
 }
 
 // Store is the relay's data layer over etcd. It is safe for concurrent use.
@@ -52,6 +60,21 @@ type Store struct {
 	cache   *cache
 	lease   clientv3.Lease
 	reports errorReportLease
+
+	mappingRetention time.Duration
+	leases           retentionLeases
+	quotas           quotas
+
+	// hook, in tests, stops a migration after a stage of a tenant
+	// ("copied", "switched"), as a crash would.
+	hook func(stage, id string) error
+}
+
+func (s *Store) migrateHook(stage, id string) error {
+	if s.hook == nil {
+		return nil
+	}
+	return s.hook(stage, id)
 }
 
 // New returns a Store over an etcd KV and Watcher (a *clientv3.Client is
@@ -69,12 +92,17 @@ func New(kv clientv3.KV, w clientv3.Watcher, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MappingRetention < 0 || o.MaxMappings < 0 || o.MaxUsers < 0 {
+		return nil, errors.New("store: retention and quotas must not be negative")
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Store{
 		kv: kv, watcher: w, k: keys{prefix: o.Prefix}, timeout: o.Timeout,
 		now: o.Now, log: o.Logger, cache: newCache(), lease: o.Lease,
+		mappingRetention: o.MappingRetention,
+		quotas:           quotas{maxMappings: o.MaxMappings, maxUsers: o.MaxUsers, now: o.Now},
 	}, nil
 }
 

@@ -3,6 +3,8 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,11 @@ func runStoreWith(t *testing.T, cli *clientv3.Client, w clientv3.Watcher, o stor
 	s, err := store.New(cli, w, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.Lease != nil {
+		if err := s.Migrate(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -119,8 +126,8 @@ func TestRegisterAuthenticateAndRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.Kvs) != 2 {
-		t.Fatalf("%d keys after one registration, want 2 (URL index, instance)", len(resp.Kvs))
+	if len(resp.Kvs) != 4 {
+		t.Fatalf("%d keys after one registration, want 4 (URL index, data id index, instance, tenant marker)", len(resp.Kvs))
 	}
 	for _, kv := range resp.Kvs {
 		if strings.Contains(string(kv.Value), r.ClientKey) || strings.Contains(string(kv.Value), r.AdminKey) {
@@ -545,8 +552,15 @@ func TestDeleteInstanceErasesTheTenant(t *testing.T) {
 			t.Errorf("key of the deleted instance remains: %s", k)
 		}
 	}
-	if n := len(keysUnder(t, cli, prefix+"instances/"+b+"/")); n != 8 {
-		t.Errorf("the other tenant has %d keys, want 8 (instance, config, user, mapping + 4 index)", n)
+	if n := len(keysUnder(t, cli, prefix+"instances/"+b+"/")); n != 2 {
+		t.Errorf("the other tenant has %d directory keys, want 2 (instance, config)", n)
+	}
+	bi, err := s.Instance(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(keysUnder(t, cli, prefix+"d/"+bi.DataID+"/")); n != 7 {
+		t.Errorf("the other tenant has %d data keys, want 7 (marker, user, mapping + 4 index)", n)
 	}
 	// The URL is free again.
 	register(t, s, "https://acme.atlassian.net")
@@ -593,21 +607,54 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatalf("error report id %q is not <millis of receipt, 13 digits>-<12 hex digits>", rep.ID)
 	}
 	got := keysUnder(t, cli, prefix)
+	data := prefix + "d/" + r.Instance.DataID + "/"
+	if !regexp.MustCompile(`^[a-z2-7]{6}$`).MatchString(r.Instance.DataID) {
+		t.Fatalf("data id %q is not six characters of lower-case base32", r.Instance.DataID)
+	}
+	// Token = the first 9 bytes of SHA-256("jira-relay\x00" + id), base64url:
+	// the operator's shell one-liner in docs/key-layout.md computes the same.
+	conv, mail, user := store.Token("AAQk/x+y="), store.Token("<a/b@c>"), store.Token("1220")
+	for v, tok := range map[string]string{"AAQk/x+y=": conv, "<a/b@c>": mail, "1220": user} {
+		sum := sha256.Sum256([]byte("jira-relay\x00" + v))
+		if want := base64.RawURLEncoding.EncodeToString(sum[:9]); tok != want || len(tok) != store.TokenLen {
+			t.Errorf("Token(%q) = %q, want %q", v, tok, want)
+		}
+	}
 	want := []string{
 		prefix + "cloudids/0b6f1e3c-2a4d-4c5e-9f70-8a1b2c3d4e5f",
+		data + "c/" + conv + "/" + user + "/" + mail + "/10710",
+		data + "i/10710/" + user + "/" + mail,
+		data + "k/ITSM-34/" + user + "/" + mail + "/10710",
+		data + "m/" + mail + "/" + user + "/10710",
+		data + "reports/" + rep.ID,
+		data + "tenant",
+		data + "u/" + user + "/" + mail + "/10710",
+		data + "users/1220",
+		prefix + "dataids/" + r.Instance.DataID,
 		prefix + "instances/" + id + "/config",
-		prefix + "instances/" + id + "/error-reports/" + rep.ID,
-		prefix + "instances/" + id + "/index/conversation/AAQk%2Fx+y=/1220/%3Ca%2Fb@c%3E/10710",
-		prefix + "instances/" + id + "/index/issue/10710/1220/%3Ca%2Fb@c%3E",
-		prefix + "instances/" + id + "/index/issuekey/ITSM-34/1220/%3Ca%2Fb@c%3E/10710",
-		prefix + "instances/" + id + "/index/user/1220/%3Ca%2Fb@c%3E/10710",
 		prefix + "instances/" + id + "/instance",
-		prefix + "instances/" + id + "/mappings/%3Ca%2Fb@c%3E/1220/10710",
-		prefix + "instances/" + id + "/users/1220",
+		prefix + "layout",
 		prefix + "urls/https%3A%2F%2Facme.atlassian.net",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("key layout:\n got %q\nwant %q", got, want)
+	}
+	// Index entries are keys only; the record holds the mapping once.
+	for _, k := range want[1:4] {
+		if v := valueOf(t, cli, k); v != "" {
+			t.Errorf("index entry %s holds %q, want nothing", k, v)
+		}
+	}
+	if v := valueOf(t, cli, want[4]); !strings.Contains(v, `"conversationId":"AAQk/x+y="`) || !strings.Contains(v, `"key":"ITSM-34"`) {
+		t.Errorf("mapping record = %s", v)
+	}
+	for k, v := range map[string]string{data + "tenant": `{"instanceId":"` + id + `"}`, prefix + "dataids/" + r.Instance.DataID: `{"instanceId":"` + id + `"}`} {
+		if got := valueOf(t, cli, k); got != v {
+			t.Errorf("%s = %s, want %s", k, got, v)
+		}
+	}
+	if v := valueOf(t, cli, prefix+"layout"); !strings.HasPrefix(v, `{"version":2,`) {
+		t.Errorf("layout = %s", v)
 	}
 	resp, err := cli.Get(ctx, prefix+"urls/https%3A%2F%2Facme.atlassian.net")
 	if err != nil {
@@ -625,11 +672,11 @@ func TestKeyLayout(t *testing.T) {
 		rec["deploymentType"] != "Cloud" || rec["cloudId"] != "0b6f1e3c-2a4d-4c5e-9f70-8a1b2c3d4e5f" {
 		t.Errorf("instance record = %v, %v", rec, err)
 	}
-	// The erase removes the index entries with the tenant.
+	// The erase removes the index entries with the tenant; the layout stays.
 	if err := s.DeleteInstance(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if left := keysUnder(t, cli, prefix); len(left) != 0 {
+	if left := keysUnder(t, cli, prefix); !slices.Equal(left, []string{prefix + "layout"}) {
 		t.Errorf("after the erase: %q", left)
 	}
 	// The documented default prefix.
@@ -637,6 +684,15 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil || d.Prefix() != "/jira-relay/" {
 		t.Errorf("default prefix %q, %v; want /jira-relay/", d.Prefix(), err)
 	}
+}
+
+func valueOf(t *testing.T, cli *clientv3.Client, key string) string {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get %s: %v, %d keys", key, err, len(resp.Kvs))
+	}
+	return string(resp.Kvs[0].Value)
 }
 
 func eventually(t *testing.T, cond func() bool) {

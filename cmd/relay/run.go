@@ -58,7 +58,7 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	var cli *clientv3.Client
 	if len(endpoints) == 0 {
 		dir := filepath.Join(cfg.DataDir, "etcd")
-		e, err := store.StartEmbedded(store.EmbedConfig{Dir: dir, ClientURL: cfg.EtcdListen, PeerURL: cfg.EtcdPeerListen})
+		e, err := store.StartEmbedded(store.EmbedConfig{Dir: dir, ClientURL: cfg.EtcdListen, PeerURL: cfg.EtcdPeerListen, QuotaBytes: cfg.EtcdQuotaBytes})
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -53,6 +54,7 @@ func Answer(err error) *Error {
 		bf  *BodyFailure
 		uf  *UpstreamFailure
 		inv *store.InvalidError
+		qe  *store.QuotaError
 	)
 	switch {
 	case errors.As(err, &ae):
@@ -74,6 +76,10 @@ func Answer(err error) *Error {
 		return Err(502, "upstream_unreachable", "the connection to Jira failed")
 	case errors.As(err, &inv):
 		return Err(400, "invalid_field", inv.Error())
+	case errors.As(err, &qe):
+		return Err(507, "tenant_quota_exceeded", fmt.Sprintf("this tenant holds %d %s, as many as its quota allows (--tenant-max-%s); nothing was written", qe.Held, qe.What, qe.What))
+	case errors.Is(err, store.ErrStoreFull):
+		return Err(507, "store_full", "the store (etcd) is at its quota and takes no writes; nothing was written, reads go on")
 	case errors.Is(err, store.ErrCorrupt):
 		return errCorrupt
 	case errors.Is(err, store.ErrNotFound):

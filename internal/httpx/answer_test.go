@@ -43,6 +43,10 @@ func TestAnswer(t *testing.T) {
 		{wrap(store.ErrPrecondition), 412, "precondition_failed"},
 		{wrap(store.ErrCorrupt), 500, "record_corrupt"},
 		{wrap(store.ErrUnavailable), 503, "store_unavailable"},
+		{wrap(store.ErrStoreFull), 507, "store_full"},
+		{wrap(&store.QuotaError{What: "mappings", Held: 10, Quota: 10}), 507, "tenant_quota_exceeded"},
+		{wrap(&store.QuotaError{What: "users", Held: 5, Quota: 5}), 507, "tenant_quota_exceeded"},
+		{wrap(store.ErrTokenCollision), 409, "conflict"},
 		{context.Canceled, 500, "internal"},
 	}
 	for _, c := range cases {

@@ -153,7 +153,19 @@ func (r *Relay) Stop() {
 // KeyCount counts the relay's keys in etcd (those under its prefix).
 func (r *Relay) KeyCount(t testing.TB) int64 {
 	t.Helper()
-	return CountKeys(t, r.Etcd, r.Config.EtcdPrefix)
+	// The layout key is the store's, not a tenant's: written once at start.
+	return CountKeys(t, r.Etcd, r.Config.EtcdPrefix) - CountKeys(t, r.Etcd, r.Config.EtcdPrefix+"layout")
+}
+
+// DataPrefix is where the tenant's users, mappings and error reports live
+// (docs/key-layout.md: P d/<dataId>/).
+func (r *Relay) DataPrefix(t testing.TB, instanceID string) string {
+	t.Helper()
+	in, err := r.Store.Instance(context.Background(), instanceID)
+	if err != nil {
+		t.Fatalf("relaytest: instance %s: %v", instanceID, err)
+	}
+	return r.Config.EtcdPrefix + "d/" + in.DataID + "/"
 }
 
 // CountKeys counts the keys under prefix.

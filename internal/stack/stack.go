@@ -8,6 +8,7 @@ package stack
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -50,9 +51,16 @@ func Start(o Options) (*Stack, error) {
 	kv := store.ObservedKV(o.Etcd, etcdObserver(set))
 	st, err := store.New(kv, o.Etcd, store.Options{
 		Prefix: o.Config.EtcdPrefix, Timeout: o.Config.EtcdRequestTimeout, Logger: log, Lease: o.Etcd,
+		MappingRetention: o.Config.MappingRetention,
+		MaxMappings:      o.Config.TenantMaxMappings, MaxUsers: o.Config.TenantMaxUsers,
 	})
 	if err != nil {
 		return nil, err
+	}
+	// The key layout first: a store of an older layout is migrated (or a
+	// relay migrating it is waited for) before anything reads it.
+	if err := st.Migrate(context.Background(), nil); err != nil {
+		return nil, fmt.Errorf("key layout: %w", err)
 	}
 	srv, err := proxy.New(o.Config, st, set, log)
 	if err != nil {
