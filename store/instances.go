@@ -48,11 +48,11 @@ type Instance struct {
 	DataID string `json:"dataId,omitempty"`
 	// MappingRetentionDays, when set by the admin, replaces the relay's
 	// --mapping-retention for this tenant: 0 keeps mappings forever.
-	MappingRetentionDays *int     `json:"mappingRetentionDays,omitempty"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
-	ClientKeyHash string    `json:"clientKeySha256"`
-	AdminKeyHash  string    `json:"adminKeySha256"`
+	MappingRetentionDays *int      `json:"mappingRetentionDays,omitempty"`
+	CreatedAt            time.Time `json:"createdAt"`
+	UpdatedAt            time.Time `json:"updatedAt"`
+	ClientKeyHash        string    `json:"clientKeySha256"`
+	AdminKeyHash         string    `json:"adminKeySha256"`
 
 	// Revision is the etcd ModRevision the record was read at.
 	Revision int64 `json:"-"`
@@ -92,19 +92,19 @@ func ValidDeployment(t string) bool {
 
 // InstanceView is what the API shows of an instance.
 type InstanceView struct {
-	ID             string    `json:"id"`
-	URL            string    `json:"url"`
-	DeploymentType string    `json:"deploymentType"`
-	CloudID        string    `json:"cloudId,omitempty"`
-	JiraVersion    string    `json:"jiraVersion"`
-	AddinVersion   string    `json:"addinVersion"`
-	License        *License  `json:"license,omitempty"`
-	ErrorReports   bool      `json:"errorReports"`
+	ID             string   `json:"id"`
+	URL            string   `json:"url"`
+	DeploymentType string   `json:"deploymentType"`
+	CloudID        string   `json:"cloudId,omitempty"`
+	JiraVersion    string   `json:"jiraVersion"`
+	AddinVersion   string   `json:"addinVersion"`
+	License        *License `json:"license,omitempty"`
+	ErrorReports   bool     `json:"errorReports"`
 	// MappingRetentionDays is the admin's override of the relay's mapping
 	// retention (0: forever); absent when the relay's applies.
 	MappingRetentionDays *int      `json:"mappingRetentionDays,omitempty"`
 	CreatedAt            time.Time `json:"createdAt"`
-	UpdatedAt      time.Time `json:"updatedAt"`
+	UpdatedAt            time.Time `json:"updatedAt"`
 }
 
 // View is the public part of the instance.
