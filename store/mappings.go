@@ -116,11 +116,18 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 	if err != nil {
 		return nil, false, err
 	}
-	if err := s.quotas.checkMappings(ctx, s, in, d); err != nil {
-		return nil, false, err
-	}
 	m.CreatedAt = s.nowUTC()
 	key := d.mapping(refOf(&m))
+	if err := s.quotas.checkMappings(ctx, s, in, d); err != nil {
+		// At the quota a mapping held already may still be linked again.
+		resp, gerr := s.kv.Get(ctx, key, clientv3.WithCountOnly())
+		if gerr != nil {
+			return nil, false, etcdErr("link mapping", gerr)
+		}
+		if resp.Count == 0 {
+			return nil, false, err
+		}
+	}
 	renewals := 0
 	for {
 		resp, err := s.kv.Txn(ctx).

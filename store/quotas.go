@@ -141,6 +141,14 @@ func (q *quotas) unlinked(id string, n int) { q.add(id, -int64(n), 0) }
 func (q *quotas) userAdded(id string)       { q.add(id, 0, 1) }
 func (q *quotas) userRemoved(id string)     { q.add(id, 0, -1) }
 
+// counted records a fresh count of the tenant's mappings.
+func (q *quotas) counted(id string, mappings int64, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.count(id)
+	c.mappings, c.mappingsAt = mappings, at
+}
+
 func (q *quotas) forget(id string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

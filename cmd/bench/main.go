@@ -8,6 +8,7 @@
 //
 //	go run ./cmd/bench                                  # the add-in mix, self-contained
 //	go run ./cmd/bench --scenario upload-64mib          # a preset (see -h)
+//	go run ./cmd/bench --scenario capacity              # etcd per mapping, old key layout vs current (no relay)
 //	go run ./cmd/bench --target http://127.0.0.1:8080 --instance-id ID --client-key KEY
 //	bench/peers/run.sh                                  # relay vs nginx, HAProxy and Caddy
 //
@@ -108,6 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	profileDir := fs.String("profile", "", "write CPU profiles to DIR: the relay's per phase (via its --admin-listen) and the generator's")
 	peersDir := fs.String("peers", "", "proxy comparison: directory of the proxies' config templates (bench/peers)")
 	peerList := fs.String("peer-list", "nginx,haproxy,caddy", "with --peers: the proxies to compare")
+	readers := fs.Int("readers", 0, "with --scenario capacity: concurrent lookups (--concurrency is the writers, --count the mappings per layout)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		bench.WriteScenarios(stderr)
@@ -133,6 +135,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if sc.Name == bench.CapacityScenario {
+		return runCapacity(ctx, set, capacityFlags{count: *count, concurrency: *concurrency, readers: *readers, duration: *duration,
+			warmup: *warmup, users: *users, jsonOut: *jsonOut, profileDir: *profileDir}, sc, args, stdout, stderr, usage)
+	}
+	if set["readers"] {
+		return usage("--readers is for --scenario %s", bench.CapacityScenario)
+	}
 	pick := func(name, flagVal, preset string) string {
 		if set[name] {
 			return flagVal
@@ -235,6 +244,101 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	case res.Interrupted:
 		return exitInterrupted
 	case res.Errors() > 0:
+		return exitErrors
+	}
+	return exitOK
+}
+
+// capacityFlags are the flags the capacity scenario reads.
+type capacityFlags struct {
+	count                int64
+	concurrency, readers int
+	duration, warmup     time.Duration
+	users                int
+	jsonOut, profileDir  string
+}
+
+// capacityRejects are the flags of the relay's load that mean nothing to
+// the capacity scenario, which runs etcd members of its own.
+var capacityRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
+	"mix", "sizes", "rate", "compare", "rounds", "tls", "upload-body", "conversations", "request-timeout", "html",
+	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list"}
+
+// runCapacity is --scenario capacity: the old and the current key layout
+// on etcd members of their own, side by side.
+func runCapacity(ctx context.Context, set map[string]bool, f capacityFlags, sc bench.Scenario, args []string,
+	stdout, stderr io.Writer, usage func(string, ...any) int) int {
+	for _, name := range capacityRejects {
+		if set[name] {
+			return usage("--scenario %s starts etcd members of its own (no relay, no Jira): --%s does not apply", bench.CapacityScenario, name)
+		}
+	}
+	cfg := bench.CapacityConfig{N: int(sc.Count), Concurrency: sc.Concurrency, Readers: sc.Readers, Duration: sc.Duration,
+		Warmup: f.warmup, Users: f.users, Command: "go run ./cmd/bench " + strings.Join(args, " "), Log: stderr}
+	if set["count"] {
+		if f.count < 1 || f.count > 10_000_000 {
+			return usage("--count: with --scenario %s, the mappings per layout, from 1 to 10000000", bench.CapacityScenario)
+		}
+		cfg.N = int(f.count)
+	}
+	if set["concurrency"] {
+		if f.concurrency < 1 || f.concurrency > 10000 {
+			return usage("--concurrency (the writers) must be from 1 to 10000")
+		}
+		cfg.Concurrency = f.concurrency
+	}
+	if set["readers"] {
+		if f.readers < 1 || f.readers > 10000 {
+			return usage("--readers must be from 1 to 10000")
+		}
+		cfg.Readers = f.readers
+	}
+	if set["warmup"] && f.warmup < 0 {
+		return usage("--warmup must not be negative")
+	}
+	if set["users"] && f.users < 1 {
+		return usage("--users must be 1 or more")
+	}
+	if set["duration"] {
+		if f.duration <= 0 {
+			return usage("--duration must be more than 0")
+		}
+		cfg.Duration = f.duration
+	}
+	if f.profileDir != "" {
+		if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
+			return usage("--profile: %v", err)
+		}
+		pf, err := os.Create(filepath.Join(f.profileDir, "capacity.pprof"))
+		if err != nil {
+			return usage("--profile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return usage("--profile: %v", err)
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	rep, err := bench.RunCapacity(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "bench: interrupted")
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		if strings.HasPrefix(err.Error(), "--") {
+			return exitUsage
+		}
+		return exitFail
+	}
+	rep.WriteTable(stdout)
+	if f.jsonOut != "" {
+		if err := rep.WriteJSON(f.jsonOut); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitFail
+		}
+	}
+	if rep.Errors() > 0 {
 		return exitErrors
 	}
 	return exitOK

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // smokeArgs are the flags every smoke run shares: small, short, quiet.
@@ -185,15 +187,102 @@ func TestUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"-h"}, &out, &errb, false); code != exitOK {
 		t.Fatalf("-h: exit %d", code)
 	}
-	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "--compare", "--tls"} {
+	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "capacity", "--readers", "--compare", "--tls"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("-h does not mention %s", want)
 		}
 	}
-	for _, bad := range [][]string{{"--mix", "nope:1"}, {"--sizes", "1XB"}, {"--scenario", "nope"}, {"--compare", "nginx"}, {"--target", "http://127.0.0.1:1"}} {
+	for _, bad := range [][]string{{"--mix", "nope:1"}, {"--sizes", "1XB"}, {"--scenario", "nope"}, {"--compare", "nginx"}, {"--target", "http://127.0.0.1:1"},
+		{"--readers", "4"}, {"--scenario", "capacity", "--target", "http://127.0.0.1:1"}, {"--scenario", "capacity", "--mix", "upload:1"},
+		{"--scenario", "capacity", "--count", "-1"}, {"--scenario", "capacity", "--concurrency", "0"}, {"--scenario", "capacity", "--readers", "0"}} {
 		errb.Reset()
 		if code := run(context.Background(), bad, &out, &errb, false); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (%s)", bad, code, exitUsage, errb.String())
 		}
+	}
+}
+
+// TestCapacity: the capacity scenario with 300 mappings per layout. Both
+// layouts write five keys per mapping; layout 2 holds fewer bytes and less
+// of the database per mapping; every rate is positive and every lookup
+// finds its conversation's three mappings; no member dir and no goroutine
+// is left behind.
+func TestCapacity(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // every member, client and store stopped
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := filepath.Join(dir, "capacity.json")
+	var stdout, stderr bytes.Buffer
+	args := []string{"--scenario", "capacity", "--count", "300", "--concurrency", "16", "--readers", "8",
+		"--duration", "300ms", "--warmup", "0", "--json", out}
+	if code := run(ctx, args, &stdout, &stderr, false); code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	t.Logf("stdout:\n%s", stdout.String())
+	for _, want := range []string{"layout 1 (old)", "layout 2 (current)", "DB in use B per mapping", "lookups/s by conversation", "mappings in 8 GiB"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the table has no %q", want)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Scenario string `json:"scenario"`
+		Layouts  []struct {
+			Layout            int     `json:"layout"`
+			Mappings          int     `json:"mappings"`
+			KeysPerMapping    float64 `json:"keysPerMapping"`
+			KVBytesPerMapping float64 `json:"kvBytesPerMapping"`
+			InUsePerMapping   float64 `json:"dbInUseBytesPerMapping"`
+			WritesPerSec      float64 `json:"writesPerSec"`
+			LookupsPerSec     float64 `json:"lookupsPerSec"`
+			Lookups           int64   `json:"lookups"`
+			LookupErrors      int64   `json:"lookupErrors"`
+			MappingsPerLookup float64 `json:"mappingsPerLookup"`
+			Fit2GiB           int64   `json:"mappingsIn2GiB"`
+			Fit8GiB           int64   `json:"mappingsIn8GiB"`
+		} `json:"layouts"`
+		Verdicts map[string]string `json:"verdicts"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if rep.Scenario != "capacity" || len(rep.Layouts) != 2 || rep.Layouts[0].Layout != 1 || rep.Layouts[1].Layout != 2 {
+		t.Fatalf("report: %s", b)
+	}
+	for _, l := range rep.Layouts {
+		if l.Mappings != 300 || l.KeysPerMapping != 5 || l.KVBytesPerMapping <= 0 || l.InUsePerMapping <= 0 {
+			t.Errorf("layout %d: %d mappings, %.2f keys, %.0f B key+value, %.0f B in use per mapping", l.Layout, l.Mappings,
+				l.KeysPerMapping, l.KVBytesPerMapping, l.InUsePerMapping)
+		}
+		if l.WritesPerSec <= 0 || l.LookupsPerSec <= 0 || l.Lookups == 0 || l.LookupErrors != 0 || l.MappingsPerLookup != 3 {
+			t.Errorf("layout %d: %.0f writes/s, %.0f lookups/s (%d, %d wrong), %.2f mappings per lookup", l.Layout,
+				l.WritesPerSec, l.LookupsPerSec, l.Lookups, l.LookupErrors, l.MappingsPerLookup)
+		}
+		if l.Fit2GiB <= 0 || l.Fit8GiB != 0 && (l.Fit8GiB < 4*l.Fit2GiB-4 || l.Fit8GiB > 4*l.Fit2GiB+4) {
+			t.Errorf("layout %d: %d in 2 GiB, %d in 8 GiB", l.Layout, l.Fit2GiB, l.Fit8GiB)
+		}
+	}
+	old, cur := rep.Layouts[0], rep.Layouts[1]
+	if cur.KVBytesPerMapping >= old.KVBytesPerMapping || cur.InUsePerMapping >= old.InUsePerMapping {
+		t.Errorf("layout 2 is not smaller: %.0f vs %.0f B key+value, %.0f vs %.0f B in use per mapping",
+			cur.KVBytesPerMapping, old.KVBytesPerMapping, cur.InUsePerMapping, old.InUsePerMapping)
+	}
+	for _, k := range []string{"inUsePerMapping", "lookupsPerSec", "writesPerSec"} {
+		if v := rep.Verdicts[k]; v != "met" && v != "missed" {
+			t.Errorf("verdict %s = %q", k, v)
+		}
+	}
+	left, _ := os.ReadDir(tmp)
+	for _, e := range left {
+		t.Errorf("temp dir %s left behind", e.Name())
 	}
 }

@@ -179,6 +179,21 @@ func Start(t testing.TB) (*store.Embedded, *clientv3.Client) {
 	return e, Client(t, e.Endpoints()...)
 }
 
+// StartWithQuota runs a member of the test's own, like Start, whose
+// database quota is quota bytes: past it etcd raises NOSPACE and refuses
+// writes.
+func StartWithQuota(t testing.TB, quota int64) (*store.Embedded, *clientv3.Client) {
+	t.Helper()
+	e, err := startMember(func() (store.EmbedConfig, error) {
+		return store.EmbedConfig{Dir: t.TempDir(), LogLevel: "fatal", QuotaBytes: quota, UnsafeNoFsync: true}, nil
+	})
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e, Client(t, e.Endpoints()...)
+}
+
 // Client connects to endpoints; the client is closed when the test ends.
 func Client(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()

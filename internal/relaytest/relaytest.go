@@ -64,6 +64,9 @@ type Options struct {
 	Mutate func(*configs.Config)
 	// Logger receives the relay's and the store's log lines; nil discards.
 	Logger *slog.Logger
+	// RoomEvery and TenantsEvery, when set, replace how often the relay
+	// reads etcd's room and counts the largest tenants (stack.Options).
+	RoomEvery, TenantsEvery time.Duration
 }
 
 // Start runs a relay over the shared etcd member, under a key prefix of the
@@ -101,7 +104,7 @@ func StartWith(t testing.TB, o Options) *Relay {
 	if o.Mutate != nil {
 		o.Mutate(&cfg)
 	}
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger, RoomEvery: o.RoomEvery, TenantsEvery: o.TenantsEvery})
 	if err != nil {
 		t.Fatal(err)
 	}

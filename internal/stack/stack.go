@@ -7,6 +7,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,11 @@ type Options struct {
 	Etcd *clientv3.Client
 	// Logger receives the relay's and the store's log lines; nil discards.
 	Logger *slog.Logger
+	// RoomEvery is how often etcd's database size is read (default 30s);
+	// TenantsEvery how often the largest tenants are counted (default 5m).
+	RoomEvery, TenantsEvery time.Duration
+	// Now is the clock of the hourly room warning; default time.Now.
+	Now func() time.Time
 }
 
 // Stack is one assembled relay. Its cache runs from Start until Close.
@@ -38,6 +44,7 @@ type Stack struct {
 
 	stopCache context.CancelFunc
 	cacheDone chan struct{}
+	roomDone  chan struct{}
 }
 
 // Start builds the relay and starts its cache; it does not wait for the
@@ -67,8 +74,29 @@ func Start(o Options) (*Stack, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Stack{Config: o.Config, Store: st, Server: srv, Metrics: set, stopCache: cancel, cacheDone: make(chan struct{})}
+	s := &Stack{Config: o.Config, Store: st, Server: srv, Metrics: set, stopCache: cancel, cacheDone: make(chan struct{}), roomDone: make(chan struct{})}
 	go func() { st.Run(ctx); close(s.cacheDone) }()
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	endpoints := o.Etcd.Endpoints()
+	if len(endpoints) == 0 {
+		endpoints = []string{"in-process"} // the embedded member's own client answers for it
+	}
+	room := newRoomWatch(&roomWatch{
+		cluster: "default", st: st, maint: o.Etcd, endpoints: endpoints, defaultQuota: o.Config.EtcdQuotaBytes,
+		set: set, log: log, now: now,
+		every: cmp.Or(o.RoomEvery, 30*time.Second), tenantsEvery: cmp.Or(o.TenantsEvery, 5*time.Minute), top: 10,
+	})
+	go func() {
+		select { // the tenants are counted from the cache: fill it first
+		case <-st.Synced():
+			room.run(ctx)
+		case <-ctx.Done():
+		}
+		close(s.roomDone)
+	}()
 	return s, nil
 }
 
@@ -79,6 +107,7 @@ func (s *Stack) Synced() <-chan struct{} { return s.Store.Synced() }
 func (s *Stack) Close() {
 	s.stopCache()
 	<-s.cacheDone
+	<-s.roomDone
 }
 
 // etcdObserver records each etcd operation's latency as
