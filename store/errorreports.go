@@ -37,11 +37,11 @@ type errorReportLease struct {
 // ErrNoLeases: the store was built without a Lease client.
 var ErrNoLeases = errors.New("store: error reports need an etcd lease client")
 
-func (s *Store) reportLease(ctx context.Context, ttl time.Duration) (clientv3.LeaseID, error) {
-	if s.lease == nil {
+func (s *Store) reportLease(ctx context.Context, sh *shard, ttl time.Duration) (clientv3.LeaseID, error) {
+	if sh.lease == nil {
 		return 0, ErrNoLeases
 	}
-	l := &s.reports
+	l := &sh.reports
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := s.now()
@@ -49,7 +49,7 @@ func (s *Store) reportLease(ctx context.Context, ttl time.Duration) (clientv3.Le
 	if l.id != 0 && l.ttl == ttl && now.Sub(l.granted) < window {
 		return l.id, nil
 	}
-	resp, err := s.lease.Grant(ctx, int64((ttl+window+time.Second-1)/time.Second))
+	resp, err := sh.lease.Grant(ctx, int64((ttl+window+time.Second-1)/time.Second))
 	if err != nil {
 		return 0, etcdErr("grant error-report lease", err)
 	}
@@ -66,14 +66,6 @@ func reportLeaseWindow(ttl time.Duration) time.Duration {
 func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, ttl time.Duration) (*ErrorReport, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, d, err := s.tenantData(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	lease, err := s.reportLease(ctx, ttl)
-	if err != nil {
-		return nil, err
-	}
 	now := s.nowUTC()
 	var rnd [6]byte
 	randomBytes(rnd[:])
@@ -84,15 +76,23 @@ func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, tt
 	if err != nil {
 		return nil, err
 	}
-	key := d.report(r.ID)
-	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(d.tenant()), ">", 0)).
-		Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).Commit()
+	err = s.onTenant(ctx, id, func(t tenant) error {
+		lease, err := s.reportLease(ctx, t.sh, ttl)
+		if err != nil {
+			return err
+		}
+		resp, err := t.sh.kv.Txn(ctx).If(markerExists(t.d)).
+			Then(clientv3.OpPut(t.d.report(r.ID), val, clientv3.WithLease(lease))).Commit()
+		if err != nil {
+			return etcdErr("put error report", err)
+		}
+		if !resp.Succeeded {
+			return errFenced
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, etcdErr("put error report", err)
-	}
-	if !resp.Succeeded {
-		return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+		return nil, err
 	}
 	return &r, nil
 }
@@ -107,11 +107,11 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, d, err := s.tenantData(ctx, id)
+	t, err := s.tenant(ctx, id)
 	if err != nil {
 		return nil, "", err
 	}
-	p := d.reports()
+	p := t.d.reports()
 	from := p
 	if cursor != "" {
 		rest, err := decodeCursor(p, cursor, 256)
@@ -120,7 +120,7 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 		}
 		from = p + rest + "\x00"
 	}
-	resp, err := s.kv.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(limit)))
+	resp, err := t.sh.kv.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(int64(limit)))
 	if err != nil {
 		return nil, "", etcdErr("list error reports", err)
 	}

@@ -46,6 +46,12 @@ type Instance struct {
 	// DataID names where the tenant's data lives: P d/<DataID>/ (keys.go).
 	// Six characters, unique across tenants, never changed.
 	DataID string `json:"dataId,omitempty"`
+	// Shard names the etcd cluster holding the tenant's data (--etcd-shards);
+	// empty: the directory's.
+	Shard string `json:"shard,omitempty"`
+	// Move is set while the tenant's data moves to another shard: its
+	// writes wait (at most a second) until the move switches.
+	Move *Move `json:"move,omitempty"`
 	// MappingRetentionDays, when set by the admin, replaces the relay's
 	// --mapping-retention for this tenant: 0 keeps mappings forever.
 	MappingRetentionDays *int      `json:"mappingRetentionDays,omitempty"`
@@ -60,6 +66,21 @@ type Instance struct {
 	// corrupt marks a cache placeholder for a record that does not decode:
 	// it holds only ID, Revision and the key hashes that could be read.
 	corrupt bool
+}
+
+// Move is a tenant's move in progress.
+type Move struct {
+	To    string    `json:"to"`
+	Since time.Time `json:"since"`
+}
+
+// ShardName is the shard holding the tenant's data, DirectoryShard for
+// the directory's own cluster.
+func (in *Instance) ShardName() string {
+	if in.Shard == "" {
+		return DirectoryShard
+	}
+	return in.Shard
 }
 
 // Deployment types, as Jira's serverInfo.deploymentType names them.
@@ -293,6 +314,10 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	sh := s.placeNew()
+	if sh != s.dir {
+		in.Shard = sh.name
+	}
 	for {
 		in.DataID = newDataID()
 		val, err := encode("instance", in)
@@ -304,8 +329,22 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(urlKey), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(instKey), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(dataKey), "=", 0)}
-		ops := []clientv3.Op{clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val),
-			clientv3.OpPut(dataKey, idx), clientv3.OpPut(d.tenant(), idx)}
+		ops := []clientv3.Op{clientv3.OpPut(urlKey, idx), clientv3.OpPut(instKey, val), clientv3.OpPut(dataKey, idx)}
+		if sh == s.dir {
+			ops = append(ops, clientv3.OpPut(d.tenant(), idx))
+		} else {
+			// The marker on the tenant's shard first: a tenant the directory
+			// names always has its data's marker. Undone below if the
+			// directory refuses.
+			tr, err := sh.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(d.tenant()), "=", 0)).
+				Then(clientv3.OpPut(d.tenant(), idx)).Commit()
+			if err != nil {
+				return nil, etcdErr("register instance on shard "+sh.name, err)
+			}
+			if !tr.Succeeded {
+				continue // that data id is in use on the shard: draw another
+			}
+		}
 		if in.CloudID != "" {
 			cloudKey := s.k.cloudID(in.CloudID)
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(cloudKey), "=", 0))
@@ -313,6 +352,11 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 		}
 		resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).
 			Else(clientv3.OpGet(urlKey, clientv3.WithCountOnly()), clientv3.OpGet(dataKey, clientv3.WithCountOnly())).Commit()
+		if (err != nil || !resp.Succeeded) && sh != s.dir {
+			if _, derr := sh.kv.Delete(ctx, d.tenant()); derr != nil {
+				s.log.Warn("store: register: remove the marker of a refused registration", "shard", sh.name, "data_id", in.DataID, "err", derr)
+			}
+		}
 		if err != nil {
 			return nil, etcdErr("register instance", err)
 		}
@@ -647,6 +691,12 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 			}
 			if in.DataID != "" {
 				ops = append(ops, clientv3.OpDelete(s.k.dataID(in.DataID)), deletePrefix(s.k.data(in.DataID).all()))
+				// Data on another shard (or a move's target) goes first: an
+				// erase that stops half-way leaves the directory naming it,
+				// so it can be run again.
+				if err := s.eraseShardData(ctx, in); err != nil {
+					return err
+				}
 			}
 		case errors.Is(err, ErrCorrupt):
 			var found []*mvccpb.KeyValue
@@ -662,6 +712,12 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 				ops = append(ops, clientv3.OpDelete(string(u.Key)))
 				if d, ok := strings.CutPrefix(string(u.Key), s.k.dataIDs()); ok && validDataID(d) {
 					ops = append(ops, deletePrefix(s.k.data(d).all()))
+					// The record names no shard: its data is looked for on all.
+					for _, sh := range s.shards {
+						if _, err := sh.kv.Delete(ctx, s.k.data(d).all(), clientv3.WithPrefix()); err != nil {
+							return etcdErr("erase tenant data on shard "+sh.name, err)
+						}
+					}
 				}
 			}
 		default:
@@ -680,6 +736,28 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 	}
 }
 
+// eraseShardData deletes a tenant's data from the shards other than the
+// directory that may hold it: its own and, during a move, the target.
+func (s *Store) eraseShardData(ctx context.Context, in *Instance) error {
+	names := []string{in.Shard}
+	if in.Move != nil {
+		names = append(names, in.Move.To)
+	}
+	for _, n := range names {
+		sh, ok := s.shardOf(n)
+		if !ok {
+			return fmt.Errorf("store: erase tenant %s: shard %q has no client here: %w", in.ID, n, ErrUnavailable)
+		}
+		if sh == s.dir {
+			continue // in the directory's transaction
+		}
+		if _, err := sh.kv.Delete(ctx, s.k.data(in.DataID).all(), clientv3.WithPrefix()); err != nil {
+			return etcdErr("erase tenant data on shard "+sh.name, err)
+		}
+	}
+	return nil
+}
+
 // deletePrefix deletes every key under p.
 func deletePrefix(p string) clientv3.Op {
 	return clientv3.OpDelete(p, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)))
@@ -696,20 +774,6 @@ func validDataID(d string) bool {
 		}
 	}
 	return true
-}
-
-// tenantData returns the instance (from the cache) and where its data
-// lives. An unknown instance → ErrNotFound; a record that does not decode
-// or names no data id → ErrCorrupt.
-func (s *Store) tenantData(ctx context.Context, id string) (*Instance, data, error) {
-	in, err := s.Instance(ctx, id)
-	if err != nil {
-		return nil, "", err
-	}
-	if !validDataID(in.DataID) {
-		return nil, "", corrupt("instance", id)
-	}
-	return in, s.k.data(in.DataID), nil
 }
 
 // indexKeysOf scans an index of instances (the URL index, the cloud id

@@ -108,19 +108,26 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	in, d, err := s.tenantData(ctx, id)
-	if err != nil {
-		return nil, false, err
-	}
-	lease, err := s.mappingLease(ctx, in)
-	if err != nil {
-		return nil, false, err
-	}
 	m.CreatedAt = s.nowUTC()
+	var out *Mapping
+	var created bool
+	err := s.onTenant(ctx, id, func(t tenant) (err error) {
+		out, created, err = s.linkMapping(ctx, t, m)
+		return err
+	})
+	return out, created, err
+}
+
+func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping, bool, error) {
+	in, d, kv, id := t.in, t.d, t.sh.kv, t.in.ID
+	lease, err := s.mappingLease(ctx, t)
+	if err != nil {
+		return nil, false, err
+	}
 	key := d.mapping(refOf(&m))
-	if err := s.quotas.checkMappings(ctx, s, in, d); err != nil {
+	if err := s.quotas.checkMappings(ctx, t); err != nil {
 		// At the quota a mapping held already may still be linked again.
-		resp, gerr := s.kv.Get(ctx, key, clientv3.WithCountOnly())
+		resp, gerr := kv.Get(ctx, key, clientv3.WithCountOnly())
 		if gerr != nil {
 			return nil, false, etcdErr("link mapping", gerr)
 		}
@@ -130,16 +137,15 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 	}
 	renewals := 0
 	for {
-		resp, err := s.kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(d.tenant()), ">", 0),
-				clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		resp, err := kv.Txn(ctx).
+			If(markerExists(d), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(mappingPuts(d, &m, "", lease)...).
 			Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly()), clientv3.OpGet(key)).Commit()
 		if err != nil {
 			if lease != 0 && leaseGone(err) && renewals < 2 {
 				renewals++
-				s.forgetLease(lease)
-				if lease, err = s.mappingLease(ctx, in); err != nil {
+				t.sh.forgetLease(lease)
+				if lease, err = s.mappingLease(ctx, t); err != nil {
 					return nil, false, err
 				}
 				continue
@@ -151,7 +157,7 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 			return &m, true, nil
 		}
 		if resp.Responses[0].GetResponseRange().Count == 0 {
-			return nil, false, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+			return nil, false, errFenced
 		}
 		kvs := resp.Responses[1].GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -169,12 +175,12 @@ func (s *Store) LinkMapping(ctx context.Context, id string, m Mapping) (*Mapping
 		}
 		upd := m
 		upd.CreatedAt = old.CreatedAt
-		ok, err := s.replaceMapping(ctx, d, &old, &upd, kvs[0].ModRevision, lease)
+		ok, err := replaceMapping(ctx, kv, d, &old, &upd, kvs[0].ModRevision, lease)
 		if err != nil {
 			if lease != 0 && leaseGone(err) && renewals < 2 {
 				renewals++
-				s.forgetLease(lease)
-				if lease, err = s.mappingLease(ctx, in); err != nil {
+				t.sh.forgetLease(lease)
+				if lease, err = s.mappingLease(ctx, t); err != nil {
 					return nil, false, err
 				}
 				continue
@@ -209,7 +215,7 @@ func mappingPuts(d data, m *Mapping, val string, lease clientv3.LeaseID) []clien
 
 // replaceMapping swaps old for upd (same identity) if the record is still at
 // rev: stale index entries go, new ones come, on lease, in one transaction.
-func (s *Store) replaceMapping(ctx context.Context, d data, old, upd *Mapping, rev int64, lease clientv3.LeaseID) (bool, error) {
+func replaceMapping(ctx context.Context, kv clientv3.KV, d data, old, upd *Mapping, rev int64, lease clientv3.LeaseID) (bool, error) {
 	ops := mappingPuts(d, upd, "", lease)
 	keep := map[string]bool{}
 	for _, k := range d.mappingKeys(upd) {
@@ -220,7 +226,7 @@ func (s *Store) replaceMapping(ctx context.Context, d data, old, upd *Mapping, r
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
-	resp, err := s.kv.Txn(ctx).
+	resp, err := kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(d.mapping(refOf(upd))), "=", rev)).
 		Then(ops...).Commit()
 	if err != nil {
@@ -289,10 +295,11 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, d, err := s.tenantData(ctx, id)
+	t, err := s.tenant(ctx, id)
 	if err != nil {
 		return nil, "", err
 	}
+	d, kv := t.d, t.sh.kv
 	mq, err := d.resolve(&q)
 	if err != nil {
 		return nil, "", err
@@ -310,7 +317,7 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	if mq.kind != idxMail {
 		opts = append(opts, clientv3.WithKeysOnly())
 	}
-	resp, err := s.kv.Get(ctx, from, opts...)
+	resp, err := kv.Get(ctx, from, opts...)
 	if err != nil {
 		return nil, "", etcdErr("list mappings", err)
 	}
@@ -318,7 +325,7 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	if mq.kind == idxMail {
 		sms, err = decodeMappings(id, resp.Kvs)
 	} else {
-		sms, err = s.recordsOf(ctx, id, d, mq.kind, mq.value, p, resp.Kvs, resp.Header.Revision)
+		sms, err = recordsOf(ctx, kv, id, d, mq.kind, mq.value, resp.Kvs, resp.Header.Revision)
 	}
 	if err != nil {
 		return nil, "", err
@@ -345,11 +352,11 @@ const maxTxnOps = 128
 // rev (the index's), in transactions of gets sent together: one round trip.
 // An entry whose record is gone (an index entry without its record cannot
 // be written, but may be left by hand) is skipped.
-func (s *Store) recordsOf(ctx context.Context, id string, d data, kind, value, prefix string, kvs []*mvccpb.KeyValue, rev int64) ([]storedMapping, error) {
+func recordsOf(ctx context.Context, kv clientv3.KV, id string, d data, kind, value string, kvs []*mvccpb.KeyValue, rev int64) ([]storedMapping, error) {
 	base := len(string(d)) + len(kind) + len(value) + 1
 	gets := make([]clientv3.Op, 0, len(kvs))
-	for _, kv := range kvs {
-		r, ok := refFromIndex(kind, value, string(kv.Key[base:]))
+	for _, e := range kvs {
+		r, ok := refFromIndex(kind, value, string(e.Key[base:]))
 		if !ok {
 			return nil, corrupt("mapping index entry", id)
 		}
@@ -362,7 +369,7 @@ func (s *Store) recordsOf(ctx context.Context, id string, d data, kind, value, p
 	for c := range chunks {
 		wg.Go(func() {
 			ops := gets[c*maxTxnOps : min((c+1)*maxTxnOps, len(gets))]
-			resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
+			resp, err := kv.Txn(ctx).Then(ops...).Commit()
 			if err != nil {
 				errs[c] = etcdErr("read mappings", err)
 				return
@@ -417,18 +424,19 @@ type storedMapping struct {
 
 // allMappings reads every mapping an index prefix (kind + value + "/")
 // names, in pages of 500 keys.
-func (s *Store) allMappings(ctx context.Context, id string, d data, kind, value string) ([]storedMapping, error) {
+func (s *Store) allMappings(ctx context.Context, t tenant, kind, value string) ([]storedMapping, error) {
+	id, d, kv := t.in.ID, t.d, t.sh.kv
 	p := string(d) + kind + value + "/"
 	var out []storedMapping
 	from, end := p, clientv3.GetPrefixRangeEnd(p)
 	for {
 		cctx, cancel := s.ctx(ctx)
-		resp, err := s.kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500), clientv3.WithKeysOnly())
+		resp, err := kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500), clientv3.WithKeysOnly())
 		if err != nil {
 			cancel()
 			return nil, etcdErr("list mappings", err)
 		}
-		sms, err := s.recordsOf(cctx, id, d, kind, value, p, resp.Kvs, resp.Header.Revision)
+		sms, err := recordsOf(cctx, kv, id, d, kind, value, resp.Kvs, resp.Header.Revision)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -453,13 +461,14 @@ const mappingsBatch = 25
 // they are now (Else), and the batch is tried again with the index keys
 // computed from those. A mapping found gone is tried again with its record
 // required absent, so index entries left of it go too.
-func (s *Store) deleteMappings(ctx context.Context, id string, d data, ms []storedMapping) (int, error) {
+func (s *Store) deleteMappings(ctx context.Context, t tenant, ms []storedMapping) (int, error) {
+	id, d, kv := t.in.ID, t.d, t.sh.kv
 	n := 0
 	for start := 0; start < len(ms); start += mappingsBatch {
 		batch := slices.Clone(ms[start:min(start+mappingsBatch, len(ms))])
 		for {
-			cmps := make([]clientv3.Cmp, 0, len(batch))
-			gets := make([]clientv3.Op, 0, len(batch))
+			cmps := make([]clientv3.Cmp, 0, len(batch)+1)
+			gets := make([]clientv3.Op, 0, len(batch)+1)
 			var ops []clientv3.Op
 			var records []int // positions of the records in ops
 			for i := range batch {
@@ -471,11 +480,17 @@ func (s *Store) deleteMappings(ctx context.Context, id string, d data, ms []stor
 					ops = append(ops, clientv3.OpDelete(k))
 				}
 			}
+			// A delete on a fenced shard would be lost with a move.
+			cmps = append(cmps, markerExists(d))
+			gets = append(gets, clientv3.OpGet(d.tenant(), clientv3.WithCountOnly()))
 			cctx, cancel := s.ctx(ctx)
-			resp, err := s.kv.Txn(cctx).If(cmps...).Then(ops...).Else(gets...).Commit()
+			resp, err := kv.Txn(cctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 			cancel()
 			if err != nil {
 				return n, etcdErr("delete mappings", err)
+			}
+			if !resp.Succeeded && resp.Responses[len(resp.Responses)-1].GetResponseRange().Count == 0 {
+				return n, errFenced
 			}
 			if resp.Succeeded {
 				for _, i := range records {
@@ -485,7 +500,7 @@ func (s *Store) deleteMappings(ctx context.Context, id string, d data, ms []stor
 				}
 				break
 			}
-			for i, r := range resp.Responses {
+			for i, r := range resp.Responses[:len(batch)] {
 				kvs := r.GetResponseRange().Kvs
 				if len(kvs) == 0 {
 					batch[i].rev = 0
@@ -518,10 +533,16 @@ func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID 
 	if userID != "" && !ValidOpaqueID(userID) {
 		return 0, invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
 	}
-	_, d, err := s.tenantData(ctx, id)
-	if err != nil {
-		return 0, err
-	}
+	var n int
+	err := s.onTenant(ctx, id, func(t tenant) (err error) {
+		n, err = s.unlinkMappings(ctx, t, mailID, issueID, userID)
+		return err
+	})
+	return n, err
+}
+
+func (s *Store) unlinkMappings(ctx context.Context, t tenant, mailID, issueID, userID string) (int, error) {
+	id, d, kv := t.in.ID, t.d, t.sh.kv
 	p := string(d) + idxMail + Token(mailID) + "/"
 	if userID != "" {
 		p += Token(userID) + "/"
@@ -530,7 +551,7 @@ func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID 
 	from, end := p, clientv3.GetPrefixRangeEnd(p)
 	for {
 		cctx, cancel := s.ctx(ctx)
-		resp, err := s.kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
+		resp, err := kv.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
 		cancel()
 		if err != nil {
 			return 0, etcdErr("list mappings", err)
@@ -552,7 +573,7 @@ func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID 
 	if len(ms) == 0 {
 		return 0, fmt.Errorf("store: mapping: %w", ErrNotFound)
 	}
-	n, err := s.deleteMappings(ctx, id, d, ms)
+	n, err := s.deleteMappings(ctx, t, ms)
 	if err != nil {
 		return n, err
 	}

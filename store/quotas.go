@@ -54,8 +54,8 @@ func (q *quotas) stale(at time.Time, n, max int64) bool {
 }
 
 // countRange counts the keys under p.
-func (s *Store) countRange(ctx context.Context, p string) (int64, error) {
-	resp, err := s.kv.Get(ctx, p, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithCountOnly())
+func countRange(ctx context.Context, kv clientv3.KV, p string) (int64, error) {
+	resp, err := kv.Get(ctx, p, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithCountOnly())
 	if err != nil {
 		return 0, etcdErr("count", err)
 	}
@@ -63,7 +63,8 @@ func (s *Store) countRange(ctx context.Context, p string) (int64, error) {
 }
 
 // checkMappings refuses a new mapping of a tenant at its quota.
-func (q *quotas) checkMappings(ctx context.Context, s *Store, in *Instance, d data) error {
+func (q *quotas) checkMappings(ctx context.Context, t tenant) error {
+	in, d := t.in, t.d
 	if q.maxMappings <= 0 {
 		return nil
 	}
@@ -72,7 +73,7 @@ func (q *quotas) checkMappings(ctx context.Context, s *Store, in *Instance, d da
 	n, at := c.mappings, c.mappingsAt
 	q.mu.Unlock()
 	if q.stale(at, n, q.maxMappings) {
-		got, err := s.countRange(ctx, string(d)+idxMail)
+		got, err := countRange(ctx, t.sh.kv, string(d)+idxMail)
 		if err != nil {
 			return err
 		}
@@ -88,7 +89,8 @@ func (q *quotas) checkMappings(ctx context.Context, s *Store, in *Instance, d da
 
 // usersFull says whether the tenant holds its quota of users (a count
 // that cannot be read counts as not full: the write then fails on its own).
-func (q *quotas) usersFull(ctx context.Context, s *Store, in *Instance, d data) bool {
+func (q *quotas) usersFull(ctx context.Context, t tenant) bool {
+	in, d := t.in, t.d
 	if q.maxUsers <= 0 {
 		return false
 	}
@@ -97,7 +99,7 @@ func (q *quotas) usersFull(ctx context.Context, s *Store, in *Instance, d data) 
 	n, at := c.users, c.usersAt
 	q.mu.Unlock()
 	if q.stale(at, n, q.maxUsers) {
-		got, err := s.countRange(ctx, d.users())
+		got, err := countRange(ctx, t.sh.kv, d.users())
 		if err != nil {
 			return false
 		}

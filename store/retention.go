@@ -44,6 +44,11 @@ func bucketEnd(now time.Time, r time.Duration) time.Time {
 	return time.Unix(0, (t/int64(w)+1)*int64(w)).UTC()
 }
 
+// lease is the registry key of the retention lease of the bucket ending at end.
+func (k keys) lease(end time.Time) string {
+	return k.prefix + "leases/" + strconv.FormatInt(end.Unix(), 10)
+}
+
 // retentionLeases hands out the one lease of each expiry bucket. The lease
 // is shared with the other relays through P leases/<end, unix seconds>
 // (attached to the lease itself, so it goes when the bucket does): the
@@ -56,17 +61,22 @@ type retentionLeases struct {
 
 // mappingLease is the lease a mapping of the tenant linked now goes on; 0
 // when the tenant keeps mappings forever.
-func (s *Store) mappingLease(ctx context.Context, in *Instance) (clientv3.LeaseID, error) {
-	r := s.retention(in)
+func (s *Store) mappingLease(ctx context.Context, t tenant) (clientv3.LeaseID, error) {
+	r := s.retention(t.in)
 	if r <= 0 {
 		return 0, nil
 	}
-	if s.lease == nil {
+	return s.bucketLease(ctx, t.sh, bucketEnd(s.now(), r))
+}
+
+// bucketLease is the shard's lease of the bucket ending at end: known, read
+// from P leases/<end>, or granted and shared there.
+func (s *Store) bucketLease(ctx context.Context, sh *shard, end time.Time) (clientv3.LeaseID, error) {
+	if sh.lease == nil {
 		return 0, ErrNoLeases
 	}
 	now := s.now()
-	end := bucketEnd(now, r)
-	l := &s.leases
+	l := &sh.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if id, ok := l.byEnd[end.Unix()]; ok {
@@ -80,8 +90,8 @@ func (s *Store) mappingLease(ctx context.Context, in *Instance) (clientv3.LeaseI
 			delete(l.byEnd, e)
 		}
 	}
-	key := s.k.prefix + "leases/" + strconv.FormatInt(end.Unix(), 10)
-	resp, err := s.kv.Get(ctx, key)
+	key := s.k.lease(end)
+	resp, err := sh.kv.Get(ctx, key)
 	if err != nil {
 		return 0, etcdErr("read retention lease", err)
 	}
@@ -92,11 +102,11 @@ func (s *Store) mappingLease(ctx context.Context, in *Instance) (clientv3.LeaseI
 		}
 	}
 	ttl := int64(end.Sub(now)/time.Second) + 1
-	g, err := s.lease.Grant(ctx, ttl)
+	g, err := sh.lease.Grant(ctx, ttl)
 	if err != nil {
 		return 0, etcdErr("grant retention lease", err)
 	}
-	tr, err := s.kv.Txn(ctx).
+	tr, err := sh.kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, strconv.FormatInt(int64(g.ID), 16), clientv3.WithLease(g.ID))).
 		Else(clientv3.OpGet(key)).Commit()
@@ -112,7 +122,7 @@ func (s *Store) mappingLease(ctx context.Context, in *Instance) (clientv3.LeaseI
 			theirs, perr = strconv.ParseInt(string(kvs[0].Value), 16, 64)
 		}
 		if perr == nil && theirs != 0 {
-			if _, err := s.lease.Revoke(ctx, g.ID); err != nil {
+			if _, err := sh.lease.Revoke(ctx, g.ID); err != nil {
 				s.log.Debug("store: give back an unused retention lease", "err", err)
 			}
 			id = clientv3.LeaseID(theirs)
@@ -124,8 +134,8 @@ func (s *Store) mappingLease(ctx context.Context, in *Instance) (clientv3.LeaseI
 
 // forgetLease drops a lease etcd no longer has (revoked by hand, or the
 // store restored from an older snapshot), so the next link grants anew.
-func (s *Store) forgetLease(id clientv3.LeaseID) {
-	l := &s.leases
+func (sh *shard) forgetLease(id clientv3.LeaseID) {
+	l := &sh.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for e, v := range l.byEnd {

@@ -74,8 +74,12 @@ func (s *Store) LargestTenants(ctx context.Context, n int) ([]TenantMappings, er
 	s.cache.mu.RUnlock()
 	out := make([]TenantMappings, 0, len(ins))
 	for _, in := range ins {
+		t, err := s.tenantOf(in)
+		if err != nil {
+			continue // a shard this relay has no client of
+		}
 		cctx, cancel := s.ctx(ctx)
-		c, err := s.countRange(cctx, string(s.k.data(in.DataID))+idxMail)
+		c, err := countRange(cctx, t.sh.kv, string(t.d)+idxMail)
 		cancel()
 		if err != nil {
 			return nil, err

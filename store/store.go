@@ -19,6 +19,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -47,6 +48,10 @@ type Options struct {
 	// MaxMappings and MaxUsers are each tenant's quotas
 	// (--tenant-max-mappings, --tenant-max-users); 0 is no quota.
 	MaxMappings, MaxUsers int64
+	// Shards are the etcd clusters tenants' data may live on
+	// (--etcd-shards); new tenants go to the one with the most room. None:
+	// every tenant's data lives on the directory (the kv of New).
+	Shards []ShardClient
 }
 
 // Store is the relay's data layer over etcd. It is safe for concurrent use.
@@ -59,10 +64,12 @@ type Store struct {
 	log     *slog.Logger
 	cache   *cache
 	lease   clientv3.Lease
-	reports errorReportLease
+
+	// dir is the directory's cluster as a shard; shards the others.
+	dir    *shard
+	shards map[string]*shard
 
 	mappingRetention time.Duration
-	leases           retentionLeases
 	quotas           quotas
 
 	// hook, in tests, stops a migration after a stage of a tenant
@@ -98,16 +105,44 @@ func New(kv clientv3.KV, w clientv3.Watcher, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{
+	s := &Store{
 		kv: kv, watcher: w, k: keys{prefix: o.Prefix}, timeout: o.Timeout,
 		now: o.Now, log: o.Logger, cache: newCache(), lease: o.Lease,
+		dir:              &shard{name: DirectoryShard, kv: kv, lease: o.Lease, watcher: w},
+		shards:           map[string]*shard{},
 		mappingRetention: o.MappingRetention,
 		quotas:           quotas{maxMappings: o.MaxMappings, maxUsers: o.MaxUsers, now: o.Now},
-	}, nil
+	}
+	for _, c := range o.Shards {
+		if !ValidShardName(c.Name) || c.Name == DirectoryShard {
+			return nil, fmt.Errorf("store: shard name %q: want 1 to 32 of a-z 0-9 - (not %q)", c.Name, DirectoryShard)
+		}
+		if _, dup := s.shards[c.Name]; dup {
+			return nil, fmt.Errorf("store: shard %q given twice", c.Name)
+		}
+		if c.KV == nil || c.Lease == nil || c.Watcher == nil {
+			return nil, fmt.Errorf("store: shard %q needs a KV, a Lease and a Watcher", c.Name)
+		}
+		s.shards[c.Name] = &shard{name: c.Name, kv: c.KV, lease: c.Lease, watcher: c.Watcher}
+	}
+	return s, nil
 }
 
 // Prefix is the key prefix every record lives under.
 func (s *Store) Prefix() string { return s.k.prefix }
+
+// ValidShardName: 1 to 32 characters of a-z, 0-9 and "-".
+func ValidShardName(n string) bool {
+	if n == "" || len(n) > 32 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return waitCtx(parent, s.timeout)

@@ -69,32 +69,34 @@ func (s *Store) PutUser(ctx context.Context, id string, u User) (*User, bool, er
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	in, d, err := s.tenantData(ctx, id)
+	var created bool
+	err = s.onTenant(ctx, id, func(t tenant) error {
+		key := t.d.user(u.UserID)
+		cmps := []clientv3.Cmp{markerExists(t.d)}
+		if s.quotas.usersFull(ctx, t) {
+			// At the quota a user may still be changed, not added.
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), ">", 0))
+		}
+		resp, err := t.sh.kv.Txn(ctx).If(cmps...).
+			Then(clientv3.OpPut(key, val, clientv3.WithPrevKV())).
+			Else(clientv3.OpGet(t.d.tenant(), clientv3.WithCountOnly())).Commit()
+		if err != nil {
+			return etcdErr("put user", err)
+		}
+		if !resp.Succeeded {
+			if resp.Responses[0].GetResponseRange().Count == 0 {
+				return errFenced
+			}
+			return s.quotas.usersExceeded()
+		}
+		created = resp.Responses[0].GetResponsePut().PrevKv == nil
+		if created {
+			s.quotas.userAdded(t.in.ID)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, false, err
-	}
-	key := d.user(u.UserID)
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(d.tenant()), ">", 0)}
-	full := s.quotas.usersFull(ctx, s, in, d)
-	if full {
-		// At the quota a user may still be changed, not added.
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), ">", 0))
-	}
-	resp, err := s.kv.Txn(ctx).If(cmps...).
-		Then(clientv3.OpPut(key, val, clientv3.WithPrevKV())).
-		Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly())).Commit()
-	if err != nil {
-		return nil, false, etcdErr("put user", err)
-	}
-	if !resp.Succeeded {
-		if resp.Responses[0].GetResponseRange().Count == 0 {
-			return nil, false, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
-		}
-		return nil, false, s.quotas.usersExceeded()
-	}
-	created := resp.Responses[0].GetResponsePut().PrevKv == nil
-	if created {
-		s.quotas.userAdded(in.ID)
 	}
 	return &u, created, nil
 }
@@ -106,11 +108,11 @@ func (s *Store) User(ctx context.Context, id, userID string) (*User, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, d, err := s.tenantData(ctx, id)
+	t, err := s.tenant(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.kv.Get(ctx, d.user(userID))
+	resp, err := t.sh.kv.Get(ctx, t.d.user(userID))
 	if err != nil {
 		return nil, etcdErr("get user", err)
 	}
@@ -130,7 +132,11 @@ func (s *Store) ExportUser(ctx context.Context, id, userID string) (*UserExport,
 	if err != nil && !isNotFound(err) {
 		return nil, err
 	}
-	sms, err := s.userMappings(ctx, id, userID)
+	t, err := s.tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sms, err := s.userMappings(ctx, t, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -152,42 +158,38 @@ func (s *Store) DeleteUser(ctx context.Context, id, userID string) error {
 	if !ValidOpaqueID(userID) {
 		return invalid("userId", "must be 1 to 1024 bytes of printable UTF-8")
 	}
-	_, d, err := s.tenantData(ctx, id)
-	if err != nil {
-		return err
-	}
-	ms, err := s.userMappings(ctx, id, userID)
-	if err != nil {
-		return err
-	}
-	deleted, err := s.deleteMappings(ctx, id, d, ms)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.kv.Delete(cctx, d.user(userID))
-	if err != nil {
-		return etcdErr("delete user", err)
-	}
-	if resp.Deleted > 0 {
-		s.quotas.userRemoved(id)
-	}
-	if resp.Deleted == 0 && deleted == 0 {
-		return fmt.Errorf("store: user: %w", ErrNotFound)
-	}
-	return nil
+	return s.onTenant(ctx, id, func(t tenant) error {
+		ms, err := s.userMappings(ctx, t, userID)
+		if err != nil {
+			return err
+		}
+		deleted, err := s.deleteMappings(ctx, t, ms)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := s.ctx(ctx)
+		defer cancel()
+		resp, err := t.sh.kv.Txn(cctx).If(markerExists(t.d)).Then(clientv3.OpDelete(t.d.user(userID))).Commit()
+		if err != nil {
+			return etcdErr("delete user", err)
+		}
+		if !resp.Succeeded {
+			return errFenced
+		}
+		if resp.Responses[0].GetResponseDeleteRange().Deleted > 0 {
+			s.quotas.userRemoved(t.in.ID)
+		} else if deleted == 0 {
+			return fmt.Errorf("store: user: %w", ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // userMappings reads every mapping of one user (through the user index),
 // only the user's own: a token shared with another user id (one chance in
 // 2^72) is skipped.
-func (s *Store) userMappings(ctx context.Context, id, userID string) ([]storedMapping, error) {
-	_, d, err := s.tenantData(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	all, err := s.allMappings(ctx, id, d, idxUser, Token(userID))
+func (s *Store) userMappings(ctx context.Context, t tenant, userID string) ([]storedMapping, error) {
+	all, err := s.allMappings(ctx, t, idxUser, Token(userID))
 	if err != nil {
 		return nil, err
 	}

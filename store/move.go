@@ -1,0 +1,451 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// MoveReport tells how a move went.
+type MoveReport struct {
+	From, To string
+	// Copied is how many keys were copied at the start; CaughtUp how many
+	// changes made meanwhile were replayed from the watch.
+	Copied, CaughtUp int
+	// Hold is how long the tenant's writes waited: from the fence on the
+	// old shard to the switch in the directory.
+	Hold time.Duration
+	// Total is the whole move, the old copy's deletion included.
+	Total time.Duration
+}
+
+// MoveOptions tune a move.
+type MoveOptions struct {
+	// Grace is how long the old copy stays after the switch, for relays
+	// whose directory watch has not yet delivered it (their reads still go
+	// there; their writes are fenced and follow the switch). Default 2s.
+	Grace time.Duration
+}
+
+// MoveTenant moves a tenant's data (users, mappings, error reports) to
+// shard to, online:
+//
+//  1. copy everything at one revision (each lease mapped to the target's
+//     lease of the same expiry);
+//  2. catch up from the old shard's watch;
+//  3. hold: mark the move in the directory record, then fence the old
+//     shard (delete the tenant's marker: every write compares it, so a
+//     write there fails and waits for the switch);
+//  4. catch up to the fence, write the marker on the target, switch the
+//     directory record to the target in one transaction: the writes held
+//     go on there (the hold is this step, well under a second);
+//  5. after opts.Grace, delete the old copy.
+//
+// A move stopped half-way is undone by moving again (to any shard): the
+// target's partial copy is cleared, the old shard's marker restored.
+func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions) (*MoveReport, error) {
+	if opts.Grace <= 0 {
+		opts.Grace = 2 * time.Second
+	}
+	start := time.Now()
+	dst, ok := s.shardOf(to)
+	if !ok {
+		return nil, fmt.Errorf("store: move: no shard %q: %w", to, ErrNotFound)
+	}
+	in, rev, err := s.readRecord(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	src, ok := s.shardOf(in.Shard)
+	if !ok {
+		return nil, fmt.Errorf("store: move: the tenant's shard %q has no client here: %w", in.Shard, ErrUnavailable)
+	}
+	d := s.k.data(in.DataID)
+	rep := &MoveReport{From: src.name, To: dst.name}
+	if in.Move != nil {
+		// A move that stopped: undo it, then move afresh.
+		if in, rev, err = s.undoMove(ctx, in, rev, src, d); err != nil {
+			return nil, err
+		}
+	}
+	if src == dst {
+		return nil, fmt.Errorf("store: move: the tenant is on shard %s already: %w", dst.name, ErrExists)
+	}
+	if _, err := dst.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
+		return nil, etcdErr("clear the move's target", err)
+	}
+	leases := &leaseMap{s: s, src: src, dst: dst, ids: map[int64]clientv3.LeaseID{}}
+	if err := leases.readRegistry(ctx); err != nil {
+		return nil, err
+	}
+
+	// 1. Copy at one revision.
+	copyRev, n, err := s.copyPrefix(ctx, src, dst, d, leases)
+	if err != nil {
+		return nil, err
+	}
+	rep.Copied = n
+	// 2. Catch up from the watch.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	w := &catchUp{s: s, dst: dst, d: d, leases: leases,
+		ch: src.watcher.Watch(clientv3.WithRequireLeader(wctx), d.all(), clientv3.WithPrefix(), clientv3.WithRev(copyRev+1)),
+		watcher: src.watcher, ctx: wctx, seen: copyRev}
+	// Rounds until a round replays little: the backlog left for the hold
+	// is then small.
+	for round := 0; round < 20; round++ {
+		now, err := src.kv.Get(ctx, d.tenant(), clientv3.WithCountOnly())
+		if err != nil {
+			return nil, etcdErr("read the old shard", err)
+		}
+		before := w.applied
+		if err := w.until(now.Header.Revision); err != nil {
+			return nil, err
+		}
+		if w.applied-before < 64 {
+			break
+		}
+	}
+	// 3. Hold: the directory says so, then the old shard is fenced.
+	in.Move = &Move{To: dst.name, Since: s.nowUTC()}
+	if rev, err = s.writeRecord(ctx, in, rev); err != nil {
+		return nil, err
+	}
+	holdStart := time.Now()
+	fence, err := src.kv.Delete(ctx, d.tenant())
+	if err != nil {
+		return nil, s.abortMove(ctx, in, rev, src, d, etcdErr("fence the old shard", err))
+	}
+	// 4. Catch up to the fence, then switch.
+	if err := w.until(fence.Header.Revision); err != nil {
+		return nil, s.abortMove(ctx, in, rev, src, d, err)
+	}
+	idx, _ := encode("index entry", urlIndexEntry{InstanceID: id})
+	if _, err := dst.kv.Put(ctx, d.tenant(), idx); err != nil {
+		return nil, s.abortMove(ctx, in, rev, src, d, etcdErr("mark the new shard", err))
+	}
+	in.Move = nil
+	in.Shard = dst.name
+	if dst == s.dir {
+		in.Shard = ""
+	}
+	if _, err = s.writeRecord(ctx, in, rev); err != nil {
+		return nil, err // the record says the move is on: moving again undoes it
+	}
+	rep.Hold = time.Since(holdStart)
+	rep.CaughtUp = w.applied
+	stop()
+	// 5. The old copy goes after the grace.
+	select {
+	case <-ctx.Done():
+		return rep, ctx.Err()
+	case <-time.After(opts.Grace):
+	}
+	if _, err := src.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
+		return rep, etcdErr("delete the old copy (delete P d/"+in.DataID+"/ on shard "+src.name+" by hand)", err)
+	}
+	rep.Total = time.Since(start)
+	return rep, nil
+}
+
+// readRecord reads an instance record from the directory.
+func (s *Store) readRecord(ctx context.Context, id string) (*Instance, int64, error) {
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Get(cctx, s.k.instance(id))
+	if err != nil {
+		return nil, 0, etcdErr("read instance", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
+	}
+	in, err := decodeInstance(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !validDataID(in.DataID) {
+		return nil, 0, corrupt("instance", id)
+	}
+	return in, resp.Kvs[0].ModRevision, nil
+}
+
+// writeRecord writes the record if it is still at rev.
+func (s *Store) writeRecord(ctx context.Context, in *Instance, rev int64) (int64, error) {
+	in.UpdatedAt = s.nowUTC()
+	val, err := encode("instance", in)
+	if err != nil {
+		return 0, err
+	}
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.k.instance(in.ID)
+	tr, err := s.kv.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpPut(key, val)).Commit()
+	if err != nil {
+		return 0, etcdErr("write instance", err)
+	}
+	if !tr.Succeeded {
+		return 0, fmt.Errorf("store: move: the instance record changed meanwhile: %w", ErrPrecondition)
+	}
+	in.Revision = tr.Header.Revision
+	cached := *in // the caller goes on changing in
+	s.cache.putInstance(&cached)
+	return tr.Header.Revision, nil
+}
+
+// abortMove undoes a move that failed after its hold began, and returns err.
+func (s *Store) abortMove(ctx context.Context, in *Instance, rev int64, src *shard, d data, err error) error {
+	if _, _, uerr := s.undoMove(context.WithoutCancel(ctx), in, rev, src, d); uerr != nil {
+		return fmt.Errorf("%w (and undoing the move failed: %v; move the tenant again to undo it)", err, uerr)
+	}
+	return err
+}
+
+// undoMove restores a tenant whose move stopped: the old shard's marker
+// back, the target's partial copy cleared, the directory record without
+// the move.
+func (s *Store) undoMove(ctx context.Context, in *Instance, rev int64, src *shard, d data) (*Instance, int64, error) {
+	idx, _ := encode("index entry", urlIndexEntry{InstanceID: in.ID})
+	if _, err := src.kv.Put(ctx, d.tenant(), idx); err != nil {
+		return nil, 0, etcdErr("restore the old shard's marker", err)
+	}
+	if dst, ok := s.shardOf(in.Move.To); ok && dst != src {
+		if _, err := dst.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
+			return nil, 0, etcdErr("clear a stopped move's copy", err)
+		}
+	}
+	in.Move = nil
+	rev, err := s.writeRecord(ctx, in, rev)
+	return in, rev, err
+}
+
+// copyPrefix copies every key under d but the marker from src to dst, read
+// at one revision, which it returns with the number of keys copied.
+func (s *Store) copyPrefix(ctx context.Context, src, dst *shard, d data, leases *leaseMap) (int64, int, error) {
+	var rev int64
+	n := 0
+	from, end := d.all(), clientv3.GetPrefixRangeEnd(d.all())
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(500)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := src.kv.Get(ctx, from, opts...)
+		if err != nil {
+			return 0, 0, etcdErr("copy tenant", err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		var ops []clientv3.Op
+		for _, kv := range resp.Kvs {
+			if string(kv.Key) == d.tenant() {
+				continue
+			}
+			op, ok, err := leases.put(ctx, kv)
+			if err != nil {
+				return 0, 0, err
+			}
+			if ok {
+				ops = append(ops, op)
+			}
+		}
+		for i := 0; i < len(ops); i += maxTxnOps {
+			if _, err := dst.kv.Txn(ctx).Then(ops[i:min(i+maxTxnOps, len(ops))]...).Commit(); err != nil {
+				return 0, 0, etcdErr("copy tenant", err)
+			}
+		}
+		n += len(ops)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, n, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// catchUp replays the old shard's changes to a tenant onto the target.
+type catchUp struct {
+	s       *Store
+	dst     *shard
+	d       data
+	leases  *leaseMap
+	ch      clientv3.WatchChan
+	watcher clientv3.Watcher
+	ctx     context.Context
+	seen    int64 // every change up to this revision is replayed
+	applied int
+}
+
+// until replays changes until every one up to rev is on the target.
+func (c *catchUp) until(rev int64) error {
+	for c.seen < rev {
+		if err := c.watcher.RequestProgress(c.ctx); err != nil {
+			return etcdErr("watch the old shard", err)
+		}
+		select {
+		case <-c.ctx.Done():
+			return etcdErr("watch the old shard", c.ctx.Err())
+		case resp, ok := <-c.ch:
+			if !ok {
+				return etcdErr("watch the old shard", c.ctx.Err())
+			}
+			if err := resp.Err(); err != nil {
+				return etcdErr("watch the old shard", err)
+			}
+			if err := c.apply(resp.Events); err != nil {
+				return err
+			}
+			c.seen = max(c.seen, resp.Header.Revision)
+		}
+	}
+	return nil
+}
+
+// apply replays a watch response's events onto the target: the last event
+// of each key (the key's state at the response's end), in transactions of
+// at most maxTxnOps, one round trip each.
+func (c *catchUp) apply(events []*clientv3.Event) error {
+	last := map[string]int{}
+	var order []string
+	for i, ev := range events {
+		k := string(ev.Kv.Key)
+		if k == c.d.tenant() {
+			continue // the fence
+		}
+		if _, ok := last[k]; !ok {
+			order = append(order, k)
+		}
+		last[k] = i
+		c.seen = max(c.seen, ev.Kv.ModRevision)
+	}
+	ops := make([]clientv3.Op, 0, len(order))
+	for _, k := range order {
+		ev := events[last[k]]
+		if ev.Type == clientv3.EventTypeDelete {
+			ops = append(ops, clientv3.OpDelete(k))
+			continue
+		}
+		op, ok, err := c.leases.put(c.ctx, ev.Kv)
+		if err != nil {
+			return err
+		}
+		if ok {
+			ops = append(ops, op)
+		} else {
+			ops = append(ops, clientv3.OpDelete(k))
+		}
+	}
+	for i := 0; i < len(ops); i += maxTxnOps {
+		if _, err := c.dst.kv.Txn(c.ctx).Then(ops[i:min(i+maxTxnOps, len(ops))]...).Commit(); err != nil {
+			return etcdErr("replay changes", err)
+		}
+	}
+	c.applied += len(events)
+	return nil
+}
+
+// leaseMap gives each lease of the old shard its counterpart on the
+// target: a retention bucket's lease (named in P leases/ on the old shard)
+// the target's lease of the same bucket, any other lease (error reports)
+// a new lease of the same remaining time.
+type leaseMap struct {
+	s        *Store
+	src, dst *shard
+	buckets  map[int64]time.Time // old lease → its bucket's end
+	ids      map[int64]clientv3.LeaseID
+}
+
+func (m *leaseMap) readRegistry(ctx context.Context) error {
+	p := m.s.k.prefix + "leases/"
+	resp, err := m.src.kv.Get(ctx, p, clientv3.WithPrefix())
+	if err != nil {
+		return etcdErr("read the retention leases", err)
+	}
+	m.buckets = map[int64]time.Time{}
+	for _, kv := range resp.Kvs {
+		end, err1 := strconv.ParseInt(strings.TrimPrefix(string(kv.Key), p), 10, 64)
+		id, err2 := strconv.ParseInt(string(kv.Value), 16, 64)
+		if err1 == nil && err2 == nil {
+			m.buckets[id] = time.Unix(end, 0).UTC()
+		}
+	}
+	return nil
+}
+
+// put is the write of kv on the target, on the mapped lease; false when
+// kv's lease has expired (the key goes with it).
+func (m *leaseMap) put(ctx context.Context, kv *mvccpb.KeyValue) (clientv3.Op, bool, error) {
+	if kv.Lease == 0 {
+		return clientv3.OpPut(string(kv.Key), string(kv.Value)), true, nil
+	}
+	id, ok := m.ids[kv.Lease]
+	if !ok {
+		var err error
+		if end, bucket := m.buckets[kv.Lease]; bucket {
+			if !end.After(m.s.now().Add(time.Second)) {
+				return clientv3.Op{}, false, nil // expiring now
+			}
+			id, err = m.s.bucketLease(ctx, m.dst, end)
+		} else {
+			var ttl *clientv3.LeaseTimeToLiveResponse
+			if ttl, err = m.src.lease.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				if ttl.TTL <= 0 {
+					return clientv3.Op{}, false, nil
+				}
+				var g *clientv3.LeaseGrantResponse
+				if g, err = m.dst.lease.Grant(ctx, ttl.TTL); err == nil {
+					id = g.ID
+				}
+			}
+		}
+		if err != nil {
+			return clientv3.Op{}, false, etcdErr("map a lease", err)
+		}
+		m.ids[kv.Lease] = id
+	}
+	return clientv3.OpPut(string(kv.Key), string(kv.Value), clientv3.WithLease(id)), true, nil
+}
+
+// ShardStatus is one shard's room and tenants.
+type ShardStatus struct {
+	Name    string `json:"name"`
+	Room    Room   `json:"room"`
+	Tenants int    `json:"tenants"`
+	Moving  int    `json:"moving,omitempty"`
+}
+
+// TenantsByShard counts the tenants whose data each shard holds, from the
+// directory (every record read).
+func (s *Store) TenantsByShard(ctx context.Context) (tenants, moving map[string]int, err error) {
+	tenants, moving = map[string]int{}, map[string]int{}
+	p := s.k.instances()
+	from, end := p, clientv3.GetPrefixRangeEnd(p)
+	for {
+		resp, err := s.kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
+		if err != nil {
+			return nil, nil, etcdErr("list tenants", err)
+		}
+		for _, kv := range resp.Kvs {
+			if !strings.HasSuffix(string(kv.Key), "/instance") {
+				continue
+			}
+			var in Instance
+			if json.Unmarshal(kv.Value, &in) != nil {
+				continue
+			}
+			tenants[in.ShardName()]++
+			if in.Move != nil {
+				moving[in.ShardName()]++
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return tenants, moving, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
