@@ -95,7 +95,7 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	w := &catchUp{s: s, dst: dst, d: d, leases: leases,
-		ch: src.watcher.Watch(clientv3.WithRequireLeader(wctx), d.all(), clientv3.WithPrefix(), clientv3.WithRev(copyRev+1)),
+		ch:      src.watcher.Watch(clientv3.WithRequireLeader(wctx), d.all(), clientv3.WithPrefix(), clientv3.WithRev(copyRev+1)),
 		watcher: src.watcher, ctx: wctx, seen: copyRev}
 	// Rounds until a round replays little: the backlog left for the hold
 	// is then small.
