@@ -126,6 +126,13 @@ type Config struct {
 	// TenantMaxUsers is the most users one tenant may hold. 0 is no quota.
 	// Default 100000.
 	TenantMaxUsers int64 `yaml:"tenant-max-users"`
+	// EtcdShards are etcd clusters that hold tenants' data (users,
+	// mappings, error reports), each NAME=URL[|URL…][;ca=FILE][;cert=FILE]
+	// [;key=FILE] or, in the YAML file, a mapping (name, endpoints, ca,
+	// cert, key): see Shard. The cluster of --etcd-endpoints (or the
+	// embedded one) stays the directory; a new tenant goes to the shard
+	// with the most free room. Default empty: everything on one cluster.
+	EtcdShards []string `yaml:"etcd-shards"`
 	// EtcdQuotaBytes is the embedded etcd's database quota: past it etcd
 	// refuses writes (NOSPACE) and the relay answers 507 store_full. Default
 	// 2147483648 (2 GiB, etcd's own); etcd advises at most 8 GiB.

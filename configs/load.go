@@ -343,6 +343,14 @@ func setYAML(o option, n *yaml.Node) error {
 		items := make([]string, 0, len(n.Content))
 		for _, it := range n.Content {
 			it = resolveAlias(it)
+			if it.Kind == yaml.MappingNode && o.name == "etcd-shards" {
+				s, err := shardFromYAML(it)
+				if err != nil {
+					return err
+				}
+				items = append(items, s)
+				continue
+			}
 			if it.Kind != yaml.ScalarNode {
 				return fmt.Errorf("a list item must be a plain value, not %s (line %d)", kindName(it), it.Line)
 			}

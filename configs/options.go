@@ -74,6 +74,7 @@ func (c *Config) options() []option {
 		{"mapping-retention", &c.MappingRetention, "how long a mapping lives after it was last linked; 0 keeps it until unlinked"},
 		{"tenant-max-mappings", &c.TenantMaxMappings, "most mappings one tenant may hold (507 tenant_quota_exceeded past it); 0 is no quota"},
 		{"tenant-max-users", &c.TenantMaxUsers, "most users one tenant may hold; 0 is no quota"},
+		{"etcd-shards", &c.EtcdShards, "etcd clusters for tenants' data: NAME=URL[|URL...][;ca=FILE][;cert=FILE][;key=FILE], comma-separated"},
 		{"etcd-quota-bytes", &c.EtcdQuotaBytes, "the embedded etcd's database quota in bytes (507 store_full past it)"},
 	}
 }

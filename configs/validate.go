@@ -63,6 +63,25 @@ func (c *Config) Validate() error {
 	if c.TenantMaxUsers < 0 {
 		v.add("tenant-max-users", "must be 0 (no quota) or more")
 	}
+	seen := map[string]bool{}
+	for _, raw := range c.EtcdShards {
+		sh, err := ParseShard(raw)
+		if err != nil {
+			v.add("etcd-shards", "%s", err.Error())
+			continue
+		}
+		if seen[sh.Name] {
+			v.add("etcd-shards", "shard %q is given twice", sh.Name)
+		}
+		seen[sh.Name] = true
+		for _, e := range sh.Endpoints {
+			v.httpURL("etcd-shards", e)
+		}
+		v.readable("etcd-shards", sh.CA)
+		v.readable("etcd-shards", sh.Cert)
+		v.readable("etcd-shards", sh.Key)
+		v.pair("etcd-shards", sh.Cert, "etcd-shards", sh.Key)
+	}
 	if c.EtcdQuotaBytes < 16<<20 || c.EtcdQuotaBytes > 64<<30 {
 		v.add("etcd-quota-bytes", "must be from 16777216 (16 MiB) to 68719476736 (64 GiB)")
 	}

@@ -186,13 +186,13 @@ func TestStoreFull(t *testing.T) {
 		t.Errorf("upload while full: %d %s", res.Status, res.Body)
 	}
 	// The room on /metrics, and one warning.
-	if !relaytest.Eventually(5*time.Second, func() bool { return metricValue(t, r, `relay_etcd_db_size_bytes{cluster="default"}`) >= quota*8/10 }) {
-		t.Errorf("relay_etcd_db_size_bytes = %v near a full quota", metricValue(t, r, `relay_etcd_db_size_bytes{cluster="default"}`))
+	if !relaytest.Eventually(5*time.Second, func() bool { return metricValue(t, r, `relay_etcd_db_size_bytes{cluster="directory"}`) >= quota*8/10 }) {
+		t.Errorf("relay_etcd_db_size_bytes = %v near a full quota", metricValue(t, r, `relay_etcd_db_size_bytes{cluster="directory"}`))
 	}
-	if q := metricValue(t, r, `relay_etcd_db_quota_bytes{cluster="default"}`); q != quota {
+	if q := metricValue(t, r, `relay_etcd_db_quota_bytes{cluster="directory"}`); q != quota {
 		t.Errorf("relay_etcd_db_quota_bytes = %v, want %d", q, quota)
 	}
-	if metricValue(t, r, `relay_etcd_db_size_in_use_bytes{cluster="default"}`) <= 0 {
+	if metricValue(t, r, `relay_etcd_db_size_in_use_bytes{cluster="directory"}`) <= 0 {
 		t.Error("relay_etcd_db_size_in_use_bytes missing")
 	}
 	if !relaytest.Eventually(5*time.Second, func() bool { return strings.Contains(logs.String(), "etcd database at 80% of its quota") }) {

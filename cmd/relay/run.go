@@ -32,6 +32,9 @@ const (
 // run is the whole life of the relay: configuration, etcd (embedded or
 // external), the store's cache, the front door, and a drain on ctx's end.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "shards" {
+		return runShards(ctx, args[1:], environ, stdout, stderr)
+	}
 	cfg, err := configs.LoadEnviron(args, environ)
 	if errors.Is(err, flag.ErrHelp) {
 		configs.Usage(stdout)
@@ -78,8 +81,13 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 		}
 	}
 	defer cli.Close()
+	shards, err := shardClients(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll(shards)
 
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log, Shards: shards})
 	if err != nil {
 		return err
 	}
@@ -134,6 +142,35 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	<-served
 	log.Info("relay stopped")
 	return nil
+}
+
+// shardClients connects to every --etcd-shards cluster (a shard without TLS
+// files of its own uses --etcd-ca/--etcd-cert/--etcd-key).
+func shardClients(cfg configs.Config) (map[string]*clientv3.Client, error) {
+	specs, err := cfg.Shards()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*clientv3.Client{}
+	for _, sh := range specs {
+		c := cfg
+		if sh.CA != "" || sh.Cert != "" {
+			c.EtcdCA, c.EtcdCert, c.EtcdKey = sh.CA, sh.Cert, sh.Key
+		}
+		cli, err := etcdClient(c, sh.Endpoints)
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("shard %s: %w", sh.Name, err)
+		}
+		out[sh.Name] = cli
+	}
+	return out, nil
+}
+
+func closeAll(m map[string]*clientv3.Client) {
+	for _, c := range m {
+		c.Close()
+	}
 }
 
 func etcdClient(cfg configs.Config, endpoints []string) (*clientv3.Client, error) {

@@ -67,6 +67,8 @@ type Options struct {
 	// RoomEvery and TenantsEvery, when set, replace how often the relay
 	// reads etcd's room and counts the largest tenants (stack.Options).
 	RoomEvery, TenantsEvery time.Duration
+	// Shards are clients of the --etcd-shards clusters, by name.
+	Shards map[string]*clientv3.Client
 }
 
 // Start runs a relay over the shared etcd member, under a key prefix of the
@@ -104,7 +106,7 @@ func StartWith(t testing.TB, o Options) *Relay {
 	if o.Mutate != nil {
 		o.Mutate(&cfg)
 	}
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger, RoomEvery: o.RoomEvery, TenantsEvery: o.TenantsEvery})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger, RoomEvery: o.RoomEvery, TenantsEvery: o.TenantsEvery, Shards: o.Shards})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,8 @@ import (
 // a warning in the log, at most once an hour, while a cluster's database
 // is at 80% of its quota or more.
 type roomWatch struct {
-	cluster      string
+	clusters     []cluster
 	st           *store.Store
-	maint        clientv3.Maintenance
-	endpoints    []string
 	defaultQuota int64
 	set          *metrics.Set
 	log          *slog.Logger
@@ -31,24 +29,35 @@ type roomWatch struct {
 	top          int
 
 	mu         sync.Mutex
-	room       store.Room
-	warnedAt   time.Time
+	room       map[string]store.Room
+	warnedAt   map[string]time.Time
 	tenants    map[string]float64 // gauge name → value
 	registered map[string]bool
 }
 
+// cluster is one etcd cluster whose room is watched: the directory
+// ("directory") or a shard (its name).
+type cluster struct {
+	name      string
+	maint     clientv3.Maintenance
+	endpoints []string
+}
+
 func newRoomWatch(w *roomWatch) *roomWatch {
 	w.tenants, w.registered = map[string]float64{}, map[string]bool{}
-	for name, f := range map[string]func(store.Room) int64{
-		"relay_etcd_db_size_bytes":        func(r store.Room) int64 { return r.DBSize },
-		"relay_etcd_db_size_in_use_bytes": func(r store.Room) int64 { return r.DBSizeInUse },
-		"relay_etcd_db_quota_bytes":       func(r store.Room) int64 { return r.Quota },
-	} {
-		w.set.NewGauge(fmt.Sprintf(`%s{cluster=%q}`, name, w.cluster), func() float64 {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			return float64(f(w.room))
-		})
+	w.room, w.warnedAt = map[string]store.Room{}, map[string]time.Time{}
+	for _, c := range w.clusters {
+		for name, f := range map[string]func(store.Room) int64{
+			"relay_etcd_db_size_bytes":        func(r store.Room) int64 { return r.DBSize },
+			"relay_etcd_db_size_in_use_bytes": func(r store.Room) int64 { return r.DBSizeInUse },
+			"relay_etcd_db_quota_bytes":       func(r store.Room) int64 { return r.Quota },
+		} {
+			w.set.NewGauge(fmt.Sprintf(`%s{cluster=%q}`, name, c.name), func() float64 {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				return float64(f(w.room[c.name]))
+			})
+		}
 	}
 	return w
 }
@@ -75,24 +84,28 @@ func (w *roomWatch) run(ctx context.Context) {
 }
 
 func (w *roomWatch) refreshRoom(ctx context.Context) {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	r, err := store.ClusterRoom(cctx, w.maint, w.endpoints, w.defaultQuota)
-	if err != nil {
-		w.log.Debug("store room: etcd status", "cluster", w.cluster, "err", err)
-		return
-	}
-	w.mu.Lock()
-	w.room = r
-	warn := r.Fill() >= 0.8 && (w.warnedAt.IsZero() || w.now().Sub(w.warnedAt) >= time.Hour)
-	if warn {
-		w.warnedAt = w.now()
-	}
-	w.mu.Unlock()
-	if warn {
-		w.log.Warn("etcd database at 80% of its quota: writes get 507 store_full when it is full (docs/operations.md, \"Capacity\")",
-			"cluster", w.cluster, "db_size_bytes", r.DBSize, "db_size_in_use_bytes", r.DBSizeInUse, "quota_bytes", r.Quota,
-			"percent", int(100*r.Fill()))
+	for _, c := range w.clusters {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := store.ClusterRoom(cctx, c.maint, c.endpoints, w.defaultQuota)
+		cancel()
+		if err != nil {
+			w.log.Debug("store room: etcd status", "cluster", c.name, "err", err)
+			continue
+		}
+		w.st.SetRoom(c.name, r)
+		w.mu.Lock()
+		w.room[c.name] = r
+		last := w.warnedAt[c.name]
+		warn := r.Fill() >= 0.8 && (last.IsZero() || w.now().Sub(last) >= time.Hour)
+		if warn {
+			w.warnedAt[c.name] = w.now()
+		}
+		w.mu.Unlock()
+		if warn {
+			w.log.Warn("etcd database at 80% of its quota: writes get 507 store_full when it is full (docs/operations.md, \"Capacity\")",
+				"cluster", c.name, "db_size_bytes", r.DBSize, "db_size_in_use_bytes", r.DBSizeInUse, "quota_bytes", r.Quota,
+				"percent", int(100*r.Fill()))
+		}
 	}
 }
 

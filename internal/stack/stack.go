@@ -11,6 +11,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -33,6 +35,9 @@ type Options struct {
 	RoomEvery, TenantsEvery time.Duration
 	// Now is the clock of the hourly room warning; default time.Now.
 	Now func() time.Time
+	// Shards are the clients of the --etcd-shards clusters, by name (the
+	// caller closes them after Close).
+	Shards map[string]*clientv3.Client
 }
 
 // Stack is one assembled relay. Its cache runs from Start until Close.
@@ -60,6 +65,7 @@ func Start(o Options) (*Stack, error) {
 		Prefix: o.Config.EtcdPrefix, Timeout: o.Config.EtcdRequestTimeout, Logger: log, Lease: o.Etcd,
 		MappingRetention: o.Config.MappingRetention,
 		MaxMappings:      o.Config.TenantMaxMappings, MaxUsers: o.Config.TenantMaxUsers,
+		Shards: shardClients(o.Shards, etcdObserver(set)),
 	})
 	if err != nil {
 		return nil, err
@@ -80,12 +86,12 @@ func Start(o Options) (*Stack, error) {
 	if now == nil {
 		now = time.Now
 	}
-	endpoints := o.Etcd.Endpoints()
-	if len(endpoints) == 0 {
-		endpoints = []string{"in-process"} // the embedded member's own client answers for it
+	clusters := []cluster{{name: store.DirectoryShard, maint: o.Etcd, endpoints: endpointsOf(o.Etcd)}}
+	for _, name := range slices.Sorted(maps.Keys(o.Shards)) {
+		clusters = append(clusters, cluster{name: name, maint: o.Shards[name], endpoints: endpointsOf(o.Shards[name])})
 	}
 	room := newRoomWatch(&roomWatch{
-		cluster: "default", st: st, maint: o.Etcd, endpoints: endpoints, defaultQuota: o.Config.EtcdQuotaBytes,
+		clusters: clusters, st: st, defaultQuota: o.Config.EtcdQuotaBytes,
 		set: set, log: log, now: now,
 		every: cmp.Or(o.RoomEvery, 30*time.Second), tenantsEvery: cmp.Or(o.TenantsEvery, 5*time.Minute), top: 10,
 	})
@@ -98,6 +104,24 @@ func Start(o Options) (*Stack, error) {
 		close(s.roomDone)
 	}()
 	return s, nil
+}
+
+// endpointsOf are the endpoints a client's Status calls go to.
+func endpointsOf(c *clientv3.Client) []string {
+	if eps := c.Endpoints(); len(eps) > 0 {
+		return eps
+	}
+	return []string{"in-process"} // the embedded member's own client answers for it
+}
+
+// shardClients are the store's shard clients, by name.
+func shardClients(m map[string]*clientv3.Client, obs store.Observer) []store.ShardClient {
+	out := make([]store.ShardClient, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		c := m[name]
+		out = append(out, store.ShardClient{Name: name, KV: store.ObservedKV(c, obs), Lease: c, Watcher: c})
+	}
+	return out
 }
 
 // Synced is closed once the cache holds every instance and configuration.
