@@ -185,6 +185,12 @@ func TestStoreFull(t *testing.T) {
 	if res := send(t, j.uploadReq(t, "ABC-1", "filename=a.bin", "application/octet-stream", bytes.NewReader(body), int64(len(body)))); res.Status != 200 {
 		t.Errorf("upload while full: %d %s", res.Status, res.Body)
 	}
+	// A relay started now (a restart, a new member of the fleet) starts and
+	// serves reads: the layout is current, so it writes nothing at start.
+	r2 := relaytest.StartWith(t, relaytest.Options{Etcd: cli})
+	if res := relaytest.NewClient(t, r2.URL).Do("GET", p+"/mappings?conversationId=c", ten.Client, nil); res.Status != 200 || len(mailsOf(t, res)) != 20 {
+		t.Errorf("lookup on a relay started while full: %d %s", res.Status, relaytest.Clip(res.Body))
+	}
 	// The room on /metrics, and one warning.
 	if !relaytest.Eventually(5*time.Second, func() bool { return metricValue(t, r, `relay_etcd_db_size_bytes{cluster="directory"}`) >= quota*8/10 }) {
 		t.Errorf("relay_etcd_db_size_bytes = %v near a full quota", metricValue(t, r, `relay_etcd_db_size_bytes{cluster="directory"}`))

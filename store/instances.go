@@ -681,7 +681,9 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 			return fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)}
-		ops := []clientv3.Op{deletePrefix(dir)}
+		// A migration's progress key goes too (a record that stopped
+		// decoding half-way through its migration leaves one).
+		ops := []clientv3.Op{deletePrefix(dir), clientv3.OpDelete(s.k.migrationKey(id))}
 		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
 		switch {
 		case err == nil:

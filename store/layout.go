@@ -103,6 +103,15 @@ type MigrateProgress func(step string, done, total int)
 // starts meanwhile waits for it. Stopped anywhere, Migrate run again goes
 // on from where it was. A store written by a newer relay → ErrLayoutNewer.
 func (s *Store) Migrate(ctx context.Context, progress MigrateProgress) error {
+	// Current already: nothing to write, no lock (a relay must start while
+	// etcd is at its quota, to serve reads and let room be made).
+	if v, _, err := s.layout(ctx); err != nil {
+		return err
+	} else if v == LayoutVersion {
+		return nil
+	} else if v > LayoutVersion {
+		return fmt.Errorf("%w: the store is at layout %d, this relay knows %d; run a relay of that version or newer", ErrLayoutNewer, v, LayoutVersion)
+	}
 	unlock, err := s.lockLayout(ctx)
 	if err != nil {
 		return err

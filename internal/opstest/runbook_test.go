@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,14 +15,17 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/relaytest"
 	"github.com/jira-relay/jira-relay/store"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -86,14 +90,28 @@ type runbookEnv struct {
 	endpoint string
 	acme     relaytest.Tenant // the tenant the runbook works on
 	other    relaytest.Tenant // a second tenant nothing may touch
-	userA    string           // the user erased
-	userB    string           // a user of the same conversation, who must stay
-	conv     string
-	mailA1   string
-	mailA2   string
-	config   string
-	dir      string
-	values   map[string]string
+	// acmeData and otherData are the tenants' data prefixes
+	// (/jira-relay/d/<dataId>/), acmeDataID and otherDataID their data ids.
+	acmeData, otherData     string
+	acmeDataID, otherDataID string
+	userA                   string // the user erased
+	userB                   string // a user of the same conversation, who must stay
+	conv                    string
+	mailA1                  string
+	mailA2                  string
+	config                  string
+	dir                     string
+	values                  map[string]string
+
+	// capped is a second relay over the same etcd, started once the
+	// Capacity section's data exists (it counts the largest tenants as it
+	// starts), whose quotas the acme tenant has reached; its admin handler
+	// serves <metricsUrl>.
+	capped *relaytest.Relay
+	// retained are the mappings linked under a retention (Capacity), and
+	// retainedLease the lease their keys went on.
+	retained      []map[string]any
+	retainedLease clientv3.LeaseID
 }
 
 // TestRunbook runs every ```sh block of docs/operations.md, in order, with
@@ -106,9 +124,14 @@ func TestRunbook(t *testing.T) {
 	lookTool(t, "etcdctl", installEtcdctl)
 	etcdutl := lookTool(t, "etcdutl", installEtcdutl)
 	checkEtcdutlVersion(t, etcdutl)
-	for _, tool := range []string{"awk", "sort", "cut", "curl"} {
-		lookTool(t, tool, "apt-get install -y gawk coreutils curl")
+	for _, tool := range []string{"awk", "sed", "sort", "cut", "date", "curl"} {
+		lookTool(t, tool, "apt-get install -y gawk sed coreutils curl")
 	}
+	// The tokens that stand for ids in keys (docs/key-layout.md).
+	for _, tool := range []string{"sha256sum", "head", "basenc"} {
+		lookTool(t, tool, "apt-get install -y coreutils (8.31 or later, for basenc)")
+	}
+	lookTool(t, "xxd", "apt-get install -y xxd")
 
 	sections := parseRunbook(t, readRepoFile(t, "docs/operations.md"))
 	e, cli := etcdtest.Start(t)
@@ -226,11 +249,14 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 	env.linkUserA()
 	env.link(env.acme, env.conv, env.mailA1, env.userB, "10001", "OPS-1")
 	env.link(env.other, env.conv, env.mailA1, env.userA, "10001", "OPS-1")
+	env.acmeDataID, env.otherDataID = env.dataIDOf(env.acme.ID), env.dataIDOf(env.other.ID)
+	env.acmeData, env.otherData = "/jira-relay/d/"+env.acmeDataID+"/", "/jira-relay/d/"+env.otherDataID+"/"
 
 	env.values = map[string]string{
 		"endpoint":       endpoint,
 		"url":            env.acme.URL,
 		"instanceId":     env.acme.ID,
+		"dataId":         env.acmeDataID,
 		"conversationId": env.conv,
 		"mailId":         env.mailA1,
 		"issueKey":       "OPS-1",
@@ -243,6 +269,41 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 		"peerUrl":        fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t)),
 	}
 	return env
+}
+
+// dataIDOf reads the tenant's data id from its instance record.
+func (env *runbookEnv) dataIDOf(id string) string {
+	var rec struct {
+		DataID string `json:"dataId"`
+	}
+	if err := json.Unmarshal([]byte(env.value("/jira-relay/instances/"+id+"/instance")), &rec); err != nil || !regexp.MustCompile(`^[a-z2-7]{6}$`).MatchString(rec.DataID) {
+		env.t.Fatalf("instance %s: no data id in its record (%v)", id, err)
+	}
+	return rec.DataID
+}
+
+// value reads one key's value ("" when it does not exist).
+func (env *runbookEnv) value(key string) string {
+	kv := env.kv(key)
+	if kv == nil {
+		return ""
+	}
+	return string(kv.Value)
+}
+
+// kv reads one key, or nil.
+func (env *runbookEnv) kv(key string) *mvccpb.KeyValue {
+	env.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := env.cli.Get(ctx, key)
+	if err != nil {
+		env.t.Fatalf("etcd get %s: %v", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	return resp.Kvs[0]
 }
 
 func (env *runbookEnv) api(tn relaytest.Tenant, path string) string {
@@ -280,22 +341,52 @@ func (env *runbookEnv) linkUserA() {
 // the documented layout (docs/key-layout.md), computed independently of the
 // runbook's shell functions.
 func (env *runbookEnv) userAKeys() []string {
-	p := "/jira-relay/instances/" + env.acme.ID + "/"
-	u, c := store.EscapeSegment(env.userA), store.EscapeSegment(env.conv)
-	m1, m2 := store.EscapeSegment(env.mailA1), store.EscapeSegment(env.mailA2)
-	keys := []string{p + "users/" + u}
+	d := env.acmeData
+	u, c := store.Token(env.userA), store.Token(env.conv)
+	m1, m2 := store.Token(env.mailA1), store.Token(env.mailA2)
+	keys := []string{d + "users/" + store.EscapeSegment(env.userA)}
 	for _, mp := range []struct{ conv, mail, id, key string }{{c, m1, "10001", "OPS-1"}, {c, m1, "10002", "OPS-2"}, {"", m2, "10003", "OPS-3"}} {
 		keys = append(keys,
-			p+"mappings/"+mp.mail+"/"+u+"/"+mp.id,
-			p+"index/issue/"+mp.id+"/"+u+"/"+mp.mail,
-			p+"index/issuekey/"+mp.key+"/"+u+"/"+mp.mail+"/"+mp.id,
-			p+"index/user/"+u+"/"+mp.mail+"/"+mp.id)
+			d+"m/"+mp.mail+"/"+u+"/"+mp.id,
+			d+"i/"+mp.id+"/"+u+"/"+mp.mail,
+			d+"k/"+mp.key+"/"+u+"/"+mp.mail+"/"+mp.id,
+			d+"u/"+u+"/"+mp.mail+"/"+mp.id)
 		if mp.conv != "" {
-			keys = append(keys, p+"index/conversation/"+mp.conv+"/"+u+"/"+mp.mail+"/"+mp.id)
+			keys = append(keys, d+"c/"+mp.conv+"/"+u+"/"+mp.mail+"/"+mp.id)
 		}
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// tenantKeys are every key of a tenant: its directory keys (record,
+// configuration, and the urls/, cloudids/ and dataids/ entries that name
+// it) and its data.
+func (env *runbookEnv) tenantKeys(id, data string) []string {
+	out := env.keys("/jira-relay/instances/" + id + "/")
+	out = append(out, env.entriesNaming(id)...)
+	out = append(out, env.keys(data)...)
+	sort.Strings(out)
+	return out
+}
+
+// entriesNaming are the directory entries whose value names instance id.
+func (env *runbookEnv) entriesNaming(id string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []string
+	for _, index := range []string{"urls/", "cloudids/", "dataids/"} {
+		resp, err := env.cli.Get(ctx, "/jira-relay/"+index, clientv3.WithPrefix())
+		if err != nil {
+			env.t.Fatalf("etcd get %s: %v", index, err)
+		}
+		for _, kv := range resp.Kvs {
+			if strings.Contains(string(kv.Value), `"`+id+`"`) {
+				out = append(out, string(kv.Key))
+			}
+		}
+	}
+	return out
 }
 
 // keys lists every key under prefix.
@@ -388,22 +479,38 @@ type sectionCheck struct {
 // commands needs one, so a new section cannot go untested.
 func (env *runbookEnv) checks() map[string]sectionCheck {
 	t := env.t
-	acmePrefix := "/jira-relay/instances/" + env.acme.ID + "/"
+	acmeDir := "/jira-relay/instances/" + env.acme.ID + "/"
 	var userBKeys, otherKeys []string
 	var revBeforeCompact int64
+	var corruptRecord string
 	return map[string]sectionCheck{
 		setupSection: {
 			after: func(out string) {
+				setup := env.fill(parseRunbookSetup(t))
 				// The escape function agrees with the store's, byte for byte.
 				for _, id := range []string{env.userA, env.conv, env.mailA1, "é ü\t", ".", "..", "...", "a.b", "it's", `a"b\c`, "ok-_.~@+="} {
-					got := env.bash("relay_escape", env.fill(parseRunbookSetup(t))+"\nrelay_escape "+shellQuote(id))
+					got := env.bash("relay_escape", setup+"\nrelay_escape "+shellQuote(id))
 					if got != store.EscapeSegment(id) {
 						t.Errorf("relay_escape %q = %q, store.EscapeSegment = %q", id, got, store.EscapeSegment(id))
 					}
-					back := env.bash("relay_unescape", env.fill(parseRunbookSetup(t))+"\nrelay_unescape "+shellQuote(store.EscapeSegment(id)))
+					back := env.bash("relay_unescape", setup+"\nrelay_unescape "+shellQuote(store.EscapeSegment(id)))
 					if back != id {
 						t.Errorf("relay_unescape(relay_escape(%q)) = %q", id, back)
 					}
+				}
+				// The token function, and the one-liner of key-layout.md, agree
+				// with the store's tokens.
+				oneLiner := tokenOneLiner(t)
+				for _, id := range []string{env.userA, env.userB, env.conv, env.mailA1, "é ü\t", "%s%d", "-n", `a"b\c`, "it's", strings.Repeat("AAQkADQ2/x+y=", 80)} {
+					if got := strings.TrimSuffix(env.bash("relay_token", setup+"\nrelay_token "+shellQuote(id)), "\n"); got != store.Token(id) {
+						t.Errorf("relay_token %q = %q, store.Token = %q", id, got, store.Token(id))
+					}
+					if got := strings.TrimSuffix(env.bash("key-layout.md token one-liner", "ID="+shellQuote(id)+"\n"+oneLiner), "\n"); got != store.Token(id) {
+						t.Errorf("key-layout.md's one-liner for %q = %q, store.Token = %q", id, got, store.Token(id))
+					}
+				}
+				if got := env.bash("relay_count", setup+"\nrelay_count /jira-relay/nothing-here/"); got != "0\n" {
+					t.Errorf("relay_count of an empty prefix = %q, want 0", got)
 				}
 			},
 		},
@@ -412,6 +519,16 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				env.mustContain("health", out, env.endpoint+" is healthy", "relay", "ENDPOINT")
 				if strings.Contains(out, "NOSPACE") {
 					t.Errorf("health: an alarm is listed:\n%s", out)
+				}
+			},
+		},
+		"The key layout version": {
+			after: func(out string) {
+				if !strings.HasPrefix(out, fmt.Sprintf(`{"version":%d,"migratedAt":"`, store.LayoutVersion)) {
+					t.Errorf("layout: the output does not start with the layout record:\n%s", out)
+				}
+				if strings.Contains(out, "/jira-relay/layout-lock") || strings.Contains(out, "/jira-relay/migrations/") {
+					t.Errorf("layout: a migration is shown under way on a migrated store:\n%s", out)
 				}
 			},
 		},
@@ -428,14 +545,18 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 			after: func(out string) {
 				env.mustContain("inspect", out,
 					`{"instanceId":"`+env.acme.ID+`"}`,
-					`"url":"`+env.acme.URL+`"`, `"clientKeySha256":"`,
+					`"url":"`+env.acme.URL+`"`, `"clientKeySha256":"`, `"dataId":"`+env.acmeDataID+`"`,
 					env.config,
-					acmePrefix+"users/"+store.EscapeSegment(env.userA)+"\n",
-					acmePrefix+"users/"+store.EscapeSegment(env.userB)+"\n",
-					"4 mappings",
-					fmt.Sprintf("%d keys", len(env.keys(acmePrefix))))
+					"\n"+env.acmeDataID+"\n",
+					env.acmeData+"users/"+store.EscapeSegment(env.userA)+"\n",
+					env.acmeData+"users/"+store.EscapeSegment(env.userB)+"\n",
+					"\n4 mappings\n",
+					fmt.Sprintf("\n%d data keys\n", len(env.keys(env.acmeData))))
 				if strings.Contains(out, env.acme.Admin) || strings.Contains(out, env.acme.Client) {
 					t.Error("inspect: a key of the tenant appears in clear")
+				}
+				if strings.Contains(out, env.otherDataID) {
+					t.Errorf("inspect: the other tenant's data id %s is shown", env.otherDataID)
 				}
 			},
 		},
@@ -468,15 +589,42 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 		"Everything held about a user": {
 			after: func(out string) {
 				env.mustContain("user", out, `"userId":"`+env.userA+`"`, `"key":"OPS-3"`)
+				// The user's three mappings, each once.
+				var mappings int
+				for _, m := range jsonLines(out) {
+					if _, ok := m["jira"]; ok {
+						mappings++
+						if m["userId"] != env.userA {
+							t.Errorf("user: a mapping of another user is shown: %v", m)
+						}
+					}
+				}
+				if mappings != 3 {
+					t.Errorf("user: %d mappings shown, want 3:\n%s", mappings, out)
+				}
 				want := env.userAKeys()
 				var listed []string
 				for _, l := range strings.Split(out, "\n") {
-					if strings.HasPrefix(l, acmePrefix) {
+					if strings.HasPrefix(l, env.acmeData) {
 						listed = append(listed, l)
 					}
 				}
-				if len(listed) == 0 || listed[len(listed)-1] != acmePrefix+"users/"+store.EscapeSegment(env.userA) {
+				if len(listed) == 0 || listed[len(listed)-1] != env.acmeData+"users/"+store.EscapeSegment(env.userA) {
 					t.Errorf("relay_user_keys must list the user record last:\n%s", strings.Join(listed, "\n"))
+				}
+				// The user's own index entries (u/) come after every record and
+				// entry they lead to.
+				lastOther, firstU := -1, len(listed)
+				for i, k := range listed {
+					switch {
+					case strings.HasPrefix(k, env.acmeData+"u/"):
+						firstU = min(firstU, i)
+					case !strings.HasPrefix(k, env.acmeData+"users/"):
+						lastOther = i
+					}
+				}
+				if lastOther > firstU {
+					t.Errorf("relay_user_keys must list the u/ entries after the records and the other entries:\n%s", strings.Join(listed, "\n"))
 				}
 				sorted := slices.Clone(listed)
 				sort.Strings(sorted)
@@ -485,7 +633,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				}
 				// What must survive the erasures below.
 				userBKeys = env.keysOfUserB()
-				otherKeys = env.keys("/jira-relay/instances/" + env.other.ID + "/")
+				otherKeys = env.tenantKeys(env.other.ID, env.otherData)
 			},
 		},
 		"Error reports of a tenant": {
@@ -497,7 +645,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 			},
 			after: func(out string) {
 				env.mustContain("error reports", out, `"message":"compose failed for `, `"message":"second report"`,
-					"remaining(", acmePrefix+"error-reports/")
+					"remaining(", env.acmeData+"reports/")
 				if strings.Contains(out, "ada@example.com") {
 					t.Errorf("error reports: an e-mail address was stored:\n%s", out)
 				}
@@ -505,6 +653,9 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				mustStatus(t, r, 200, "list error reports")
 				if !strings.Contains(string(r.Body), `"reports":[]`) {
 					t.Errorf("error reports left after the runbook dropped them: %s", r.Body)
+				}
+				if k := env.keys(env.acmeData + "reports/"); len(k) != 0 {
+					t.Errorf("error report keys left: %q", k)
 				}
 			},
 		},
@@ -557,25 +708,55 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 			},
 			after: func(out string) {
 				env.mustContain("compact", out, "compacted revision", "Finished defragmenting etcd member")
-				_, err := env.cli.Get(context.Background(), acmePrefix, clientv3.WithRev(revBeforeCompact-1))
+				_, err := env.cli.Get(context.Background(), acmeDir, clientv3.WithRev(revBeforeCompact-1))
 				if !errors.Is(err, rpctypes.ErrCompacted) {
 					t.Errorf("revision %d is still there after the compaction: %v", revBeforeCompact-1, err)
 				}
 				env.checkRelayFollows("after compaction")
 			},
 		},
+		"Capacity": {
+			before: env.capacityBefore,
+			after:  env.capacityAfter,
+		},
 		"Clear a NOSPACE alarm": {
 			before: func() {
+				env.createUser(env.acme, "doomed")
 				env.raiseNoSpace()
 				r := call(t, "PUT", env.api(env.acme, "/users/nospace"), map[string]string{"name": "N", "email": "n@example.com"}, "X-Relay-Key", env.acme.Client)
-				if r.Status != 503 || r.Code() != "store_unavailable" || r.Header.Get("Retry-After") == "" {
-					t.Errorf("a write under NOSPACE: %d %s (want 503 store_unavailable with Retry-After, as the runbook says)", r.Status, r.Body)
+				if r.Status != 507 || r.Code() != "store_full" {
+					t.Errorf("a user written under NOSPACE: %d %s (want 507 store_full, as the runbook says)", r.Status, r.Body)
 				}
+				env.documented("PUT /v1/instances/{id}/users/{userId}", r)
+				r = call(t, "POST", env.api(env.acme, "/mappings"), map[string]any{"mailId": "<nospace@x>", "userId": env.userB, "jira": map[string]string{"id": "10099", "key": "OPS-99"}}, "X-Relay-Key", env.acme.Client)
+				if r.Status != 507 || r.Code() != "store_full" {
+					t.Errorf("a link under NOSPACE: %d %s (want 507 store_full)", r.Status, r.Body)
+				}
+				env.documented("POST /v1/instances/{id}/mappings", r)
+				// Erasures go on: etcd takes deletions under NOSPACE.
+				mustStatus(t, call(t, "DELETE", env.api(env.acme, "/users/doomed"), nil, "X-Relay-Key", env.acme.Admin), 204, "an erasure under NOSPACE")
 				mustStatus(t, call(t, "GET", env.relayURL+"/readyz", nil), 200, "readyz under NOSPACE")
 				mustStatus(t, call(t, "GET", env.api(env.acme, "/config"), nil, "X-Relay-Key", env.acme.Client), 200, "a read under NOSPACE")
 			},
 			after: func(out string) {
 				env.mustContain("nospace", out, "alarm:NOSPACE")
+				// The largest tenants, by the metric and by the count.
+				env.mustContain("nospace: largest tenants", out,
+					`relay_tenant_mappings{instance="`+env.acme.ID+`"} 4`+"\n",
+					`relay_tenant_mappings{instance="`+env.other.ID+`"} 1`+"\n")
+				var counted []string
+				for _, l := range strings.Split(out, "\n") {
+					if regexp.MustCompile(`^[0-9]+\t`).MatchString(l) {
+						counted = append(counted, l)
+					}
+				}
+				want := []string{
+					"4\t" + env.acmeDataID + "\t" + `{"instanceId":"` + env.acme.ID + `"}`,
+					"1\t" + env.otherDataID + "\t" + `{"instanceId":"` + env.other.ID + `"}`,
+				}
+				if !slices.Equal(counted, want) {
+					t.Errorf("nospace: the tenants counted now:\n%s\nwant\n%s", strings.Join(counted, "\n"), strings.Join(want, "\n"))
+				}
 				al, err := env.cli.AlarmList(context.Background())
 				if err != nil || len(al.Alarms) != 0 {
 					t.Fatalf("alarms after the runbook: %v %v", al, err)
@@ -584,17 +765,54 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 			},
 		},
 		"Erase a tenant with etcdctl": {
+			before: func() {
+				// A garbled record holding no key hash: the API cannot erase
+				// the tenant, only the runbook can.
+				corruptRecord = "\x01{\"id\":\"" + env.acme.ID + "\",garbled"
+				if _, err := env.cli.Put(context.Background(), acmeDir+"instance", corruptRecord); err != nil {
+					t.Fatal(err)
+				}
+				// Once the relay has seen the record (a read: an erase tried
+				// before would still match the cached key and go through)…
+				var last relaytest.Answer
+				if !relaytest.Eventually(3*time.Second, func() bool {
+					last = call(t, "GET", env.api(env.acme, "/config"), nil, "X-Relay-Key", env.acme.Client)
+					return last.Status == 401
+				}) {
+					t.Fatalf("a tenant whose record holds no key hash: %d %s, want 401", last.Status, last.Body)
+				}
+				// … the API cannot erase it.
+				last = call(t, "DELETE", env.api(env.acme, ""), nil, "X-Relay-Key", env.acme.Admin)
+				if last.Status != 401 {
+					t.Fatalf("the erase of a tenant whose record holds no key hash: %d %s, want 401", last.Status, last.Body)
+				}
+			},
 			after: func(out string) {
-				env.mustContain("erase tenant", out, "\n0 keys left")
-				if k := env.keys(acmePrefix); len(k) != 0 {
+				kept, err := os.ReadFile(filepath.Join(env.dir, "instance-"+env.acme.ID+".json"))
+				if err != nil || string(kept) != corruptRecord+"\n" {
+					t.Errorf("the record kept aside: %q, %v; want %q", kept, err, corruptRecord+"\n")
+				}
+				env.mustContain("erase tenant", out,
+					"/jira-relay/dataids/"+env.acmeDataID+"\n",
+					"3 directory entries to delete", "\n0 keys left", "\n0 data keys left", "\n0 directory entries left")
+				if k := env.keys(acmeDir); len(k) != 0 {
 					t.Errorf("tenant keys left: %q", k)
 				}
-				if k := env.keys("/jira-relay/urls/" + store.EscapeSegment(env.acme.URL)); len(k) != 0 {
-					t.Errorf("the tenant's urls/ key is left")
+				if k := env.keys(env.acmeData); len(k) != 0 {
+					t.Errorf("tenant data left: %q", k)
 				}
-				env.mustContain("erase tenant", out, "2 index entries to delete", "\n0 index entries left")
-				if k := env.keys("/jira-relay/cloudids/" + runbookCloudID); len(k) != 0 {
-					t.Errorf("the tenant's cloudids/ key is left")
+				for _, k := range []string{"/jira-relay/urls/" + store.EscapeSegment(env.acme.URL), "/jira-relay/cloudids/" + runbookCloudID, "/jira-relay/dataids/" + env.acmeDataID} {
+					if env.kv(k) != nil {
+						t.Errorf("the tenant's %s is left", k)
+					}
+				}
+				// Nothing of the tenant is left anywhere: what remains is the
+				// other tenant's, the layout record, and the retention leases'
+				// keys (shared by every tenant, each on its own lease).
+				for _, k := range env.keys("/jira-relay/") {
+					if !slices.Contains(otherKeys, k) && k != "/jira-relay/layout" && !strings.HasPrefix(k, "/jira-relay/leases/") {
+						t.Errorf("a key is left that is not the other tenant's: %s", k)
+					}
 				}
 				var last relaytest.Answer
 				if !relaytest.Eventually(3*time.Second, func() bool {
@@ -603,13 +821,251 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				}) {
 					t.Errorf("the relay still serves the erased tenant: %d %s", last.Status, last.Body)
 				}
-				if got := env.keys("/jira-relay/instances/" + env.other.ID + "/"); !slices.Equal(got, otherKeys) {
+				if got := env.tenantKeys(env.other.ID, env.otherData); !slices.Equal(got, otherKeys) {
 					t.Errorf("the other tenant changed:\n%q\nwant\n%q", got, otherKeys)
 				}
 				mustStatus(t, call(t, "GET", env.api(env.other, ""), nil, "X-Relay-Key", env.other.Admin), 200, "the other tenant")
+				// The URL can be registered again.
+				again := register(t, env.relayURL, env.acme.URL)
+				mustStatus(t, call(t, "DELETE", env.relayURL+"/v1/instances/"+again.ID, nil, "X-Relay-Key", again.Admin), 204, "erase the tenant registered again")
 			},
 		},
 	}
+}
+
+// retentionDays is the acme tenant's retention before the Capacity section
+// sets its own (90 days).
+const retentionDays = 30
+
+// capacityBefore links mappings under a retention, then starts the capped
+// relay, whose metrics the section reads.
+func (env *runbookEnv) capacityBefore() {
+	t := env.t
+	mustStatus(t, call(t, "PATCH", env.api(env.acme, ""), fmt.Sprintf(`{"mappingRetentionDays":%d}`, retentionDays), "X-Relay-Key", env.acme.Admin), 200, "set a retention")
+	start := time.Now().UTC()
+	for i := 1; i <= 3; i++ {
+		m := map[string]any{"conversationId": "AAQkRetained/=", "mailId": fmt.Sprintf("<ret-%d@mail.example.com>", i), "userId": "carol",
+			"app": "outlook", "jira": map[string]string{"id": fmt.Sprint(10010 + i), "key": fmt.Sprintf("OPS-%d", 10+i), "projectId": "10000"}}
+		mustStatus(t, call(t, "POST", env.api(env.acme, "/mappings"), m, "X-Relay-Key", env.acme.Client), 201, "link under a retention")
+		env.retained = append(env.retained, m)
+	}
+	if start.Day() != time.Now().UTC().Day() {
+		// The links straddled a UTC midnight: link them again, onto the
+		// new day's lease.
+		for _, m := range env.retained {
+			mustStatus(t, call(t, "POST", env.api(env.acme, "/mappings"), m, "X-Relay-Key", env.acme.Client), 200, "link again under a retention")
+		}
+	}
+	// Every key of the three mappings is on one lease (that of their expiry
+	// day), which its leases/ key names.
+	for i, m := range env.retained {
+		keys := env.mappingKeys(m)
+		if len(keys) != 5 {
+			t.Fatalf("retained mapping %d has %d keys, want 5", i, len(keys))
+		}
+		for _, k := range keys {
+			kv := env.kv(k)
+			if kv == nil || kv.Lease == 0 {
+				t.Fatalf("%s: missing or on no lease", k)
+			}
+			if env.retainedLease == 0 {
+				env.retainedLease = clientv3.LeaseID(kv.Lease)
+			}
+			if clientv3.LeaseID(kv.Lease) != env.retainedLease {
+				t.Errorf("%s is on lease %x, the mapping's others on %x: one lease per expiry day", k, kv.Lease, env.retainedLease)
+			}
+		}
+	}
+	if env.retainedLeaseKey() == "" {
+		t.Fatalf("leases/: %q, none names lease %x", env.keys("/jira-relay/leases/"), env.retainedLease)
+	}
+
+	// acme now holds 4 mappings (user B's and the three) and 1 user (B).
+	env.capped = startRelay(t, env.cli, func(c *configs.Config) {
+		c.TenantMaxMappings, c.TenantMaxUsers = 4, 1
+	})
+	want := `relay_tenant_mappings{instance="` + env.acme.ID + `"} 4`
+	var metrics string
+	if !relaytest.Eventually(10*time.Second, func() bool {
+		var b bytes.Buffer
+		env.capped.Metrics.WritePrometheus(&b)
+		metrics = b.String()
+		return strings.Contains(metrics, want+"\n") && strings.Contains(metrics, "relay_etcd_db_size_bytes{")
+	}) {
+		t.Fatalf("the relay started for the Capacity section does not show %s:\n%s", want, metrics)
+	}
+	srv := httptest.NewServer(env.capped.Server.AdminHandler())
+	t.Cleanup(srv.Close)
+	env.values["metricsUrl"] = srv.URL
+}
+
+// retainedLeaseKey is the leases/ key that names the retained mappings'
+// lease, or "".
+func (env *runbookEnv) retainedLeaseKey() string {
+	for _, k := range env.keys("/jira-relay/leases/") {
+		if env.value(k) == strconv.FormatInt(int64(env.retainedLease), 16) {
+			return k
+		}
+	}
+	return ""
+}
+
+// mappingKeys are the keys of a mapping of the acme tenant (as linked
+// through the API), from the documented layout.
+func (env *runbookEnv) mappingKeys(m map[string]any) []string {
+	d := env.acmeData
+	j := m["jira"].(map[string]string)
+	mail, user := store.Token(m["mailId"].(string)), store.Token(m["userId"].(string))
+	keys := []string{
+		d + "m/" + mail + "/" + user + "/" + j["id"],
+		d + "i/" + j["id"] + "/" + user + "/" + mail,
+		d + "k/" + j["key"] + "/" + user + "/" + mail + "/" + j["id"],
+		d + "u/" + user + "/" + mail + "/" + j["id"],
+	}
+	if c, _ := m["conversationId"].(string); c != "" {
+		keys = append(keys, d+"c/"+store.Token(c)+"/"+user+"/"+mail+"/"+j["id"])
+	}
+	return keys
+}
+
+var remainingRe = regexp.MustCompile(`lease ([0-9a-f]+) granted with TTL\([0-9]+s\), remaining\(([0-9]+)s\)`)
+
+func (env *runbookEnv) capacityAfter(out string) {
+	t := env.t
+	// The room metrics, with the labels operations.md gives them.
+	doc := string(readRepoFile(t, "docs/operations.md"))
+	room := map[string]float64{}
+	for _, name := range []string{"relay_etcd_db_size_bytes", "relay_etcd_db_size_in_use_bytes", "relay_etcd_db_quota_bytes"} {
+		label := regexp.MustCompile(regexp.QuoteMeta(name) + `(\{cluster="[^"]+"\})`).FindStringSubmatch(doc)
+		if label == nil {
+			t.Errorf("operations.md does not name the metric %s{cluster=…}", name)
+			continue
+		}
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+label[1]) + ` ([0-9.e+]+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("capacity: the relay does not serve %s%s, as operations.md says; it serves:\n%s", name, label[1], out)
+			continue
+		}
+		room[name], _ = strconv.ParseFloat(m[1], 64)
+	}
+	if room["relay_etcd_db_size_bytes"] <= 0 || room["relay_etcd_db_quota_bytes"] < room["relay_etcd_db_size_bytes"] {
+		t.Errorf("capacity: room metrics %v", room)
+	}
+
+	// The tenant's own retention, shown by the API as documented.
+	env.mustContain("capacity: retention", out, `"mappingRetentionDays":90`)
+	r := call(t, "GET", env.api(env.acme, ""), nil, "X-Relay-Key", env.acme.Admin)
+	mustStatus(t, r, 200, "get the instance")
+	if !strings.Contains(string(r.Body), `"mappingRetentionDays":90`) {
+		t.Errorf("capacity: the instance does not show its retention: %s", r.Body)
+	}
+	env.documented("GET /v1/instances/{id}", r)
+
+	// The lease listing: the day, the seconds left (the end of the UTC day
+	// 30 days on), and every key of the retained mappings.
+	hexLease := strconv.FormatInt(int64(env.retainedLease), 16)
+	end, _ := strconv.ParseInt(strings.TrimPrefix(env.retainedLeaseKey(), "/jira-relay/leases/"), 10, 64)
+	env.mustContain("capacity: leases", out,
+		"lease "+hexLease+": mappings expire at "+time.Unix(end, 0).UTC().Format("2006-01-02 15:04:05")+" UTC\n")
+	left := -1
+	for _, m := range remainingRe.FindAllStringSubmatch(out, -1) {
+		// etcdctl prints lease ids with 16 digits, the relay writes them
+		// without leading zeros.
+		if id, err := strconv.ParseInt(m[1], 16, 64); err == nil && clientv3.LeaseID(id) == env.retainedLease {
+			left, _ = strconv.Atoi(m[2])
+		}
+	}
+	if left < 0 {
+		t.Errorf("capacity: no timetolive of lease %s:\n%s", hexLease, out)
+	} else if left <= retentionDays*86400-60 || left > (retentionDays+1)*86400+5 {
+		t.Errorf("capacity: lease %s has %d s left, want the end of the UTC day %d days on", hexLease, left, retentionDays)
+	}
+	for _, mp := range env.retained {
+		env.mustContain("capacity: leases", out, env.mappingKeys(mp)...)
+	}
+
+	// Quotas, on the relay whose quotas acme has reached: a new mapping or
+	// user is refused (507 tenant_quota_exceeded, nothing written); a
+	// mapping held linked again and a user changed are not.
+	c := env.capped
+	newLink := map[string]any{"mailId": "<over-quota@mail.example.com>", "userId": "carol", "jira": map[string]string{"id": "10020", "key": "OPS-20"}}
+	r = call(t, "POST", c.URL+"/v1/instances/"+env.acme.ID+"/mappings", newLink, "X-Relay-Key", env.acme.Client)
+	if r.Status != 507 || r.Code() != "tenant_quota_exceeded" {
+		t.Errorf("a link past the quota: %d %s, want 507 tenant_quota_exceeded", r.Status, r.Body)
+	}
+	env.documented("POST /v1/instances/{id}/mappings", r)
+	if k := env.keys(env.acmeData + "m/" + store.Token("<over-quota@mail.example.com>") + "/"); len(k) != 0 {
+		t.Errorf("a link refused at the quota was written: %q", k)
+	}
+	r = call(t, "PUT", c.URL+"/v1/instances/"+env.acme.ID+"/users/dave", map[string]string{"name": "Dave", "email": "dave@example.com"}, "X-Relay-Key", env.acme.Client)
+	if r.Status != 507 || r.Code() != "tenant_quota_exceeded" {
+		t.Errorf("a user past the quota: %d %s, want 507 tenant_quota_exceeded", r.Status, r.Body)
+	}
+	env.documented("PUT /v1/instances/{id}/users/{userId}", r)
+	if env.kv(env.acmeData+"users/dave") != nil {
+		t.Error("a user refused at the quota was written")
+	}
+	mustStatus(t, call(t, "PUT", c.URL+"/v1/instances/"+env.acme.ID+"/users/"+url.PathEscape(env.userB),
+		map[string]string{"name": "Ada " + env.userB, "email": "ada@example.com"}, "X-Relay-Key", env.acme.Client), 200, "change a user at the quota")
+	// Linked again, a mapping moves onto the lease of its new expiry day
+	// (the tenant's 90 days, once the capped relay has seen them).
+	record := env.mappingKeys(env.retained[0])[0]
+	if !relaytest.Eventually(3*time.Second, func() bool {
+		mustStatus(t, call(t, "POST", c.URL+"/v1/instances/"+env.acme.ID+"/mappings", env.retained[0], "X-Relay-Key", env.acme.Client), 200, "link again at the quota")
+		kv := env.kv(record)
+		if kv == nil || kv.Lease == 0 || clientv3.LeaseID(kv.Lease) == env.retainedLease {
+			return false
+		}
+		ttl, err := env.cli.TimeToLive(context.Background(), clientv3.LeaseID(kv.Lease))
+		return err == nil && ttl.TTL > 89*86400
+	}) {
+		t.Errorf("a mapping linked again is not on a lease of the tenant's new retention")
+	}
+	if n := len(env.keys(env.acmeData + "m/")); n != 4 {
+		t.Errorf("acme holds %d mappings after the quota checks, want 4", n)
+	}
+}
+
+// documented checks an answer of the relay against docs/openapi.yaml: its
+// status is listed for the operation, and its body fits the schema.
+func (env *runbookEnv) documented(op string, r relaytest.Answer) {
+	t := env.t
+	t.Helper()
+	d := loadOpenAPI(t)
+	for _, o := range d.ops(t) {
+		if o.key() != op {
+			continue
+		}
+		doc := d.response(t, o, r.Status)
+		if doc == nil {
+			t.Errorf("openapi.yaml: %s does not document status %d (%s)", op, r.Status, r.Body)
+			return
+		}
+		content, _ := doc["content"].(map[string]any)
+		mt, _ := content["application/json"].(map[string]any)
+		v, err := decodeJSONNumbers(r.Body)
+		if mt == nil || err != nil {
+			t.Errorf("openapi.yaml: %s %d: no JSON body documented, or the answer is not JSON (%v): %s", op, r.Status, err, r.Body)
+			return
+		}
+		if err := d.validateSchema(mt["schema"], v, "body"); err != nil {
+			t.Errorf("openapi.yaml: %s %d: the answer does not fit: %v: %s", op, r.Status, err, r.Body)
+		}
+		return
+	}
+	t.Errorf("openapi.yaml has no operation %s", op)
+}
+
+// tokenOneLiner is the shell one-liner of docs/key-layout.md that computes
+// the token of "$ID".
+func tokenOneLiner(t testing.TB) string {
+	for _, l := range strings.Split(string(readRepoFile(t, "docs/key-layout.md")), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, `printf 'jira-relay\0%s' "$ID" |`) {
+			return l
+		}
+	}
+	t.Fatalf("docs/key-layout.md has no line starting with %s (the token one-liner)", `printf 'jira-relay\0%s' "$ID" |`)
+	return ""
 }
 
 // parseRunbookSetup is the setup block, unfilled.
@@ -628,15 +1084,14 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 
 // keysOfUserB are the acme keys that hold user B's data.
 func (env *runbookEnv) keysOfUserB() []string {
-	u := "/" + store.EscapeSegment(env.userB) + "/"
 	var out []string
-	for _, k := range env.keys("/jira-relay/instances/" + env.acme.ID + "/") {
-		if strings.Contains(k, u) || strings.HasSuffix(k, "/users/"+env.userB) {
+	for _, k := range env.keys(env.acmeData) {
+		if slices.Contains(strings.Split(k, "/"), store.Token(env.userB)) || k == env.acmeData+"users/"+store.EscapeSegment(env.userB) {
 			out = append(out, k)
 		}
 	}
 	if len(out) != 6 {
-		env.t.Fatalf("user B has %d keys, want 6 (user, mapping, 4 index entries): %q", len(out), out)
+		env.t.Fatalf("user B has %d keys, want 6 (user, mapping record, 4 index entries): %q", len(out), out)
 	}
 	return out
 }
@@ -660,9 +1115,11 @@ func (env *runbookEnv) checkUserAErased(what string) {
 	if left := env.presentUserAKeys(); len(left) > 0 {
 		t.Errorf("%s: keys of the user are left: %q", what, left)
 	}
-	u := store.EscapeSegment(env.userA)
-	for _, k := range env.keys("/jira-relay/instances/" + env.acme.ID + "/") {
-		if strings.Contains(k, "/"+u+"/") || strings.HasSuffix(k, "/"+u) {
+	// No key names the user: by its token (mapping records and index
+	// entries) or by its escaped id (the user record).
+	tok, esc := store.Token(env.userA), store.EscapeSegment(env.userA)
+	for _, k := range env.keys(env.acmeData) {
+		if slices.Contains(strings.Split(k, "/"), tok) || strings.Contains(k, esc) {
 			t.Errorf("%s: a key naming the user is left: %s", what, k)
 		}
 	}
