@@ -135,18 +135,27 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 			return nil, false, err
 		}
 	}
+	// A write refused because its lease is gone (revoked by hand, an
+	// older snapshot restored) is tried again on a new one, twice at most.
 	renewals := 0
+	renew := func(err error) (bool, error) {
+		if lease == 0 || !leaseGone(err) || renewals == 2 {
+			return false, nil
+		}
+		renewals++
+		t.sh.forgetLease(lease)
+		lease, err = s.mappingLease(ctx, t)
+		return err == nil, err
+	}
 	for {
 		resp, err := kv.Txn(ctx).
 			If(markerExists(d), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(mappingPuts(d, &m, "", lease)...).
 			Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly()), clientv3.OpGet(key)).Commit()
 		if err != nil {
-			if lease != 0 && leaseGone(err) && renewals < 2 {
-				renewals++
-				t.sh.forgetLease(lease)
-				if lease, err = s.mappingLease(ctx, t); err != nil {
-					return nil, false, err
+			if again, rerr := renew(err); again || rerr != nil {
+				if rerr != nil {
+					return nil, false, rerr
 				}
 				continue
 			}
@@ -177,11 +186,9 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 		upd.CreatedAt = old.CreatedAt
 		ok, err := replaceMapping(ctx, kv, d, &old, &upd, kvs[0].ModRevision, lease)
 		if err != nil {
-			if lease != 0 && leaseGone(err) && renewals < 2 {
-				renewals++
-				t.sh.forgetLease(lease)
-				if lease, err = s.mappingLease(ctx, t); err != nil {
-					return nil, false, err
+			if again, rerr := renew(err); again || rerr != nil {
+				if rerr != nil {
+					return nil, false, rerr
 				}
 				continue
 			}

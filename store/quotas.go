@@ -62,24 +62,45 @@ func countRange(ctx context.Context, kv clientv3.KV, p string) (int64, error) {
 	return resp.Count, nil
 }
 
+// held is how many mappings (or users) the tenant holds, counted again
+// from etcd when the count is stale.
+func (q *quotas) held(ctx context.Context, t tenant, users bool) (int64, error) {
+	limit, prefix := q.maxMappings, string(t.d)+idxMail
+	if users {
+		limit, prefix = q.maxUsers, t.d.users()
+	}
+	q.mu.Lock()
+	c := q.count(t.in.ID)
+	n, at := c.mappings, c.mappingsAt
+	if users {
+		n, at = c.users, c.usersAt
+	}
+	q.mu.Unlock()
+	if !q.stale(at, n, limit) {
+		return n, nil
+	}
+	got, err := countRange(ctx, t.sh.kv, prefix)
+	if err != nil {
+		return 0, err
+	}
+	q.mu.Lock()
+	if users {
+		c.users, c.usersAt = got, q.now()
+	} else {
+		c.mappings, c.mappingsAt = got, q.now()
+	}
+	q.mu.Unlock()
+	return got, nil
+}
+
 // checkMappings refuses a new mapping of a tenant at its quota.
 func (q *quotas) checkMappings(ctx context.Context, t tenant) error {
-	in, d := t.in, t.d
 	if q.maxMappings <= 0 {
 		return nil
 	}
-	q.mu.Lock()
-	c := q.count(in.ID)
-	n, at := c.mappings, c.mappingsAt
-	q.mu.Unlock()
-	if q.stale(at, n, q.maxMappings) {
-		got, err := countRange(ctx, t.sh.kv, string(d)+idxMail)
-		if err != nil {
-			return err
-		}
-		q.mu.Lock()
-		c.mappings, c.mappingsAt, n = got, q.now(), got
-		q.mu.Unlock()
+	n, err := q.held(ctx, t, false)
+	if err != nil {
+		return err
 	}
 	if n >= q.maxMappings {
 		return &QuotaError{What: "mappings", Held: n, Quota: q.maxMappings}
@@ -90,24 +111,11 @@ func (q *quotas) checkMappings(ctx context.Context, t tenant) error {
 // usersFull says whether the tenant holds its quota of users (a count
 // that cannot be read counts as not full: the write then fails on its own).
 func (q *quotas) usersFull(ctx context.Context, t tenant) bool {
-	in, d := t.in, t.d
 	if q.maxUsers <= 0 {
 		return false
 	}
-	q.mu.Lock()
-	c := q.count(in.ID)
-	n, at := c.users, c.usersAt
-	q.mu.Unlock()
-	if q.stale(at, n, q.maxUsers) {
-		got, err := countRange(ctx, t.sh.kv, d.users())
-		if err != nil {
-			return false
-		}
-		q.mu.Lock()
-		c.users, c.usersAt, n = got, q.now(), got
-		q.mu.Unlock()
-	}
-	return n >= q.maxUsers
+	n, err := q.held(ctx, t, true)
+	return err == nil && n >= q.maxUsers
 }
 
 func (q *quotas) usersExceeded() error {

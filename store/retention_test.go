@@ -187,3 +187,33 @@ func TestRetentionDaysAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionSurvivesALeaseRevokedByHand: a bucket's lease revoked (by an
+// operator, or gone with a restored snapshot) takes its mappings with it;
+// the next link gets a lease anew instead of failing.
+func TestRetentionSurvivesALeaseRevokedByHand(t *testing.T) {
+	t.Parallel()
+	cli, prefix := etcdtest.Shared(t)
+	s := runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli, MappingRetention: time.Hour})
+	ctx := context.Background()
+	reg := register(t, s, "https://acme.atlassian.net")
+	data := prefix + "d/" + reg.Instance.DataID + "/"
+	first := mapping("c", "<1@x>", "u", "1", "AB-1")
+	if _, _, err := s.LinkMapping(ctx, reg.Instance.ID, first); err != nil {
+		t.Fatal(err)
+	}
+	old := leasesOf(t, cli, data)[mappingKeysV2(data, first)[0]]
+	if _, err := cli.Revoke(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	second := mapping("c", "<2@x>", "u", "1", "AB-1")
+	if _, created, err := s.LinkMapping(ctx, reg.Instance.ID, second); err != nil || !created {
+		t.Fatalf("a link after the lease was revoked: %v, created %v", err, created)
+	}
+	if l := leasesOf(t, cli, data)[mappingKeysV2(data, second)[0]]; l == 0 || l == old {
+		t.Errorf("the new mapping is on lease %x (the revoked one was %x)", l, old)
+	}
+	if got, _, err := s.Mappings(ctx, reg.Instance.ID, store.MappingQuery{By: store.ByConversation, Value: "c"}); err != nil || len(got) != 1 || got[0].MailID != "<2@x>" {
+		t.Errorf("the conversation after the revoke: %v, %v", got, err)
+	}
+}

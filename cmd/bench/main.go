@@ -217,15 +217,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		res, err = bench.Run(ctx, cfg)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "bench: interrupted")
-			return exitInterrupted
-		}
-		fmt.Fprintf(stderr, "bench: %v\n", err)
-		if strings.HasPrefix(err.Error(), "--") {
-			return exitUsage
-		}
-		return exitFail
+		return failed(ctx, stderr, err)
 	}
 	res.WriteTable(stdout)
 	if *jsonOut != "" {
@@ -321,15 +313,7 @@ func runCapacity(ctx context.Context, set map[string]bool, f capacityFlags, sc b
 	}
 	rep, err := bench.RunCapacity(ctx, cfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "bench: interrupted")
-			return exitInterrupted
-		}
-		fmt.Fprintf(stderr, "bench: %v\n", err)
-		if strings.HasPrefix(err.Error(), "--") {
-			return exitUsage
-		}
-		return exitFail
+		return failed(ctx, stderr, err)
 	}
 	rep.WriteTable(stdout)
 	if f.jsonOut != "" {
@@ -342,4 +326,19 @@ func runCapacity(ctx context.Context, set map[string]bool, f capacityFlags, sc b
 		return exitErrors
 	}
 	return exitOK
+}
+
+// failed reports a run that did not finish and returns its exit code: an
+// interrupt, a flag the run refused (its error starts with "--"), or a
+// failure.
+func failed(ctx context.Context, stderr io.Writer, err error) int {
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "bench: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "bench: %v\n", err)
+	if strings.HasPrefix(err.Error(), "--") {
+		return exitUsage
+	}
+	return exitFail
 }
