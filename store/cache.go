@@ -315,6 +315,13 @@ func (s *Store) instanceEntry(id string, kv *mvccpb.KeyValue) *Instance {
 
 func (s *Store) applyEvent(ev *clientv3.Event) {
 	id, rest, ok := s.splitTenantKey(string(ev.Kv.Key))
+	if s.onWatchEvent != nil {
+		kind := rest
+		if !ok || (rest != "instance" && rest != "config") {
+			kind = "other"
+		}
+		s.onWatchEvent(kind)
+	}
 	if !ok || (rest != "instance" && rest != "config") {
 		return
 	}

@@ -48,6 +48,10 @@ type Options struct {
 	// MaxMappings and MaxUsers are each tenant's quotas
 	// (--tenant-max-mappings, --tenant-max-users); 0 is no quota.
 	MaxMappings, MaxUsers int64
+	// OnWatchEvent, when set, is told of every event the cache's watch
+	// receives, by kind: "instance", "config" or "other" (anything else
+	// under the watched prefix; with layout 2, nothing).
+	OnWatchEvent func(kind string)
 	// Shards are the etcd clusters tenants' data may live on
 	// (--etcd-shards); new tenants go to the one with the most room. None:
 	// every tenant's data lives on the directory (the kv of New).
@@ -71,6 +75,8 @@ type Store struct {
 
 	mappingRetention time.Duration
 	quotas           quotas
+
+	onWatchEvent func(kind string)
 
 	// hook, in tests, stops a migration after a stage of a tenant
 	// ("copied", "switched"), as a crash would.
@@ -111,6 +117,7 @@ func New(kv clientv3.KV, w clientv3.Watcher, o Options) (*Store, error) {
 		dir:              &shard{name: DirectoryShard, kv: kv, lease: o.Lease, watcher: w},
 		shards:           map[string]*shard{},
 		mappingRetention: o.MappingRetention,
+		onWatchEvent:     o.OnWatchEvent,
 		quotas:           quotas{maxMappings: o.MaxMappings, maxUsers: o.MaxUsers, now: o.Now},
 	}
 	for _, c := range o.Shards {

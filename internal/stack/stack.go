@@ -65,7 +65,8 @@ func Start(o Options) (*Stack, error) {
 		Prefix: o.Config.EtcdPrefix, Timeout: o.Config.EtcdRequestTimeout, Logger: log, Lease: o.Etcd,
 		MappingRetention: o.Config.MappingRetention,
 		MaxMappings:      o.Config.TenantMaxMappings, MaxUsers: o.Config.TenantMaxUsers,
-		Shards: shardClients(o.Shards, etcdObserver(set)),
+		Shards:       shardClients(o.Shards, etcdObserver(set)),
+		OnWatchEvent: func(kind string) { set.GetOrCreateCounter(`relay_store_watch_events_total{kind="` + kind + `"}`).Inc() },
 	})
 	if err != nil {
 		return nil, err
@@ -78,6 +79,9 @@ func Start(o Options) (*Stack, error) {
 	srv, err := proxy.New(o.Config, st, set, log)
 	if err != nil {
 		return nil, err
+	}
+	for _, kind := range []string{"instance", "config", "other"} { // shown from the start, at 0
+		set.GetOrCreateCounter(`relay_store_watch_events_total{kind="` + kind + `"}`)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Stack{Config: o.Config, Store: st, Server: srv, Metrics: set, stopCache: cancel, cacheDone: make(chan struct{}), roomDone: make(chan struct{})}
