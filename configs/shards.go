@@ -38,7 +38,7 @@ func ParseShard(s string) (Shard, error) {
 	parts := strings.Split(s, ";")
 	name, eps, ok := strings.Cut(parts[0], "=")
 	if !ok || name == "" || eps == "" {
-		return Shard{}, fmt.Errorf("%q: want NAME=URL[|URL…][;ca=FILE][;cert=FILE][;key=FILE]", s)
+		return Shard{}, fmt.Errorf("a shard is not NAME=URL[|URL…][;ca=FILE][;cert=FILE][;key=FILE] (the value is not repeated here: it may hold credentials)")
 	}
 	if !validShardName(name) {
 		return Shard{}, fmt.Errorf("%q: the name must be 1 to 32 of a-z 0-9 - (and not \"directory\")", name)
@@ -47,7 +47,7 @@ func ParseShard(s string) (Shard, error) {
 	for _, p := range parts[1:] {
 		k, v, ok := strings.Cut(p, "=")
 		if !ok || v == "" {
-			return Shard{}, fmt.Errorf("%q: %q is not ca=FILE, cert=FILE or key=FILE", s, p)
+			return Shard{}, fmt.Errorf("shard %s: a setting is not ca=FILE, cert=FILE or key=FILE", name)
 		}
 		switch k {
 		case "ca":
@@ -57,7 +57,7 @@ func ParseShard(s string) (Shard, error) {
 		case "key":
 			sh.Key = v
 		default:
-			return Shard{}, fmt.Errorf("%q: unknown setting %q (want ca, cert or key)", s, k)
+			return Shard{}, fmt.Errorf("shard %s: unknown setting %q (want ca, cert or key)", name, k)
 		}
 	}
 	return sh, nil

@@ -39,8 +39,8 @@ func TestShardForms(t *testing.T) {
 // TestShardRefusals: every malformed shard is refused with what is wrong.
 func TestShardRefusals(t *testing.T) {
 	for _, tc := range []struct{ flag, want string }{
-		{"eu1", "want NAME=URL"},
-		{"=http://a:1", "want NAME=URL"},
+		{"eu1", "is not NAME=URL"},
+		{"=http://a:1", "is not NAME=URL"},
 		{"EU=http://a:1", "the name must be"},
 		{"directory=http://a:1", "the name must be"},
 		{"eu1=ftp://a:1", "is not an http:// or https:// URL"},

@@ -112,7 +112,7 @@ func (s *Store) Migrate(ctx context.Context, progress MigrateProgress) error {
 	} else if v > LayoutVersion {
 		return fmt.Errorf("%w: the store is at layout %d, this relay knows %d; run a relay of that version or newer", ErrLayoutNewer, v, LayoutVersion)
 	}
-	unlock, err := s.lockLayout(ctx)
+	unlock, err := s.lock(ctx, s.k.prefix+"layout-lock", true)
 	if err != nil {
 		return err
 	}
@@ -174,24 +174,27 @@ func (s *Store) tenantIDs(ctx context.Context) ([]string, error) {
 	}
 }
 
-// lockLayout takes P layout-lock for this relay, waiting while another
-// holds it. The key is on a lease of 10 s kept alive while held, so the
-// lock of a relay that died frees itself.
-func (s *Store) lockLayout(ctx context.Context) (unlock func(), err error) {
+// ErrLocked: another process holds the lock (a move of the same tenant).
+var ErrLocked = fmt.Errorf("held by another process: %w", ErrExists)
+
+// lock takes the lock key (P layout-lock, P moves/<id>) for this process:
+// waiting while another holds it, or failing with ErrLocked when !wait.
+// The key is on a lease of 10 s kept alive while held, so the lock of a
+// process that died frees itself.
+func (s *Store) lock(ctx context.Context, key string, wait bool) (unlock func(), err error) {
 	if s.lease == nil {
 		return nil, ErrNoLeases
 	}
-	key := s.k.prefix + "layout-lock"
 	for {
 		g, err := s.lease.Grant(ctx, 10)
 		if err != nil {
-			return nil, etcdErr("grant the layout lock's lease", err)
+			return nil, etcdErr("grant a lock's lease", err)
 		}
 		kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		ka, err := s.lease.KeepAlive(kctx, g.ID)
 		if err != nil {
 			stop()
-			return nil, etcdErr("keep the layout lock", err)
+			return nil, etcdErr("keep a lock", err)
 		}
 		go func() {
 			for range ka {
@@ -202,20 +205,23 @@ func (s *Store) lockLayout(ctx context.Context) (unlock func(), err error) {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 			defer cancel()
 			if _, err := s.lease.Revoke(rctx, g.ID); err != nil {
-				s.log.Warn("store: release the layout lock; it frees itself within 10 s", "err", err)
+				s.log.Warn("store: release a lock; it frees itself within 10 s", "key", key, "err", err)
 			}
 		}
 		resp, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, strconv.FormatInt(int64(g.ID), 16), clientv3.WithLease(g.ID))).Commit()
 		if err != nil {
 			release()
-			return nil, etcdErr("take the layout lock", err)
+			return nil, etcdErr("take a lock", err)
 		}
 		if resp.Succeeded {
 			return release, nil
 		}
 		release()
-		s.log.Info("store: another relay is migrating the key layout; waiting")
+		if !wait {
+			return nil, fmt.Errorf("store: %s: %w", key, ErrLocked)
+		}
+		s.log.Info("store: another relay holds the lock; waiting", "key", key)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

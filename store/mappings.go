@@ -185,6 +185,9 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 		upd := m
 		upd.CreatedAt = old.CreatedAt
 		ok, err := replaceMapping(ctx, kv, d, &old, &upd, kvs[0].ModRevision, lease)
+		if errors.Is(err, errFenced) {
+			return nil, false, err
+		}
 		if err != nil {
 			if again, rerr := renew(err); again || rerr != nil {
 				if rerr != nil {
@@ -234,10 +237,13 @@ func replaceMapping(ctx context.Context, kv clientv3.KV, d data, old, upd *Mappi
 		}
 	}
 	resp, err := kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(d.mapping(refOf(upd))), "=", rev)).
-		Then(ops...).Commit()
+		If(clientv3.Compare(clientv3.ModRevision(d.mapping(refOf(upd))), "=", rev), markerExists(d)).
+		Then(ops...).Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return false, err // the caller wraps it, after a look for a lease gone
+	}
+	if !resp.Succeeded && resp.Responses[0].GetResponseRange().Count == 0 {
+		return false, errFenced // a move fenced the shard since the read
 	}
 	return resp.Succeeded, nil
 }

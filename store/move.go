@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -36,19 +37,21 @@ type MoveOptions struct {
 // MoveTenant moves a tenant's data (users, mappings, error reports) to
 // shard to, online:
 //
-//  1. copy everything at one revision (each lease mapped to the target's
-//     lease of the same expiry);
-//  2. catch up from the old shard's watch;
-//  3. hold: mark the move in the directory record, then fence the old
-//     shard (delete the tenant's marker: every write compares it, so a
-//     write there fails and waits for the switch);
-//  4. catch up to the fence, write the marker on the target, switch the
-//     directory record to the target in one transaction: the writes held
-//     go on there (the hold is this step, well under a second);
-//  5. after opts.Grace, delete the old copy.
+//  1. take the tenant's move lock (P moves/<id>, on a lease: one move of a
+//     tenant at a time) and note the move in the directory record
+//     ("move": {"to": …}), so that an erase meanwhile clears the target too;
+//  2. copy everything at one revision (each lease mapped to the target's
+//     lease of the same expiry), then catch up from the old shard's watch;
+//  3. hold: fence the old shard (delete the tenant's marker: every write
+//     compares it, so a write there fails and waits for the switch), catch
+//     up to the fence, write the marker on the target, switch the directory
+//     record to the target in one transaction: the writes held go on there
+//     (the hold is this step, well under a second);
+//  4. after opts.Grace, delete the old copy.
 //
-// A move stopped half-way is undone by moving again (to any shard): the
-// target's partial copy is cleared, the old shard's marker restored.
+// A move that fails is undone (the target's copy cleared, the old marker
+// restored, the note removed); one whose mover died is undone by the next
+// move of the tenant.
 func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions) (*MoveReport, error) {
 	if opts.Grace <= 0 {
 		opts.Grace = 2 * time.Second
@@ -58,7 +61,12 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 	if !ok {
 		return nil, fmt.Errorf("store: move: no shard %q: %w", to, ErrNotFound)
 	}
-	in, rev, err := s.readRecord(ctx, id)
+	unlock, err := s.lock(ctx, s.k.prefix+"moves/"+id, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	in, _, err := s.readRecord(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -67,91 +75,130 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 		return nil, fmt.Errorf("store: move: the tenant's shard %q has no client here: %w", in.Shard, ErrUnavailable)
 	}
 	d := s.k.data(in.DataID)
-	rep := &MoveReport{From: src.name, To: dst.name}
 	if in.Move != nil {
-		// A move that stopped: undo it, then move afresh.
-		if in, rev, err = s.undoMove(ctx, in, rev, src, d); err != nil {
+		// A move whose mover died: undo it, then move afresh.
+		if err := s.undoMove(ctx, id, src, d, in.Move.To); err != nil {
 			return nil, err
 		}
 	}
 	if src == dst {
 		return nil, fmt.Errorf("store: move: the tenant is on shard %s already: %w", dst.name, ErrExists)
 	}
+	rep := &MoveReport{From: src.name, To: dst.name}
+	// 1. The note, before anything is copied.
+	if _, err := s.updateInstance(ctx, id, func(in *Instance) error {
+		if in.ShardName() != src.name || in.Move != nil {
+			return fmt.Errorf("store: move: the tenant changed shard meanwhile: %w", ErrPrecondition)
+		}
+		in.Move = &Move{To: dst.name, Since: s.nowUTC()}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*MoveReport, error) {
+		if uerr := s.undoMove(context.WithoutCancel(ctx), id, src, d, dst.name); uerr != nil && !errors.Is(uerr, ErrNotFound) {
+			return nil, fmt.Errorf("%w (and undoing the move failed: %v; move the tenant again to undo it)", err, uerr)
+		}
+		return nil, err
+	}
 	if _, err := dst.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
-		return nil, etcdErr("clear the move's target", err)
+		return fail(etcdErr("clear the move's target", err))
 	}
 	leases := &leaseMap{s: s, src: src, dst: dst, ids: map[int64]clientv3.LeaseID{}}
 	if err := leases.readRegistry(ctx); err != nil {
-		return nil, err
+		return fail(err)
 	}
-
-	// 1. Copy at one revision.
+	// 2. Copy at one revision, then catch up from the watch, in rounds until
+	// a round replays little: the backlog left for the hold is then small.
 	copyRev, n, err := s.copyPrefix(ctx, src, dst, d, leases)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	rep.Copied = n
-	// 2. Catch up from the watch.
-	wctx, stop := context.WithCancel(ctx)
+	wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer stop()
 	w := &catchUp{s: s, dst: dst, d: d, leases: leases,
-		ch:      src.watcher.Watch(clientv3.WithRequireLeader(wctx), d.all(), clientv3.WithPrefix(), clientv3.WithRev(copyRev+1)),
+		ch:      src.watcher.Watch(wctx, d.all(), clientv3.WithPrefix(), clientv3.WithRev(copyRev+1)),
 		watcher: src.watcher, ctx: wctx, seen: copyRev}
-	// Rounds until a round replays little: the backlog left for the hold
-	// is then small.
 	for round := 0; round < 20; round++ {
 		now, err := src.kv.Get(ctx, d.tenant(), clientv3.WithCountOnly())
 		if err != nil {
-			return nil, etcdErr("read the old shard", err)
+			return fail(etcdErr("read the old shard", err))
 		}
 		before := w.applied
 		if err := w.until(now.Header.Revision); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		if w.applied-before < 64 {
 			break
 		}
 	}
-	// 3. Hold: the directory says so, then the old shard is fenced.
-	in.Move = &Move{To: dst.name, Since: s.nowUTC()}
-	if rev, err = s.writeRecord(ctx, in, rev); err != nil {
-		return nil, err
-	}
+	// 3. Hold: fence, catch up to the fence, mark the target, switch.
 	holdStart := time.Now()
 	fence, err := src.kv.Delete(ctx, d.tenant())
 	if err != nil {
-		return nil, s.abortMove(ctx, in, rev, src, d, etcdErr("fence the old shard", err))
+		return fail(etcdErr("fence the old shard", err))
 	}
-	// 4. Catch up to the fence, then switch.
 	if err := w.until(fence.Header.Revision); err != nil {
-		return nil, s.abortMove(ctx, in, rev, src, d, err)
+		return fail(err)
 	}
 	idx, _ := encode("index entry", urlIndexEntry{InstanceID: id})
 	if _, err := dst.kv.Put(ctx, d.tenant(), idx); err != nil {
-		return nil, s.abortMove(ctx, in, rev, src, d, etcdErr("mark the new shard", err))
+		return fail(etcdErr("mark the new shard", err))
 	}
-	in.Move = nil
-	in.Shard = dst.name
-	if dst == s.dir {
-		in.Shard = ""
-	}
-	if _, err = s.writeRecord(ctx, in, rev); err != nil {
-		return nil, err // the record says the move is on: moving again undoes it
+	if _, err := s.updateInstance(ctx, id, func(in *Instance) error {
+		if in.Move == nil || in.Move.To != dst.name {
+			return fmt.Errorf("store: move: the move's note changed meanwhile: %w", ErrPrecondition)
+		}
+		in.Move, in.Shard = nil, dst.name
+		if dst == s.dir {
+			in.Shard = ""
+		}
+		return nil
+	}); err != nil {
+		return fail(err)
 	}
 	rep.Hold = time.Since(holdStart)
 	rep.CaughtUp = w.applied
 	stop()
-	// 5. The old copy goes after the grace.
+	// 4. The old copy goes after the grace (at once if the mover is
+	// stopped: the copy must not outlive the move).
 	select {
 	case <-ctx.Done():
-		return rep, ctx.Err()
 	case <-time.After(opts.Grace):
 	}
-	if _, err := src.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
+	if _, err := src.kv.Delete(context.WithoutCancel(ctx), d.all(), clientv3.WithPrefix()); err != nil {
 		return rep, etcdErr("delete the old copy (delete P d/"+in.DataID+"/ on shard "+src.name+" by hand)", err)
 	}
 	rep.Total = time.Since(start)
 	return rep, nil
+}
+
+// undoMove restores a tenant whose move to shard `to` stopped: the target's
+// copy cleared, the old shard's marker back (unless the tenant was erased
+// meanwhile), the note removed from the record.
+func (s *Store) undoMove(ctx context.Context, id string, src *shard, d data, to string) error {
+	if dst, ok := s.shardOf(to); ok && dst != src {
+		if _, err := dst.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
+			return etcdErr("clear a stopped move's copy", err)
+		}
+	}
+	in, _, err := s.readRecord(ctx, id)
+	if err != nil {
+		return err // erased: nothing to restore
+	}
+	idx, _ := encode("index entry", urlIndexEntry{InstanceID: id})
+	if _, err := src.kv.Put(ctx, d.tenant(), idx); err != nil {
+		return etcdErr("restore the old shard's marker (if that shard is full, make room first)", err)
+	}
+	if in.Move == nil {
+		return nil
+	}
+	_, err = s.updateInstance(ctx, id, func(in *Instance) error {
+		in.Move = nil
+		return nil
+	})
+	return err
 }
 
 // readRecord reads an instance record from the directory.
@@ -173,55 +220,6 @@ func (s *Store) readRecord(ctx context.Context, id string) (*Instance, int64, er
 		return nil, 0, corrupt("instance", id)
 	}
 	return in, resp.Kvs[0].ModRevision, nil
-}
-
-// writeRecord writes the record if it is still at rev.
-func (s *Store) writeRecord(ctx context.Context, in *Instance, rev int64) (int64, error) {
-	in.UpdatedAt = s.nowUTC()
-	val, err := encode("instance", in)
-	if err != nil {
-		return 0, err
-	}
-	cctx, cancel := s.ctx(ctx)
-	defer cancel()
-	key := s.k.instance(in.ID)
-	tr, err := s.kv.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpPut(key, val)).Commit()
-	if err != nil {
-		return 0, etcdErr("write instance", err)
-	}
-	if !tr.Succeeded {
-		return 0, fmt.Errorf("store: move: the instance record changed meanwhile: %w", ErrPrecondition)
-	}
-	in.Revision = tr.Header.Revision
-	cached := *in // the caller goes on changing in
-	s.cache.putInstance(&cached)
-	return tr.Header.Revision, nil
-}
-
-// abortMove undoes a move that failed after its hold began, and returns err.
-func (s *Store) abortMove(ctx context.Context, in *Instance, rev int64, src *shard, d data, err error) error {
-	if _, _, uerr := s.undoMove(context.WithoutCancel(ctx), in, rev, src, d); uerr != nil {
-		return fmt.Errorf("%w (and undoing the move failed: %v; move the tenant again to undo it)", err, uerr)
-	}
-	return err
-}
-
-// undoMove restores a tenant whose move stopped: the old shard's marker
-// back, the target's partial copy cleared, the directory record without
-// the move.
-func (s *Store) undoMove(ctx context.Context, in *Instance, rev int64, src *shard, d data) (*Instance, int64, error) {
-	idx, _ := encode("index entry", urlIndexEntry{InstanceID: in.ID})
-	if _, err := src.kv.Put(ctx, d.tenant(), idx); err != nil {
-		return nil, 0, etcdErr("restore the old shard's marker", err)
-	}
-	if dst, ok := s.shardOf(in.Move.To); ok && dst != src {
-		if _, err := dst.kv.Delete(ctx, d.all(), clientv3.WithPrefix()); err != nil {
-			return nil, 0, etcdErr("clear a stopped move's copy", err)
-		}
-	}
-	in.Move = nil
-	rev, err := s.writeRecord(ctx, in, rev)
-	return in, rev, err
 }
 
 // copyPrefix copies every key under d but the marker from src to dst, read
@@ -281,8 +279,13 @@ type catchUp struct {
 	applied int
 }
 
-// until replays changes until every one up to rev is on the target.
+// until replays changes until every one up to rev is on the target. It
+// asks the watch for its progress every 50 ms while waiting (on the
+// watch's own stream): etcd reports the revision a quiet watch is at only
+// when asked, and drops the question while the watch catches up.
 func (c *catchUp) until(rev int64) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for c.seen < rev {
 		if err := c.watcher.RequestProgress(c.ctx); err != nil {
 			return etcdErr("watch the old shard", err)
@@ -290,9 +293,10 @@ func (c *catchUp) until(rev int64) error {
 		select {
 		case <-c.ctx.Done():
 			return etcdErr("watch the old shard", c.ctx.Err())
+		case <-tick.C:
 		case resp, ok := <-c.ch:
 			if !ok {
-				return etcdErr("watch the old shard", c.ctx.Err())
+				return etcdErr("watch the old shard", errors.New("the watch ended"))
 			}
 			if err := resp.Err(); err != nil {
 				return etcdErr("watch the old shard", err)

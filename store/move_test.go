@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -234,5 +235,155 @@ func TestMoveTenantUnderLoad(t *testing.T) {
 	}
 	if got, _, err := relays[0].Mappings(ctx, id, store.MappingQuery{By: store.ByMail, Value: acked[0].MailID}); err != nil || len(got) != 1 {
 		t.Errorf("after moving back: %v, %v", got, err)
+	}
+}
+
+// TestMoveOneAtATime: a second move of a tenant while one runs is refused
+// (ErrLocked), and the running one completes with nothing lost.
+func TestMoveOneAtATime(t *testing.T) {
+	t.Parallel()
+	c := startSharded(t)
+	s := c.relay(t, store.Options{})
+	ctx := context.Background()
+	reg := register(t, s, "https://a.atlassian.net")
+	id, from := reg.Instance.ID, reg.Instance.Shard
+	to := map[string]string{"s1": "s2", "s2": "s1"}[from]
+	fillTenant(t, s, id, true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: 300 * time.Millisecond})
+		done <- err
+	}()
+	var second error
+	eventually(t, func() bool {
+		_, second = s.MoveTenant(ctx, id, from, store.MoveOptions{})
+		return second != nil || len(done) > 0
+	})
+	if err := <-done; err != nil {
+		t.Fatalf("the first move: %v", err)
+	}
+	if !errors.Is(second, store.ErrLocked) {
+		t.Errorf("the second move while the first ran: %v, want ErrLocked", second)
+	}
+	if u, err := s.User(ctx, id, "u"); err != nil || u.Name != "U" {
+		t.Fatalf("the tenant's user after two moves at once: %v, %v", u, err)
+	}
+	if got, _, err := s.Mappings(ctx, id, store.MappingQuery{By: store.ByMail, Value: "<m@x>"}); err != nil || len(got) != 1 {
+		t.Fatalf("the tenant's mapping after two moves at once: %v, %v", got, err)
+	}
+}
+
+// TestMoveAQuietTenantOfABusyShard: the catch-up finishes although the
+// tenant writes nothing and other tenants of the shard write all the time.
+func TestMoveAQuietTenantOfABusyShard(t *testing.T) {
+	t.Parallel()
+	c := startSharded(t)
+	s := c.relay(t, store.Options{})
+	ctx := context.Background()
+	quiet := register(t, s, "https://quiet.atlassian.net")
+	fillTenant(t, s, quiet.Instance.ID, false)
+	busy := register(t, s, "https://busy.atlassian.net")
+	on := map[string]*clientv3.Client{"s1": c.s1, "s2": c.s2}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // someone else writes to the quiet tenant's shard all along
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := on[quiet.Instance.Shard].Put(ctx, fmt.Sprintf("/other/%d", i%100), "x"); err != nil {
+				return
+			}
+		}
+	})
+	_ = busy
+	to := map[string]string{"s1": "s2", "s2": "s1"}[quiet.Instance.Shard]
+	mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	rep, err := s.MoveTenant(mctx, quiet.Instance.ID, to, store.MoveOptions{Grace: time.Millisecond})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	if rep.Hold > time.Second {
+		t.Errorf("held %v", rep.Hold)
+	}
+}
+
+// TestEraseDuringAMoveLeavesNothing: a tenant erased while its data is
+// being copied leaves no key on either shard, and the move fails.
+func TestEraseDuringAMoveLeavesNothing(t *testing.T) {
+	t.Parallel()
+	c := startSharded(t)
+	s := c.relay(t, store.Options{})
+	ctx := context.Background()
+	reg := register(t, s, "https://a.atlassian.net")
+	id := reg.Instance.ID
+	for i := range 300 {
+		if _, _, err := s.LinkMapping(ctx, id, mapping("c", fmt.Sprintf("<%d@x>", i), "u", "1", "AB-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := map[string]string{"s1": "s2", "s2": "s1"}[reg.Instance.Shard]
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: time.Millisecond})
+		done <- err
+	}()
+	eventually(t, func() bool { // the move has begun: its note is on the record
+		resp, err := c.dir.Get(ctx, c.prefix+"instances/"+id+"/instance")
+		return err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"move"`) || len(done) > 0
+	})
+	if err := s.DeleteInstance(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	moveErr := <-done
+	data := c.prefix + "d/" + reg.Instance.DataID + "/"
+	for name, cli := range map[string]*clientv3.Client{"s1": c.s1, "s2": c.s2, "directory": c.dir} {
+		if left := keysUnder(t, cli, data); len(left) != 0 {
+			t.Errorf("%s keeps %d keys of the erased tenant (the move: %v)", name, len(left), moveErr)
+		}
+	}
+}
+
+// TestAPatchDuringAMoveDoesNotStopIt: the admin changing the tenant's
+// record while it moves neither fails the move nor leaves writes fenced.
+func TestAPatchDuringAMoveDoesNotStopIt(t *testing.T) {
+	t.Parallel()
+	c := startSharded(t)
+	s := c.relay(t, store.Options{})
+	ctx := context.Background()
+	reg := register(t, s, "https://a.atlassian.net")
+	id := reg.Instance.ID
+	fillTenant(t, s, id, false)
+	to := map[string]string{"s1": "s2", "s2": "s1"}[reg.Instance.Shard]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		on := true
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			on = !on
+			if _, err := s.PatchInstance(ctx, id, store.InstancePatch{ErrorReports: &on}); err != nil {
+				t.Errorf("patch: %v", err)
+				return
+			}
+		}
+	})
+	_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: time.Millisecond})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("move with patches meanwhile: %v", err)
+	}
+	if _, _, err := s.LinkMapping(ctx, id, mapping("c", "<after@x>", "u", "1", "AB-1")); err != nil {
+		t.Errorf("a write after the move: %v", err)
 	}
 }

@@ -48,9 +48,9 @@ func (q *quotas) count(id string) *tenantCount {
 }
 
 // stale says whether a count read at `at` must be read again.
-func (q *quotas) stale(at time.Time, n, max int64) bool {
+func (q *quotas) stale(at time.Time, n, limit int64) bool {
 	age := q.now().Sub(at)
-	return at.IsZero() || age >= 10*time.Second || (age >= time.Second && max-n < max/20)
+	return at.IsZero() || age >= 10*time.Second || (age >= time.Second && limit-n <= max(limit/20, 1))
 }
 
 // countRange counts the keys under p.

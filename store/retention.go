@@ -111,6 +111,9 @@ func (s *Store) bucketLease(ctx context.Context, sh *shard, end time.Time) (clie
 		Then(clientv3.OpPut(key, strconv.FormatInt(int64(g.ID), 16), clientv3.WithLease(g.ID))).
 		Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
+		if _, rerr := sh.lease.Revoke(context.WithoutCancel(ctx), g.ID); rerr != nil {
+			s.log.Debug("store: give back an unshared retention lease", "err", rerr)
+		}
 		return 0, etcdErr("share retention lease", err)
 	}
 	id := g.ID

@@ -183,10 +183,22 @@ func (s *Store) awaitMove(ctx context.Context, was tenant) (tenant, error) {
 		}
 		if in.Move == nil {
 			s.cache.putInstance(in)
-			if in.Shard == was.in.Shard {
-				return tenant{}, fmt.Errorf("store: instance %s: %w", was.in.ID, ErrNotFound)
+			t, err := s.tenantOf(in)
+			if err != nil || in.Shard != was.in.Shard {
+				return t, err
 			}
-			return s.tenantOf(in)
+			// The same shard: a move was undone (its marker is back) or the
+			// tenant's data is being erased (it is not).
+			cctx, cancel := s.ctx(ctx)
+			m, err := t.sh.kv.Get(cctx, t.d.tenant(), clientv3.WithCountOnly())
+			cancel()
+			if err != nil {
+				return tenant{}, etcdErr("read the tenant's marker", err)
+			}
+			if m.Count == 1 {
+				return t, nil
+			}
+			return tenant{}, fmt.Errorf("store: instance %s: %w", was.in.ID, ErrNotFound)
 		}
 		if time.Now().After(deadline) {
 			return tenant{}, fmt.Errorf("store: tenant %s is moving to shard %s: %w", in.ID, in.Move.To, ErrUnavailable)

@@ -153,9 +153,12 @@ func shardClients(cfg configs.Config) (map[string]*clientv3.Client, error) {
 	}
 	out := map[string]*clientv3.Client{}
 	for _, sh := range specs {
-		c := cfg
-		if sh.CA != "" || sh.Cert != "" {
-			c.EtcdCA, c.EtcdCert, c.EtcdKey = sh.CA, sh.Cert, sh.Key
+		c := cfg // what the shard does not set is the directory's
+		if sh.CA != "" {
+			c.EtcdCA = sh.CA
+		}
+		if sh.Cert != "" {
+			c.EtcdCert, c.EtcdKey = sh.Cert, sh.Key
 		}
 		cli, err := etcdClient(c, sh.Endpoints)
 		if err != nil {
