@@ -38,18 +38,23 @@ type runbookSection struct {
 }
 
 // parseRunbook splits a Markdown document into its "## " sections and their
-// ```sh blocks. Blocks fenced with another language are not commands.
+// ```sh blocks. A ```console block is a transcript (commands with what they
+// print) of what the test cannot run, such as `relay shards` over several
+// etcd clusters: it is skipped. Any other fence is refused.
 func parseRunbook(t testing.TB, doc []byte) []runbookSection {
 	t.Helper()
 	var out []runbookSection
 	var cur *runbookSection
 	var block *strings.Builder
+	transcript := false
 	sc := bufio.NewScanner(bytes.NewReader(doc))
 	line := 0
 	for sc.Scan() {
 		line++
 		l := sc.Text()
 		switch {
+		case transcript:
+			transcript = strings.TrimSpace(l) != "```"
 		case block != nil:
 			if strings.TrimSpace(l) == "```" {
 				if cur == nil {
@@ -61,20 +66,24 @@ func parseRunbook(t testing.TB, doc []byte) []runbookSection {
 			}
 			block.WriteString(l)
 			block.WriteByte('\n')
+		case strings.TrimSpace(l) == "```console":
+			transcript = true
 		case strings.HasPrefix(l, "```sh"):
 			if strings.TrimSpace(l) != "```sh" {
 				t.Fatalf("operations.md:%d: fence %q: write ```sh", line, l)
 			}
 			block = new(strings.Builder)
-		case strings.HasPrefix(l, "```") && strings.TrimSpace(l) != "```":
-			t.Fatalf("operations.md:%d: fence %q: every command block of the runbook is ```sh (the test runs them)", line, l)
+		case strings.TrimSpace(l) == "```":
+			t.Fatalf("operations.md:%d: a block without a language: write ```sh (the test runs it) or ```console (a transcript the test cannot run)", line)
+		case strings.HasPrefix(l, "```"):
+			t.Fatalf("operations.md:%d: fence %q: every command block of the runbook is ```sh (the test runs them), or ```console for a transcript the test cannot run", line, l)
 		case strings.HasPrefix(l, "## "):
 			out = append(out, runbookSection{Title: strings.TrimSpace(l[3:])})
 			cur = &out[len(out)-1]
 		}
 	}
-	if block != nil {
-		t.Fatal("operations.md: a ```sh block is not closed")
+	if block != nil || transcript {
+		t.Fatal("operations.md: a ```sh or ```console block is not closed")
 	}
 	return out
 }
@@ -512,6 +521,33 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if got := env.bash("relay_count", setup+"\nrelay_count /jira-relay/nothing-here/"); got != "0\n" {
 					t.Errorf("relay_count of an empty prefix = %q, want 0", got)
 				}
+				// relay_data runs a command on the cluster data_endpoints names, the
+				// directory's when it is empty.
+				for de, want := range map[string]string{"": env.endpoint, "https://etcd-eu1-0:2379,https://etcd-eu1-1:2379": "https://etcd-eu1-0:2379,https://etcd-eu1-1:2379"} {
+					if got := env.bash("relay_data", setup+"\ndata_endpoints="+shellQuote(de)+"\nrelay_data printenv ETCDCTL_ENDPOINTS"); got != want+"\n" {
+						t.Errorf("relay_data with data_endpoints=%q runs on %q, want %q", de, got, want)
+					}
+				}
+				// relay_shard reads the shard and a move from records as the store
+				// writes them (the relay under test has no shards).
+				for _, c := range []struct {
+					in   store.Instance
+					want string
+				}{
+					{store.Instance{ID: env.acme.ID, URL: `https://x/"shard":"evil"`, DataID: "abcdef"}, "directory"},
+					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Shard: "eu-1"}, "eu-1"},
+					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Shard: "eu-1", Move: &store.Move{To: "directory", Since: time.Now().UTC()}}, "eu-1, moving to directory"},
+					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Move: &store.Move{To: "eu2", Since: time.Now().UTC()}}, "directory, moving to eu2"},
+				} {
+					rec, err := json.Marshal(c.in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fake := "etcdctl() { printf '%s\\n' " + shellQuote(string(rec)) + "; }"
+					if got := env.bash("relay_shard", setup+"\n"+fake+"\nrelay_shard "+env.acme.ID); got != c.want+"\n" {
+						t.Errorf("relay_shard of %s = %q, want %q", rec, got, c.want)
+					}
+				}
 			},
 		},
 		"Health of the cluster": {
@@ -547,7 +583,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 					`{"instanceId":"`+env.acme.ID+`"}`,
 					`"url":"`+env.acme.URL+`"`, `"clientKeySha256":"`, `"dataId":"`+env.acmeDataID+`"`,
 					env.config,
-					"\n"+env.acmeDataID+"\n",
+					"\n"+env.acmeDataID+"\ndirectory\n",
 					env.acmeData+"users/"+store.EscapeSegment(env.userA)+"\n",
 					env.acmeData+"users/"+store.EscapeSegment(env.userB)+"\n",
 					"\n4 mappings\n",
