@@ -96,6 +96,11 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 		return nil, err
 	}
 	fail := func(err error) (*MoveReport, error) {
+		// A switch etcd applied while the client saw an error: the move is
+		// done, nothing to undo (undoing would clear the only copy in use).
+		if in, _, rerr := s.readRecord(context.WithoutCancel(ctx), id); rerr == nil && in.Move == nil && in.ShardName() == dst.name {
+			return nil, fmt.Errorf("%w (the switch was applied: the tenant is on %s; delete P d/%s/ on %s by hand)", err, dst.name, in.DataID, src.name)
+		}
 		if uerr := s.undoMove(context.WithoutCancel(ctx), id, src, d, dst.name); uerr != nil && !errors.Is(uerr, ErrNotFound) {
 			return nil, fmt.Errorf("%w (and undoing the move failed: %v; move the tenant again to undo it)", err, uerr)
 		}

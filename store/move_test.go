@@ -251,13 +251,17 @@ func TestMoveOneAtATime(t *testing.T) {
 	fillTenant(t, s, id, true)
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: 300 * time.Millisecond})
+		_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: 2 * time.Second})
 		done <- err
 	}()
+	eventually(t, func() bool { // the first move holds its lock: its note is on the record
+		resp, err := c.dir.Get(ctx, c.prefix+"instances/"+id+"/instance")
+		return err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"move"`) || len(done) > 0
+	})
 	var second error
 	eventually(t, func() bool {
 		_, second = s.MoveTenant(ctx, id, from, store.MoveOptions{})
-		return second != nil || len(done) > 0
+		return errors.Is(second, store.ErrLocked) || len(done) > 0
 	})
 	if err := <-done; err != nil {
 		t.Fatalf("the first move: %v", err)

@@ -82,7 +82,7 @@ func (s *Store) LargestTenants(ctx context.Context, n int) ([]TenantMappings, er
 		c, err := countRange(cctx, t.sh.kv, string(t.d)+idxMail)
 		cancel()
 		if err != nil {
-			return nil, err
+			continue // its shard does not answer: the others are still counted
 		}
 		s.quotas.counted(in.ID, c, s.now())
 		out = append(out, TenantMappings{InstanceID: in.ID, Mappings: c})
