@@ -254,9 +254,9 @@ func TestMoveOneAtATime(t *testing.T) {
 		_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: 2 * time.Second})
 		done <- err
 	}()
-	eventually(t, func() bool { // the first move holds its lock: its note is on the record
-		resp, err := c.dir.Get(ctx, c.prefix+"instances/"+id+"/instance")
-		return err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"move"`) || len(done) > 0
+	eventually(t, func() bool { // the first move holds its lock (until its grace ends)
+		resp, err := c.dir.Get(ctx, c.prefix+"moves/"+id)
+		return err == nil && len(resp.Kvs) == 1 || len(done) > 0
 	})
 	var second error
 	eventually(t, func() bool {
