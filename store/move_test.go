@@ -40,10 +40,13 @@ func (c *sharded) relay(t *testing.T, o store.Options) *store.Store {
 	return runStoreWith(t, c.dir, c.dir, o)
 }
 
-func shardKeys(t *testing.T, cli *clientv3.Client, prefix string) []string {
-	t.Helper()
-	return keysUnder(t, cli, prefix)
+// on is the client of shard name.
+func (c *sharded) on(name string) *clientv3.Client {
+	return map[string]*clientv3.Client{"s1": c.s1, "s2": c.s2}[name]
 }
+
+// otherShard is the shard a tenant on name moves to.
+func otherShard(name string) string { return map[string]string{"s1": "s2", "s2": "s1"}[name] }
 
 // TestShardsHoldTenantsData: a new tenant's data goes to the shard with the
 // most free room (the fewest tenants while no room is known); the
@@ -66,11 +69,10 @@ func TestShardsHoldTenantsData(t *testing.T) {
 			t.Errorf("with s2 emptier, a new tenant went to %q", r.Instance.Shard)
 		}
 	}
-	on := map[string]*clientv3.Client{"s1": c.s1, "s2": c.s2}
 	for _, r := range []*store.Registration{a, b} {
 		fillTenant(t, s, r.Instance.ID, true)
 		data := c.prefix + "d/" + r.Instance.DataID + "/"
-		if n := len(shardKeys(t, on[r.Instance.Shard], data)); n != 8 {
+		if n := len(keysUnder(t, c.on(r.Instance.Shard), data)); n != 8 {
 			t.Errorf("%s: %d keys on its shard, want 8 (marker, user, a mapping's 5, a report)", r.Instance.Shard, n)
 		}
 		if n := len(keysUnder(t, c.dir, data)); n != 0 {
@@ -80,7 +82,7 @@ func TestShardsHoldTenantsData(t *testing.T) {
 	if err := s.DeleteInstance(ctx, a.Instance.ID); err != nil {
 		t.Fatal(err)
 	}
-	if left := shardKeys(t, on[a.Instance.Shard], c.prefix+"d/"+a.Instance.DataID+"/"); len(left) != 0 {
+	if left := keysUnder(t, c.on(a.Instance.Shard), c.prefix+"d/"+a.Instance.DataID+"/"); len(left) != 0 {
 		t.Errorf("the erased tenant's data stays on its shard: %q", left)
 	}
 	if _, _, err := s.Mappings(ctx, b.Instance.ID, store.MappingQuery{By: store.ByMail, Value: "<m@x>"}); err != nil {
@@ -130,7 +132,7 @@ func TestMoveTenantUnderLoad(t *testing.T) {
 	ctx := context.Background()
 	reg := register(t, relays[0], "https://a.atlassian.net")
 	id, from := reg.Instance.ID, reg.Instance.Shard
-	to := map[string]string{"s1": "s2", "s2": "s1"}[from]
+	to := otherShard(from)
 	// Some data before the move, an error report and a user among it.
 	fillTenant(t, relays[0], id, true)
 
@@ -217,16 +219,15 @@ func TestMoveTenantUnderLoad(t *testing.T) {
 			t.Errorf("the error report after the move: %v, %v", reps, err)
 		}
 	}
-	on := map[string]*clientv3.Client{"s1": c.s1, "s2": c.s2}
 	data := c.prefix + "d/" + reg.Instance.DataID + "/"
-	if left := keysUnder(t, on[from], data); len(left) != 0 {
+	if left := keysUnder(t, c.on(from), data); len(left) != 0 {
 		t.Errorf("the old copy stays: %d keys", len(left))
 	}
-	resp, err := on[to].Get(ctx, data+"reports/", clientv3.WithPrefix())
+	resp, err := c.on(to).Get(ctx, data+"reports/", clientv3.WithPrefix())
 	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
 		t.Fatalf("the report on the new shard: %v %v", resp, err)
 	}
-	if ttl, err := on[to].TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil || ttl.TTL < 3500 {
+	if ttl, err := c.on(to).TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil || ttl.TTL < 3500 {
 		t.Errorf("the report's lease on the new shard: %v, %v; want its hour kept", ttl, err)
 	}
 	// Moving back works the same way.
@@ -247,7 +248,7 @@ func TestMoveOneAtATime(t *testing.T) {
 	ctx := context.Background()
 	reg := register(t, s, "https://a.atlassian.net")
 	id, from := reg.Instance.ID, reg.Instance.Shard
-	to := map[string]string{"s1": "s2", "s2": "s1"}[from]
+	to := otherShard(from)
 	fillTenant(t, s, id, true)
 	done := make(chan error, 1)
 	go func() {
@@ -286,8 +287,6 @@ func TestMoveAQuietTenantOfABusyShard(t *testing.T) {
 	ctx := context.Background()
 	quiet := register(t, s, "https://quiet.atlassian.net")
 	fillTenant(t, s, quiet.Instance.ID, false)
-	busy := register(t, s, "https://busy.atlassian.net")
-	on := map[string]*clientv3.Client{"s1": c.s1, "s2": c.s2}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // someone else writes to the quiet tenant's shard all along
@@ -297,13 +296,12 @@ func TestMoveAQuietTenantOfABusyShard(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := on[quiet.Instance.Shard].Put(ctx, fmt.Sprintf("/other/%d", i%100), "x"); err != nil {
+			if _, err := c.on(quiet.Instance.Shard).Put(ctx, fmt.Sprintf("/other/%d", i%100), "x"); err != nil {
 				return
 			}
 		}
 	})
-	_ = busy
-	to := map[string]string{"s1": "s2", "s2": "s1"}[quiet.Instance.Shard]
+	to := otherShard(quiet.Instance.Shard)
 	mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	rep, err := s.MoveTenant(mctx, quiet.Instance.ID, to, store.MoveOptions{Grace: time.Millisecond})
@@ -331,7 +329,7 @@ func TestEraseDuringAMoveLeavesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	to := map[string]string{"s1": "s2", "s2": "s1"}[reg.Instance.Shard]
+	to := otherShard(reg.Instance.Shard)
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.MoveTenant(ctx, id, to, store.MoveOptions{Grace: time.Millisecond})
@@ -363,7 +361,7 @@ func TestAPatchDuringAMoveDoesNotStopIt(t *testing.T) {
 	reg := register(t, s, "https://a.atlassian.net")
 	id := reg.Instance.ID
 	fillTenant(t, s, id, false)
-	to := map[string]string{"s1": "s2", "s2": "s1"}[reg.Instance.Shard]
+	to := otherShard(reg.Instance.Shard)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -124,5 +124,4 @@ func TestCapacityOverShards(t *testing.T) {
 	if code, out := shardsCLI(t, env, "move", "--instance", A.ID, "--to", "nowhere"); code == 0 || !strings.Contains(out, "nowhere") {
 		t.Errorf("a move to an unknown shard: %d %s", code, out)
 	}
-	_ = roomy
 }
