@@ -67,9 +67,11 @@ type Config struct {
 	CORSOrigins []string `yaml:"cors-origins"`
 	// MaxAttachmentBytes is the largest attachment relayed. Default 1073741824 (1 GiB).
 	MaxAttachmentBytes int64 `yaml:"max-attachment-bytes"`
-	// InstanceRPS (with InstanceBurst) limits requests per instance. Default 100.
+	// InstanceRPS (with InstanceBurst) limits requests per instance, for
+	// the whole fleet: each relay enforces its share (the limit divided by
+	// the relays in --etcd-prefix's fleet). Default 100.
 	InstanceRPS float64 `yaml:"instance-rps"`
-	// InstanceBurst is the per-instance burst. Default 200.
+	// InstanceBurst is the per-instance burst, for the whole fleet. Default 200.
 	InstanceBurst int `yaml:"instance-burst"`
 	// IPRPS (with IPBurst) limits requests per client IP. Default 50.
 	IPRPS float64 `yaml:"ip-rps"`
@@ -81,8 +83,20 @@ type Config struct {
 	RegistrationRPS float64 `yaml:"registration-rps"`
 	// RegistrationBurst is the per-IP registration burst. Default 5.
 	RegistrationBurst int `yaml:"registration-burst"`
-	// InstanceMaxStreams caps concurrent attachment streams per instance. Default 32.
+	// InstanceMaxStreams caps concurrent attachment streams per instance,
+	// for the whole fleet (each relay takes its share, at least 1). Default 32.
 	InstanceMaxStreams int `yaml:"instance-max-streams"`
+	// MaxCooldown caps how long the relay holds requests back after Jira's
+	// 429 (Retry-After or backoff). Default 1h.
+	MaxCooldown time.Duration `yaml:"max-cooldown"`
+	// FleetTTL is the lease of this relay's member key: a relay that stops
+	// without leaving is dropped from the fleet (and the others' shares
+	// grow) within it. Default 10s.
+	FleetTTL time.Duration `yaml:"fleet-ttl"`
+	// RelayID names this relay in the fleet (its member key): 1 to 64 of
+	// A-Z a-z 0-9 . _ -, unique among the relays. Default: the host name
+	// and a random suffix, new at every start.
+	RelayID string `yaml:"relay-id"`
 	// TrustedProxies are IPs or CIDRs whose X-Forwarded-For is believed
 	// (TrustedProxyNets parses them). Default empty.
 	TrustedProxies []string `yaml:"trusted-proxies"`
@@ -171,6 +185,8 @@ func Defaults() Config {
 		RegistrationRPS:         0.1,
 		RegistrationBurst:       5,
 		InstanceMaxStreams:      32,
+		MaxCooldown:             time.Hour,
+		FleetTTL:                10 * time.Second,
 		BreakerFailures:         5,
 		BreakerOpenTimeout:      30 * time.Second,
 		BreakerHalfOpenRequests: 1,

@@ -128,6 +128,15 @@ func (c *Config) Validate() error {
 	v.rate("registration-rps", c.RegistrationRPS)
 	v.atLeastOne("registration-burst", int64(c.RegistrationBurst))
 	v.atLeastOne("instance-max-streams", int64(c.InstanceMaxStreams))
+	if c.MaxCooldown > 0 && (c.MaxCooldown < time.Second || c.MaxCooldown > 24*time.Hour) {
+		v.add("max-cooldown", "must be from 1s to 24h, not %s", formatDuration(c.MaxCooldown))
+	}
+	if c.FleetTTL > 0 && (c.FleetTTL < 2*time.Second || c.FleetTTL > 5*time.Minute) {
+		v.add("fleet-ttl", "must be from 2s (etcd's shortest lease) to 5m, not %s", formatDuration(c.FleetTTL))
+	}
+	if c.RelayID != "" && !ValidRelayID(c.RelayID) {
+		v.add("relay-id", "%s must be 1 to 64 characters of A-Z a-z 0-9 . _ -", quote(c.RelayID))
+	}
 	if _, err := c.TrustedProxyNets(); err != nil {
 		var ue *UsageError
 		if errors.As(err, &ue) {
@@ -374,6 +383,21 @@ func isHostname(s string) bool {
 			if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-') {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// ValidRelayID reports whether id may name a relay in the fleet: 1 to 64
+// characters of A-Z, a-z, 0-9, ".", "_" and "-".
+func ValidRelayID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
 		}
 	}
 	return true

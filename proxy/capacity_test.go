@@ -303,13 +303,5 @@ func sameTenantGauges(a, b map[string]float64) bool {
 
 func metricValue(t *testing.T, r *relaytest.Relay, name string) float64 {
 	t.Helper()
-	var b bytes.Buffer
-	r.Metrics.WritePrometheus(&b)
-	for _, line := range strings.Split(b.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return -1
+	return r.Metric(name)
 }

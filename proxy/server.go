@@ -22,6 +22,7 @@ import (
 	"github.com/jira-relay/jira-relay/api"
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/httpx"
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/instanceurl"
 	"github.com/jira-relay/jira-relay/relay"
 	"github.com/jira-relay/jira-relay/store"
@@ -117,6 +118,17 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		s.resp.Fail(ctx, httpx.Err(400, "bad_request", "the request is not valid HTTP/1.1"))
 	}
+}
+
+// Cooldowns are the relay's Jira cool-downs, for the fleet to share.
+func (s *Server) Cooldowns() *fleet.Cooldowns { return s.relay.Cooldowns() }
+
+// SetShare makes this relay enforce its share of the fleet-wide limits per
+// instance: --instance-rps and --instance-burst (the front door's bucket)
+// and --instance-max-streams (the relay's streams in flight).
+func (s *Server) SetShare(sh fleet.Share) {
+	s.limits.instance.SetRate(sh.Rate(s.cfg.InstanceRPS), sh.Of(s.cfg.InstanceBurst))
+	s.relay.SetMaxStreams(sh.Of(s.cfg.InstanceMaxStreams))
 }
 
 // Handler is the whole front door as a fasthttp handler (for tests and

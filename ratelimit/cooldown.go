@@ -82,6 +82,42 @@ func (c *Cooldown) Trip(key []byte, retryAfter time.Duration) time.Duration {
 	return time.Duration(st.until - tick)
 }
 
+// Hold makes key cool down for at least d from now (a cool-down another
+// relay saw), without counting a 429 of its own: the streak is unchanged
+// and a longer cool-down in progress is kept. d <= 0 changes nothing.
+func (c *Cooldown) Hold(key []byte, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	s := c.t.shardFor(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tick := int64(c.clock.Now().Sub(c.epoch))
+	n := s.lru.get(key)
+	switch {
+	case n == nil:
+		s.lru.pruneBack(lazyPrune, func(n *node[cooldownState]) bool { return tick >= n.val.expires })
+		n, _ = s.lru.add(key, tick)
+	case tick >= n.val.expires:
+		n.val = cooldownState{}
+	}
+	s.lru.touch(n, tick)
+	n.val.until = max(n.val.until, addSat(tick, int64(d)))
+	n.val.expires = addSat(n.val.until, c.grace)
+}
+
+// Clear ends key's cool-down now (an operator cleared it), keeping its
+// streak: the next 429 still counts as consecutive.
+func (c *Cooldown) Clear(key []byte) {
+	s := c.t.shardFor(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.lru.get(key); n != nil {
+		tick := int64(c.clock.Now().Sub(c.epoch))
+		n.val.until = min(n.val.until, tick)
+	}
+}
+
 // backoff is base doubled per 429 after the first, capped, times a jitter
 // factor in [0.7, 1.3).
 func (c *Cooldown) backoff(streak int) time.Duration {

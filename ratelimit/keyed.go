@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -18,10 +19,15 @@ const lazyPrune = 4
 type Keyed struct {
 	clock Clock
 	epoch time.Time
+	size  atomic.Pointer[bucketSize]
+	ttl   atomic.Int64 // nanoseconds
+	t     *table[*rate.Limiter]
+}
+
+// bucketSize is what every bucket of a Keyed refills at and holds.
+type bucketSize struct {
 	limit rate.Limit
 	burst int
-	ttl   int64 // nanoseconds
-	t     *table[*rate.Limiter]
 }
 
 // New returns a Keyed allowing each key rps requests per second with bursts
@@ -30,54 +36,85 @@ type Keyed struct {
 func New(rps float64, burst int, opts ...Option) *Keyed {
 	limit := bucketRate(rps, burst, "New")
 	c := newConfig(opts)
-	return &Keyed{
+	k := &Keyed{
 		clock: c.clock,
 		epoch: c.clock.Now(),
-		limit: limit,
-		burst: burst,
-		ttl:   int64(max(c.ttl, fillTime(limit, burst))),
 		t:     newTable[*rate.Limiter](c.shards, c.maxKeys),
 	}
+	k.size.Store(&bucketSize{limit: limit, burst: burst})
+	k.ttl.Store(int64(max(c.ttl, fillTime(limit, burst))))
+	return k
+}
+
+// SetRate changes every key's bucket to rps per second with bursts of
+// burst (a relay's share of a fleet-wide limit, when the fleet changes).
+// A bucket takes the new size on its key's next request: the tokens it
+// earned until then at the old rate are kept, up to the new burst. The TTL
+// only grows. It panics unless rps is finite and > 0 and burst >= 1.
+func (k *Keyed) SetRate(rps float64, burst int) {
+	limit := bucketRate(rps, burst, "SetRate")
+	k.size.Store(&bucketSize{limit: limit, burst: burst})
+	for {
+		old := k.ttl.Load()
+		ft := int64(fillTime(limit, burst))
+		if ft <= old || k.ttl.CompareAndSwap(old, ft) {
+			return
+		}
+	}
+}
+
+// Rate returns the rate and burst every bucket has now.
+func (k *Keyed) Rate() (rps float64, burst int) {
+	sz := k.size.Load()
+	return float64(sz.limit), sz.burst
 }
 
 // Allow takes a token from key's bucket if it has one. On refusal it takes
 // nothing and Decision.RetryAfter is exactly how long until a token is there.
 // Allow makes no allocation when key is already present.
 func (k *Keyed) Allow(key []byte) Decision {
+	sz := k.size.Load()
 	s := k.t.shardFor(key)
 	s.mu.Lock()
 	now := k.clock.Now()
 	tick := int64(now.Sub(k.epoch))
 	n := s.lru.get(key)
 	if n == nil {
-		n = k.insert(&s.lru, key, tick)
+		n = k.insert(&s.lru, key, tick, sz)
 	} else {
 		s.lru.touch(n, tick)
 	}
 	lim := n.val
+	if lim.Limit() != sz.limit || lim.Burst() != sz.burst {
+		// SetRate since this key's last request: the tokens earned so far
+		// at the old rate stay, capped by the new burst.
+		lim.SetLimitAt(now, sz.limit)
+		lim.SetBurstAt(now, sz.burst)
+	}
 
 	var d Decision
-	d.Limit = k.burst
+	d.Limit = sz.burst
 	r := lim.ReserveN(now, 1)
 	if wait := r.DelayFrom(now); wait > 0 {
 		r.CancelAt(now)
-		d.RetryAfter = exactWait(wait, now, lim, k.limit, nil, 0)
+		d.RetryAfter = exactWait(wait, now, lim, sz.limit, nil, 0)
 		d.Reset = d.RetryAfter
 	} else {
-		tokens := lim.TokensAt(now)
+		tokens := min(lim.TokensAt(now), float64(sz.burst))
 		d.OK = true
 		d.Remaining = wholeTokens(tokens)
-		d.Reset = untilFull(k.limit, k.burst, tokens)
+		d.Reset = untilFull(sz.limit, sz.burst, tokens)
 	}
 	s.mu.Unlock()
 	return d
 }
 
 // insert adds key with a full bucket, first dropping a few idle keys.
-func (k *Keyed) insert(l *lru[*rate.Limiter], key []byte, tick int64) *node[*rate.Limiter] {
-	l.pruneBack(lazyPrune, func(n *node[*rate.Limiter]) bool { return tick-n.touched > k.ttl })
+func (k *Keyed) insert(l *lru[*rate.Limiter], key []byte, tick int64, sz *bucketSize) *node[*rate.Limiter] {
+	ttl := k.ttl.Load()
+	l.pruneBack(lazyPrune, func(n *node[*rate.Limiter]) bool { return tick-n.touched > ttl })
 	n, _ := l.add(key, tick)
-	n.val = rate.NewLimiter(k.limit, k.burst)
+	n.val = rate.NewLimiter(sz.limit, sz.burst)
 	return n
 }
 
@@ -86,8 +123,9 @@ func (k *Keyed) insert(l *lru[*rate.Limiter], key []byte, tick int64) *node[*rat
 // limits hold without it.
 func (k *Keyed) Sweep() int {
 	tick := int64(k.clock.Now().Sub(k.epoch))
+	ttl := k.ttl.Load()
 	return k.t.prune(func(l *lru[*rate.Limiter]) int {
-		return l.pruneBack(-1, func(n *node[*rate.Limiter]) bool { return tick-n.touched > k.ttl })
+		return l.pruneBack(-1, func(n *node[*rate.Limiter]) bool { return tick-n.touched > ttl })
 	})
 }
 
@@ -96,4 +134,4 @@ func (k *Keyed) Len() int { return k.t.len() }
 
 // TTL returns the effective idle time after which a key is dropped: the
 // configured TTL, or the time an empty bucket takes to fill if longer.
-func (k *Keyed) TTL() time.Duration { return time.Duration(k.ttl) }
+func (k *Keyed) TTL() time.Duration { return time.Duration(k.ttl.Load()) }

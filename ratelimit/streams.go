@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // streamCount is one key's number of streams in flight.
@@ -21,7 +22,7 @@ type streamShard struct {
 // keys with streams in flight take memory: a key whose last stream is
 // released is removed. It is safe for concurrent use.
 type Streams struct {
-	perKey int
+	perKey atomic.Int64
 	seed   maphash.Seed
 	mask   uint64
 	shards []streamShard
@@ -33,7 +34,6 @@ func NewStreams(perKey int, opts ...Option) *Streams {
 	c := newConfig(opts)
 	n := shardCount(c.shards, maxShards)
 	s := &Streams{
-		perKey: perKey,
 		seed:   maphash.MakeSeed(),
 		mask:   uint64(n - 1),
 		shards: make([]streamShard, n),
@@ -41,6 +41,7 @@ func NewStreams(perKey int, opts ...Option) *Streams {
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*streamCount)
 	}
+	s.perKey.Store(int64(perKey))
 	return s
 }
 
@@ -55,15 +56,16 @@ func (s *Streams) TryAcquire(key []byte) bool {
 	sh := s.shardFor(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	perKey := int(s.perKey.Load())
 	c := sh.m[string(key)]
 	if c == nil {
-		if s.perKey < 1 {
+		if perKey < 1 {
 			return false
 		}
 		c = &streamCount{key: string(key)}
 		sh.m[c.key] = c
 	}
-	if c.n >= s.perKey {
+	if c.n >= perKey {
 		return false
 	}
 	c.n++
@@ -111,4 +113,9 @@ func (s *Streams) Len() int {
 }
 
 // Limit returns the number of concurrent streams allowed per key.
-func (s *Streams) Limit() int { return s.perKey }
+func (s *Streams) Limit() int { return int(s.perKey.Load()) }
+
+// SetLimit changes the number of concurrent streams allowed per key (a
+// relay's share of a fleet-wide limit). Streams in flight over a lowered
+// limit run to their end; no new one starts until the key is under it.
+func (s *Streams) SetLimit(perKey int) { s.perKey.Store(int64(perKey)) }

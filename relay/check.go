@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/url"
 
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/relay/upload"
 	"github.com/jira-relay/jira-relay/store"
@@ -56,7 +57,7 @@ func (r *Relay) admit(p *Plan) error {
 	if p.up, err = r.ups.get(p.in.ID, p.in.URL); err != nil {
 		return err
 	}
-	if err := r.guards.cooling(p.in.ID); err != nil {
+	if err := r.guards.cooling(p.in.ID, fleet.Upload, p.issue); err != nil {
 		return err
 	}
 	if err := p.up.refusal(r.cfg.BreakerOpenTimeout); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/store"
 	"github.com/valyala/fasthttp"
@@ -36,7 +37,7 @@ func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if err != nil {
 		return err
 	}
-	if err := r.guards.cooling(in.ID); err != nil {
+	if err := r.guards.cooling(in.ID, fleet.Download, ""); err != nil {
 		return err
 	}
 	t, err := r.acquire(in.ID, up)
@@ -51,7 +52,7 @@ func (r *Relay) Download(ctx *fasthttp.RequestCtx, in *store.Instance) error {
 	if len(rng) > 0 {
 		req.Header.SetBytesV("Range", rng)
 	}
-	resp, err := r.roundTrip(ctx, in.ID, up, req, nil)
+	resp, err := r.roundTrip(ctx, in.ID, fleet.Download, "", up, req, nil)
 	if err != nil {
 		t.finish(err)
 		return &httpx.UpstreamFailure{Err: err}

@@ -6,19 +6,22 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/ratelimit"
 )
 
-// guards are the protections of Jira itself, kept per relay: the cool-down
-// after Jira's 429, Jira's per-issue write limit, and the uploads and
-// downloads in flight per instance. (The limits per address and per
+// guards are the protections of Jira itself: the cool-downs after Jira's
+// 429, scoped as Jira scopes its limits and shared with the fleet; Jira's
+// per-issue write limit (per relay: it counts the writes this relay sends);
+// and the uploads and downloads in flight per instance (this relay's share
+// of the fleet's --instance-max-streams). (The limits per address and per
 // instance, which every route has, are the front door's.) Every map is
 // bounded.
 type guards struct {
-	streams  *ratelimit.Streams
-	cooldown *ratelimit.Cooldown
-	writes   *ratelimit.IssueWrites
+	streams   *ratelimit.Streams
+	cooldowns *fleet.Cooldowns
+	writes    *ratelimit.IssueWrites
 }
 
 func newGuards(cfg configs.Config, clock ratelimit.Clock) *guards {
@@ -27,22 +30,26 @@ func newGuards(cfg configs.Config, clock ratelimit.Clock) *guards {
 	}
 	c := ratelimit.WithClock(clock)
 	return &guards{
-		streams:  ratelimit.NewStreams(cfg.InstanceMaxStreams),
-		cooldown: ratelimit.NewCooldown(c),
-		writes:   ratelimit.NewIssueWrites(c),
+		streams:   ratelimit.NewStreams(cfg.InstanceMaxStreams),
+		cooldowns: fleet.NewCooldowns(clock, cfg.MaxCooldown),
+		writes:    ratelimit.NewIssueWrites(c),
 	}
 }
 
 // sweep drops idle entries; the relay runs it every few seconds.
 func (g *guards) sweep() {
-	g.cooldown.Sweep()
+	g.cooldowns.Sweep()
 	g.writes.Sweep()
 }
 
-// cooling refuses a request while Jira's cool-down for the instance runs.
-func (g *guards) cooling(instanceID string) error {
-	if wait, cooling := g.cooldown.Check([]byte(instanceID)); cooling {
-		return httpx.Limited(httpx.ReasonJiraCooldown, httpx.Held(wait))
+// cooling refuses a request while a cool-down Jira asked for holds it back:
+// everything's, the tenant's, its endpoint's or (issue not "") its issue's.
+// The refusal passes Jira's RateLimit-Reason back.
+func (g *guards) cooling(instanceID string, ep fleet.Endpoint, issue string) error {
+	if wait, reason, cooling := g.cooldowns.Check(instanceID, ep, issue); cooling {
+		rl := httpx.Limited(httpx.ReasonJiraCooldown, httpx.Held(wait))
+		rl.JiraReason = reason
+		return rl
 	}
 	return nil
 }
@@ -93,6 +100,10 @@ func issueKey(dst []byte, instanceID, issue string) []byte {
 	return append(append(append(dst, instanceID...), '/'), issue...)
 }
 
+// maxRetryAfter bounds a Retry-After read (the cool-down is capped again
+// at --max-cooldown).
+const maxRetryAfter = 24 * time.Hour
+
 // parseRetryAfter reads Jira's Retry-After (seconds, or an HTTP date).
 func parseRetryAfter(v []byte, now time.Time) time.Duration {
 	s := strings.TrimSpace(string(v))
@@ -103,10 +114,10 @@ func parseRetryAfter(v []byte, now time.Time) time.Duration {
 		if n < 0 {
 			return 0
 		}
-		return min(time.Duration(n)*time.Second, time.Hour)
+		return min(time.Duration(n)*time.Second, maxRetryAfter)
 	}
 	if t, err := time.Parse(time.RFC1123, s); err == nil {
-		return min(max(t.Sub(now), 0), time.Hour)
+		return min(max(t.Sub(now), 0), maxRetryAfter)
 	}
 	return 0
 }

@@ -24,7 +24,7 @@ func newRelayMetrics(set *metrics.Set, r *Relay) *relayMetrics {
 	m.upstream = set.NewPrometheusHistogramExt("relay_upstream_duration_seconds",
 		[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120})
 	set.NewGauge(`relay_limiter_keys{limiter="issue_writes"}`, func() float64 { return float64(r.guards.writes.Len()) })
-	set.NewGauge(`relay_limiter_keys{limiter="cooldown"}`, func() float64 { return float64(r.guards.cooldown.Len()) })
+	set.NewGauge(`relay_limiter_keys{limiter="cooldown"}`, func() float64 { return float64(r.guards.cooldowns.Len()) })
 	set.RegisterMetricsWriter(r.ups.writeBreakerStates)
 	return m
 }

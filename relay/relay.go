@@ -27,6 +27,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 )
 
@@ -62,6 +63,13 @@ func (r *Relay) Sweep(stale func(id, base string) bool) {
 	r.guards.sweep()
 	r.ups.prune(stale)
 }
+
+// Cooldowns are the relay's Jira cool-downs, for the fleet to share.
+func (r *Relay) Cooldowns() *fleet.Cooldowns { return r.guards.cooldowns }
+
+// SetMaxStreams sets the uploads and downloads in flight allowed per
+// instance through this relay (its share of --instance-max-streams).
+func (r *Relay) SetMaxStreams(n int) { r.guards.streams.SetLimit(n) }
 
 // InFlight is the number of uploads streaming now.
 func (r *Relay) InFlight() int64 { return r.metrics.inFlight.Load() }

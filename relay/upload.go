@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/httpx"
 	"github.com/jira-relay/jira-relay/relay/upload"
 	"github.com/jira-relay/jira-relay/store"
@@ -101,7 +102,7 @@ func (r *Relay) send(ctx *fasthttp.RequestCtx, p *Plan) error {
 	req := r.uploadRequest(ctx, p, ub, size, contentType)
 	ub.req = req
 	defer fasthttp.ReleaseRequest(req)
-	resp, err := r.roundTrip(ctx, p.in.ID, p.up, req, ub)
+	resp, err := r.roundTrip(ctx, p.in.ID, fleet.Upload, p.issue, p.up, req, ub)
 	if err != nil {
 		return r.failed(ctx, ub.err, err, ub.cut)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -87,7 +88,7 @@ func serve(ctx context.Context, cfg configs.Config, log *slog.Logger) error {
 	}
 	defer closeAll(shards)
 
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log, Shards: shards})
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: log, Shards: shards, Addr: advertised(cfg.Listen)})
 	if err != nil {
 		return err
 	}
@@ -199,4 +200,19 @@ func etcdClient(cfg configs.Config, endpoints []string) (*clientv3.Client, error
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	return cli, nil
+}
+
+// advertised is the front door's address as the member key shows it: the
+// host name stands in for an empty or wildcard host.
+func advertised(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -28,8 +28,9 @@ const (
 	// Fault429 reads and discards the request body, then answers 429 like
 	// Jira Cloud's rate limiter: Retry-After (if Fault.RetryAfter is set),
 	// X-RateLimit-Limit: 100, X-RateLimit-Remaining: 0, X-RateLimit-Reset
-	// (ISO 8601), RateLimit-Reason: jira-burst-based and the body
-	// {"errorMessages":["Rate limit exceeded."]}. The connection stays usable.
+	// (ISO 8601), RateLimit-Reason (Fault.Reason; jira-burst-based by
+	// default) and the body {"errorMessages":["Rate limit exceeded."]}. The
+	// connection stays usable.
 	Fault429
 	// FaultSlow processes the request normally (an upload is read and
 	// recorded) and then sleeps Fault.Delay before answering.
@@ -114,7 +115,28 @@ type Fault struct {
 	// EndpointAny. Requests that do not match neither get the fault nor
 	// use up Count.
 	Endpoint Endpoint
+	// Host, when set, restricts the fault to requests whose Host header is
+	// this (one Jira site, when several tenants are registered on one fake
+	// by different spellings of its address, e.g. 127.0.0.1:port and
+	// localhost:port).
+	Host string
+	// Issue, when set, restricts the fault to uploads to this issue (its
+	// key or id as the path names it), as Jira's per-issue write limit.
+	Issue string
+	// Reason is the RateLimit-Reason of a Fault429: "" sends
+	// jira-burst-based, NoReason sends none (some 429s come without).
+	Reason string
 }
+
+// Jira's RateLimit-Reason values, for Fault.Reason.
+const (
+	ReasonBurst       = "jira-burst-based"
+	ReasonPerIssue    = "jira-per-issue-on-write"
+	ReasonTenantQuota = "jira-quota-tenant-based"
+	ReasonGlobalQuota = "jira-quota-global-based"
+	// NoReason makes a Fault429 send no RateLimit-Reason.
+	NoReason = "-"
+)
 
 // SetFault replaces the current fault. A Fault with Kind FaultNone clears it.
 func (s *Server) SetFault(f Fault) {
@@ -141,15 +163,17 @@ func (s *Server) CurrentFault() Fault {
 	return s.fault
 }
 
-// takeFault returns the fault to apply to a request for ep, using up one of
-// its Count.
-func (s *Server) takeFault(ep Endpoint) (Fault, bool) {
+// takeFault returns the fault to apply to a request for ep at host (an
+// upload to issue, "" for other requests), using up one of its Count.
+func (s *Server) takeFault(ep Endpoint, host, issue string) (Fault, bool) {
 	if ep == endpointUnknown {
 		return Fault{}, false
 	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	if !s.faultActive || (s.fault.Endpoint != EndpointAny && s.fault.Endpoint != ep) {
+	if !s.faultActive || (s.fault.Endpoint != EndpointAny && s.fault.Endpoint != ep) ||
+		(s.fault.Issue != "" && (ep != EndpointUpload || s.fault.Issue != issue)) ||
+		(s.fault.Host != "" && s.fault.Host != host) {
 		return Fault{}, false
 	}
 	f := s.fault
@@ -222,7 +246,13 @@ func writeFaultStatus(w http.ResponseWriter, f *Fault) {
 		h.Set("X-RateLimit-Limit", "100")
 		h.Set("X-RateLimit-Remaining", "0")
 		h.Set("X-RateLimit-Reset", time.Now().Add(reset).UTC().Format("2006-01-02T15:04:05.000Z"))
-		h.Set("RateLimit-Reason", "jira-burst-based")
+		switch f.Reason {
+		case "":
+			h.Set("RateLimit-Reason", ReasonBurst)
+		case NoReason:
+		default:
+			h.Set("RateLimit-Reason", f.Reason)
+		}
 		h.Set("Content-Type", "application/json;charset=UTF-8")
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = io.WriteString(w, `{"errorMessages":["Rate limit exceeded."]}`)

@@ -349,7 +349,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ep, h := s.route(r)
-	f, ok := s.takeFault(ep)
+	issue := ""
+	if ep == EndpointUpload {
+		issue, _ = cutBetween(strings.TrimPrefix(r.URL.Path, s.base), "/rest/api/3/issue/", "/attachments")
+	}
+	f, ok := s.takeFault(ep, r.Host, issue)
 	switch {
 	case !ok:
 		h(w, r, nil)

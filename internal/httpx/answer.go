@@ -61,7 +61,7 @@ func Answer(err error) *Error {
 		return ae
 	case errors.As(err, &rl):
 		return &Error{Status: 429, Code: "rate_limited_" + string(rl.Reason), Message: rl.Reason.message(),
-			RetryAfter: max(rl.Decision.RetryAfterSeconds(), 1), Reason: rl.Reason,
+			RetryAfter: max(rl.Decision.RetryAfterSeconds(), 1), Reason: rl.Reason, JiraReason: rl.JiraReason,
 			RateLimit: &RateLimitHeaders{Limit: rl.Decision.Limit, Remaining: rl.Decision.Remaining, Reset: max(rl.Decision.ResetSeconds(), 1)}}
 	case errors.As(err, &bo):
 		return &Error{Status: 503, Code: "upstream_circuit_open", Message: ReasonBreakerOpen.message(),

@@ -21,6 +21,9 @@ type Error struct {
 	// Reason is the refusal reason of a 429 or 503 refusal ("" for others),
 	// the label of relay_ratelimit_refusals_total.
 	Reason Reason
+	// JiraReason, when set, is sent as RateLimit-Reason: the limit of
+	// Jira's that a cool-down waits for.
+	JiraReason string
 }
 
 // RateLimitHeaders are the RateLimit-* values of a refusal by a limit.
@@ -57,6 +60,9 @@ func (e *Error) write(ctx *fasthttp.RequestCtx) {
 		h.Set("RateLimit-Limit", strconv.Itoa(rl.Limit))
 		h.Set("RateLimit-Remaining", strconv.Itoa(rl.Remaining))
 		h.Set("RateLimit-Reset", strconv.Itoa(rl.Reset))
+	}
+	if e.JiraReason != "" {
+		h.Set("RateLimit-Reason", e.JiraReason)
 	}
 	body, err := json.Marshal(errorBody{Error: errorDetail{Code: e.Code, Message: e.Message}})
 	if err != nil {

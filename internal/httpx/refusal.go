@@ -39,7 +39,7 @@ func (r Reason) message() string {
 	case ReasonStreams:
 		return "too many uploads and downloads in flight for this instance; retry after Retry-After seconds"
 	case ReasonJiraCooldown:
-		return "Jira Cloud rate-limited this instance; the relay holds further requests until Retry-After passes"
+		return "Jira Cloud rate-limited these requests (RateLimit-Reason says which limit); the relay holds them until Retry-After passes"
 	case ReasonIssueWrites:
 		return "Jira's per-issue write limit (20 per 2 s, 100 per 30 s) would be exceeded; retry after Retry-After seconds"
 	case ReasonAuthFailures:
@@ -55,6 +55,9 @@ func (r Reason) message() string {
 type RateLimited struct {
 	Reason   Reason
 	Decision ratelimit.Decision
+	// JiraReason is Jira's RateLimit-Reason for a cool-down it asked for,
+	// passed back to the caller ("" for none).
+	JiraReason string
 }
 
 func (e *RateLimited) Error() string { return "rate limited: " + string(e.Reason) }

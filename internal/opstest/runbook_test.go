@@ -843,10 +843,11 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 					}
 				}
 				// Nothing of the tenant is left anywhere: what remains is the
-				// other tenant's, the layout record, and the retention leases'
-				// keys (shared by every tenant, each on its own lease).
+				// other tenant's, the layout record, the retention leases'
+				// keys (shared by every tenant, each on its own lease) and the
+				// relays' member keys.
 				for _, k := range env.keys("/jira-relay/") {
-					if !slices.Contains(otherKeys, k) && k != "/jira-relay/layout" && !strings.HasPrefix(k, "/jira-relay/leases/") {
+					if !slices.Contains(otherKeys, k) && k != "/jira-relay/layout" && !strings.HasPrefix(k, "/jira-relay/leases/") && !strings.HasPrefix(k, "/jira-relay/fleet/members/") {
 						t.Errorf("a key is left that is not the other tenant's: %s", k)
 					}
 				}

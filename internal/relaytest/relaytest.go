@@ -18,9 +18,12 @@
 package relaytest
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,22 +109,23 @@ func StartWith(t testing.TB, o Options) *Relay {
 	if o.Mutate != nil {
 		o.Mutate(&cfg)
 	}
-	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger, RoomEvery: o.RoomEvery, TenantsEvery: o.TenantsEvery, Shards: o.Shards})
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := stack.Start(stack.Options{Config: cfg, Etcd: cli, Logger: o.Logger, RoomEvery: o.RoomEvery, TenantsEvery: o.TenantsEvery, Shards: o.Shards, Addr: tcp.Addr().String()})
+	if err != nil {
+		_ = tcp.Close()
 		t.Fatal(err)
 	}
 	select {
 	case <-rl.Synced():
 	case <-time.After(20 * time.Second):
 		rl.Close()
+		_ = tcp.Close()
 		t.Fatal("relaytest: store cache did not sync in 20s")
 	}
 	srv := rl.Server
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		rl.Close()
-		t.Fatal(err)
-	}
 	ln := &servingListener{Listener: tcp, serving: make(chan struct{})}
 	served := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(served) }()
@@ -155,11 +159,13 @@ func (r *Relay) Stop() {
 	})
 }
 
-// KeyCount counts the relay's keys in etcd (those under its prefix).
+// KeyCount counts the relay's keys in etcd (those under its prefix) but
+// the store's and the fleet's own: the layout key, written once at start,
+// and the fleet's member and cool-down keys.
 func (r *Relay) KeyCount(t testing.TB) int64 {
 	t.Helper()
-	// The layout key is the store's, not a tenant's: written once at start.
-	return CountKeys(t, r.Etcd, r.Config.EtcdPrefix) - CountKeys(t, r.Etcd, r.Config.EtcdPrefix+"layout")
+	p := r.Config.EtcdPrefix
+	return CountKeys(t, r.Etcd, p) - CountKeys(t, r.Etcd, p+"layout") - CountKeys(t, r.Etcd, p+"fleet/")
 }
 
 // DataPrefix is where the tenant's users, mappings and error reports live
@@ -198,4 +204,22 @@ type servingListener struct {
 func (l *servingListener) Accept() (net.Conn, error) {
 	l.once.Do(func() { close(l.serving) })
 	return l.Listener.Accept()
+}
+
+// Metric is the value /metrics shows for the series name (with its labels,
+// as in `relay_fleet_members` or `relay_fleet_cooldowns{scope="issue"}`),
+// or -1 when there is no such series.
+func (r *Relay) Metric(name string) float64 {
+	var b bytes.Buffer
+	r.Metrics.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return -1
+			}
+			return f
+		}
+	}
+	return -1
 }

@@ -329,9 +329,15 @@ func TestUpstreamFaults(t *testing.T) {
 			if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
 				t.Errorf("cool-down Retry-After %q, want 1..2", res.Header.Get("Retry-After"))
 			}
-			wantErr(t, "download during the cool-down", r.download(smallID), 429, "rate_limited_jira_cooldown")
+			if got := res.Header.Get("RateLimit-Reason"); got != "jira-burst-based" {
+				t.Errorf("cool-down RateLimit-Reason %q, want Jira's jira-burst-based", got)
+			}
 			if fj.Requests() != before {
 				t.Errorf("Jira was called during the cool-down")
+			}
+			// Jira's burst limit is per endpoint and method: downloads go on.
+			if res := r.download(smallID); res.Status != 200 {
+				t.Errorf("download while uploads cool down: %s, want 200", res)
 			}
 			time.Sleep(time.Until(tripped.Add(2100 * time.Millisecond)))
 			r.faults.Add(1)
@@ -345,10 +351,13 @@ func TestUpstreamFaults(t *testing.T) {
 			if res.Status != 429 || !jiraErr(res) {
 				t.Errorf("Jira's 429 without Retry-After: %s", res)
 			}
-			res, _ = r.upload(content(2<<10, 3))
-			wantErr(t, "upload during the backoff", res, 429, "rate_limited_jira_cooldown")
+			res = r.download(smallID)
+			wantErr(t, "download during the backoff", res, 429, "rate_limited_jira_cooldown")
 			if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
 				t.Errorf("backoff Retry-After %q, want 1..2", res.Header.Get("Retry-After"))
+			}
+			if res, _ := r.upload(content(2<<10, 3)); res.Status != 200 {
+				t.Errorf("upload while downloads back off: %s, want 200", res)
 			}
 			r.faults.Add(1)
 			r.recovers("after 429 without Retry-After", 5*time.Second)

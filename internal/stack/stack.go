@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/proxy"
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -38,6 +39,9 @@ type Options struct {
 	// Shards are the clients of the --etcd-shards clusters, by name (the
 	// caller closes them after Close).
 	Shards map[string]*clientv3.Client
+	// Addr is the address the front door listens on, shown to operators in
+	// the relay's member key.
+	Addr string
 }
 
 // Stack is one assembled relay. Its cache runs from Start until Close.
@@ -47,9 +51,13 @@ type Stack struct {
 	Server  *proxy.Server
 	Metrics *metrics.Set
 
+	// Fleet is this relay's membership and shared cool-downs.
+	Fleet *fleet.Fleet
+
 	stopCache context.CancelFunc
 	cacheDone chan struct{}
 	roomDone  chan struct{}
+	synced    chan struct{}
 }
 
 // Start builds the relay and starts its cache; it does not wait for the
@@ -84,8 +92,25 @@ func Start(o Options) (*Stack, error) {
 		set.GetOrCreateCounter(`relay_store_watch_events_total{kind="` + kind + `"}`)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Stack{Config: o.Config, Store: st, Server: srv, Metrics: set, stopCache: cancel, cacheDone: make(chan struct{}), roomDone: make(chan struct{})}
+	s := &Stack{Config: o.Config, Store: st, Server: srv, Metrics: set, stopCache: cancel,
+		cacheDone: make(chan struct{}), roomDone: make(chan struct{}), synced: make(chan struct{})}
 	go func() { st.Run(ctx); close(s.cacheDone) }()
+	s.Fleet = fleet.Start(fleet.Options{
+		Etcd: o.Etcd, Prefix: o.Config.EtcdPrefix, ID: cmp.Or(o.Config.RelayID, fleet.NewID()),
+		Addr: o.Addr, Version: fleet.Version(), Started: time.Now(),
+		TTL: o.Config.FleetTTL, Timeout: o.Config.EtcdRequestTimeout,
+		Cooldowns: srv.Cooldowns(), OnShare: srv.SetShare, Logger: log, Metrics: set,
+	})
+	go func() {
+		for _, c := range []<-chan struct{}{st.Synced(), s.Fleet.Synced()} {
+			select {
+			case <-c:
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(s.synced)
+	}()
 	now := o.Now
 	if now == nil {
 		now = time.Now
@@ -128,11 +153,14 @@ func shardClients(m map[string]*clientv3.Client, obs store.Observer) []store.Sha
 	return out
 }
 
-// Synced is closed once the cache holds every instance and configuration.
-func (s *Stack) Synced() <-chan struct{} { return s.Store.Synced() }
+// Synced is closed once the cache holds every instance and configuration
+// and the fleet's cool-downs running at the start are held.
+func (s *Stack) Synced() <-chan struct{} { return s.synced }
 
-// Close stops the cache (after the front door's Shutdown).
+// Close leaves the fleet and stops the cache (after the front door's
+// Shutdown).
 func (s *Stack) Close() {
+	s.Fleet.Close()
 	s.stopCache()
 	<-s.cacheDone
 	<-s.roomDone
