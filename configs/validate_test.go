@@ -32,6 +32,15 @@ func TestValidateRejects(t *testing.T) {
 		{"tenant-max-mappings negative", func(c *Config) { c.TenantMaxMappings = -1 }, `--tenant-max-mappings: must be 0 (no quota) or more`},
 		{"tenant-max-users negative", func(c *Config) { c.TenantMaxUsers = -1 }, `--tenant-max-users: must be 0 (no quota) or more`},
 		{"etcd-quota-bytes too small", func(c *Config) { c.EtcdQuotaBytes = 1 << 20 }, `--etcd-quota-bytes: must be from 16777216`},
+		{"max-cooldown under a second", func(c *Config) { c.MaxCooldown = 500 * time.Millisecond }, `--max-cooldown: must be from 1s to 24h, not 500ms`},
+		{"max-cooldown over a day", func(c *Config) { c.MaxCooldown = 25 * time.Hour }, `--max-cooldown: must be from 1s to 24h`},
+		{"max-cooldown zero", func(c *Config) { c.MaxCooldown = 0 }, `--max-cooldown: must be more than 0`},
+		{"fleet-ttl under etcd's shortest lease", func(c *Config) { c.FleetTTL = time.Second }, `--fleet-ttl: must be from 2s (etcd's shortest lease) to 5m, not 1s`},
+		{"fleet-ttl over 5m", func(c *Config) { c.FleetTTL = time.Hour }, `--fleet-ttl: must be from 2s`},
+		{"fleet-ttl negative", func(c *Config) { c.FleetTTL = -time.Second }, `--fleet-ttl: must be more than 0`},
+		{"relay-id with a slash", func(c *Config) { c.RelayID = "a/b" }, `--relay-id: "a/b" must be 1 to 64 characters of A-Z a-z 0-9 . _ -`},
+		{"relay-id too long", func(c *Config) { c.RelayID = strings.Repeat("r", 65) }, `--relay-id: "rrrr`},
+		{"relay-id with a space", func(c *Config) { c.RelayID = "relay 1" }, `--relay-id: "relay 1" must be`},
 		{"drain-timeout zero", func(c *Config) { c.DrainTimeout = 0 }, `--drain-timeout: must be more than 0, not 0s`},
 
 		{"etcd-endpoints without scheme", func(c *Config) { c.EtcdEndpoints = []string{"127.0.0.1:2379"} }, `--etcd-endpoints: "127.0.0.1:2379" is not an http:// or https:// URL with a host`},
@@ -150,6 +159,10 @@ func TestValidateAccepts(t *testing.T) {
 		}},
 		{"trusted proxies", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "192.168.1.7", "::1", "2001:db8::/32"} }},
 		{"fractional rate", func(c *Config) { c.IPRPS = 0.5 }},
+		{"a named relay in a fleet", func(c *Config) {
+			c.RelayID, c.FleetTTL, c.MaxCooldown = "jira-relay-7c9f4-x.z_1", 2*time.Second, 24*time.Hour
+		}},
+		{"the shortest cool-down cap", func(c *Config) { c.MaxCooldown, c.FleetTTL = time.Second, 5*time.Minute }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

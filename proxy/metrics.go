@@ -32,6 +32,10 @@ func newFrontMetrics(set *metrics.Set, s *Server) *frontMetrics {
 	set.NewGauge(`relay_limiter_keys{limiter="instance"}`, func() float64 { return float64(s.limits.instance.Len()) })
 	set.NewGauge(`relay_limiter_keys{limiter="ip"}`, func() float64 { return float64(s.limits.ip.Len()) })
 	set.NewGauge(`relay_limiter_keys{limiter="registration"}`, func() float64 { return float64(s.limits.registration.Len()) })
+	// This relay's share of the fleet-wide limits per instance.
+	set.NewGauge(`relay_fleet_share{limit="instance_rps"}`, func() float64 { rps, _ := s.limits.instance.Rate(); return rps })
+	set.NewGauge(`relay_fleet_share{limit="instance_burst"}`, func() float64 { _, b := s.limits.instance.Rate(); return float64(b) })
+	set.NewGauge(`relay_fleet_share{limit="instance_max_streams"}`, func() float64 { return float64(s.relay.MaxStreams()) })
 	return m
 }
 

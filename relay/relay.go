@@ -71,6 +71,10 @@ func (r *Relay) Cooldowns() *fleet.Cooldowns { return r.guards.cooldowns }
 // instance through this relay (its share of --instance-max-streams).
 func (r *Relay) SetMaxStreams(n int) { r.guards.streams.SetLimit(n) }
 
+// MaxStreams is the uploads and downloads in flight allowed per instance
+// through this relay now.
+func (r *Relay) MaxStreams() int { return r.guards.streams.Limit() }
+
 // InFlight is the number of uploads streaming now.
 func (r *Relay) InFlight() int64 { return r.metrics.inFlight.Load() }
 

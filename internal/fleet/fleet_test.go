@@ -265,6 +265,13 @@ func testLimits(t *testing.T, f *fleet) {
 		if d := burstLimit(t, f, r0); d != 3 && d != 4 {
 			t.Fatalf("relay 0's share of the burst of 10 among 3: %d, want 3 or 4", d)
 		}
+		streams := 0.0
+		for _, r := range f.relays {
+			streams += r.Metric(`relay_fleet_share{limit="instance_max_streams"}`)
+		}
+		if streams != 32 {
+			t.Errorf("the relays' shares of --instance-max-streams 32 add up to %v", streams)
+		}
 		killed := time.Now()
 		r2.Etcd.Close() // its keep-alives stop: gone as a crashed relay is
 		f.relays = f.relays[:2]
@@ -272,6 +279,11 @@ func testLimits(t *testing.T, f *fleet) {
 		t.Logf("a killed relay left every member list after %v (TTL 2 s)", time.Since(killed).Round(time.Millisecond))
 		if d := burstLimit(t, f, r0); d != 5 {
 			t.Errorf("relay 0's share of the burst of 10 among 2: %d, want 5", d)
+		}
+		for _, r := range f.relays {
+			if rps, streams := r.Metric(`relay_fleet_share{limit="instance_rps"}`), r.Metric(`relay_fleet_share{limit="instance_max_streams"}`); rps != 5 || streams != 16 {
+				t.Errorf("relay %s's shares among 2: %v requests a second, %v streams; want 5 and 16 (of 10 and 32)", r.URL, rps, streams)
+			}
 		}
 	})
 }
