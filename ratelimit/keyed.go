@@ -21,13 +21,19 @@ type Keyed struct {
 	epoch time.Time
 	size  atomic.Pointer[bucketSize]
 	ttl   atomic.Int64 // nanoseconds
-	t     *table[*rate.Limiter]
+	t     *table[bucket]
 }
 
 // bucketSize is what every bucket of a Keyed refills at and holds.
 type bucketSize struct {
 	limit rate.Limit
 	burst int
+}
+
+// bucket is one key's limiter and the size it was last given.
+type bucket struct {
+	lim  *rate.Limiter
+	size *bucketSize
 }
 
 // New returns a Keyed allowing each key rps requests per second with bursts
@@ -39,7 +45,7 @@ func New(rps float64, burst int, opts ...Option) *Keyed {
 	k := &Keyed{
 		clock: c.clock,
 		epoch: c.clock.Now(),
-		t:     newTable[*rate.Limiter](c.shards, c.maxKeys),
+		t:     newTable[bucket](c.shards, c.maxKeys),
 	}
 	k.size.Store(&bucketSize{limit: limit, burst: burst})
 	k.ttl.Store(int64(max(c.ttl, fillTime(limit, burst))))
@@ -84,12 +90,13 @@ func (k *Keyed) Allow(key []byte) Decision {
 	} else {
 		s.lru.touch(n, tick)
 	}
-	lim := n.val
-	if lim.Limit() != sz.limit || lim.Burst() != sz.burst {
+	lim := n.val.lim
+	if n.val.size != sz {
 		// SetRate since this key's last request: the tokens earned so far
 		// at the old rate stay, capped by the new burst.
 		lim.SetLimitAt(now, sz.limit)
 		lim.SetBurstAt(now, sz.burst)
+		n.val.size = sz
 	}
 
 	var d Decision
@@ -110,11 +117,11 @@ func (k *Keyed) Allow(key []byte) Decision {
 }
 
 // insert adds key with a full bucket, first dropping a few idle keys.
-func (k *Keyed) insert(l *lru[*rate.Limiter], key []byte, tick int64, sz *bucketSize) *node[*rate.Limiter] {
+func (k *Keyed) insert(l *lru[bucket], key []byte, tick int64, sz *bucketSize) *node[bucket] {
 	ttl := k.ttl.Load()
-	l.pruneBack(lazyPrune, func(n *node[*rate.Limiter]) bool { return tick-n.touched > ttl })
+	l.pruneBack(lazyPrune, func(n *node[bucket]) bool { return tick-n.touched > ttl })
 	n, _ := l.add(key, tick)
-	n.val = rate.NewLimiter(sz.limit, sz.burst)
+	n.val = bucket{lim: rate.NewLimiter(sz.limit, sz.burst), size: sz}
 	return n
 }
 
@@ -124,8 +131,8 @@ func (k *Keyed) insert(l *lru[*rate.Limiter], key []byte, tick int64, sz *bucket
 func (k *Keyed) Sweep() int {
 	tick := int64(k.clock.Now().Sub(k.epoch))
 	ttl := k.ttl.Load()
-	return k.t.prune(func(l *lru[*rate.Limiter]) int {
-		return l.pruneBack(-1, func(n *node[*rate.Limiter]) bool { return tick-n.touched > ttl })
+	return k.t.prune(func(l *lru[bucket]) int {
+		return l.pruneBack(-1, func(n *node[bucket]) bool { return tick-n.touched > ttl })
 	})
 }
 
