@@ -999,3 +999,46 @@ func TestUploadForwardsOnlyWhatItShould(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardRefusalsSpendNoIssueWrite: Jira's per-issue write limit (20 per
+// 2 s) counts the writes that reach Jira. Thirty uploads to one issue
+// refused by the open breaker answer 503 (never 429 issue_writes), thirty
+// refused by the issue's cool-down answer 429 jira_cooldown, and once both
+// have passed the issue still has its 20 writes.
+func TestGuardRefusalsSpendNoIssueWrite(t *testing.T) {
+	j := startJira(t, false, func(c *configs.Config) {
+		c.BreakerFailures = 1
+		c.IPRPS, c.IPBurst, c.InstanceRPS, c.InstanceBurst = 1e4, 1e4, 1e4, 1e4
+	})
+	j.jira.SetFault(fakejira.Fault{Kind: fakejira.Fault500, Count: 1, Endpoint: fakejira.EndpointUpload})
+	if res := rfUpload(t, j, "ABC-1"); res.Status != 502 && res.Status != 500 {
+		t.Fatalf("Jira's 500: %d %s", res.Status, res.Body)
+	}
+	for i := range 30 {
+		if res := rfUpload(t, j, "ABC-1"); res.Status != 503 {
+			t.Fatalf("upload %d while the breaker is open: %d %s, want 503", i+1, res.Status, res.Body)
+		}
+	}
+	// The breaker half-opens after 500 ms; a probe closes it.
+	rfEventually(t, "the breaker closes", func() bool { return rfUpload(t, j, "ABC-2").Status == 200 })
+
+	j.jira.SetFault(fakejira.Fault{Kind: fakejira.Fault429, Count: 1, RetryAfter: "1", Reason: fakejira.ReasonPerIssue, Issue: "ABC-1"})
+	tripped := time.Now()
+	if res := rfUpload(t, j, "ABC-1"); res.Status != 429 {
+		t.Fatalf("Jira's per-issue 429: %d %s", res.Status, res.Body)
+	}
+	for i := range 30 {
+		res := rfUpload(t, j, "ABC-1")
+		rfWant(t, fmt.Sprintf("upload %d during the issue's cool-down", i+1), res, 429, "rate_limited_jira_cooldown")
+		if res.Header.Get("RateLimit-Reason") != fakejira.ReasonPerIssue {
+			t.Fatalf("cool-down refusal without Jira's reason: %v", res.Header)
+		}
+	}
+	time.Sleep(time.Until(tripped.Add(2100 * time.Millisecond))) // the cool-down and Jira's 2 s window pass
+	for i := range 20 {
+		if res := rfUpload(t, j, "ABC-1"); res.Status != 200 {
+			t.Fatalf("write %d of the issue's 20 after the refusals: %d %s", i+1, res.Status, res.Body)
+		}
+	}
+	rfWant(t, "the 21st write", rfUpload(t, j, "ABC-1"), 429, "rate_limited_issue_writes")
+}
