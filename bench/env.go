@@ -12,7 +12,8 @@ import (
 )
 
 // Stack is the relay and fake Jira a run started (or found), with their
-// processes when it started them.
+// processes when it started them. With Config.Relays > 1 it is a fleet:
+// relay 1 embeds etcd and the others use it, under one --etcd-prefix.
 type Stack struct {
 	RelayURL string
 	AdminURL string // the relay's --admin-listen (/debug/pprof), with Config.ProfileDir
@@ -20,7 +21,15 @@ type Stack struct {
 	CAFile   string // the fake Jira's CA, with TLS
 	Relay    *Process
 	FakeJira *Process
-	procs    []*Process
+	// Relays, RelayURLs and AdminURLs are every relay, relay 1 first; the
+	// admin URLs are "" where a relay has no --admin-listen (a lone relay
+	// without Config.ProfileDir).
+	Relays    []*Process
+	RelayURLs []string
+	AdminURLs []string
+	// EtcdURL is relay 1's embedded etcd client URL.
+	EtcdURL string
+	procs   []*Process
 }
 
 // Stop ends every process the stack started, last started first.
@@ -86,44 +95,89 @@ func StartStack(ctx context.Context, cfg *Config, dir string, tls bool) (_ *Stac
 	s.procs = append(s.procs, fj)
 	s.FakeJira, s.JiraURL = fj, url
 
-	var ports [4]int
-	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
-			return nil, err
-		}
-	}
-	rargs := relayArgs(cfg, filepath.Join(dir, "relay-data-1"), ports, s.CAFile, tls)
-	// The ports were free a moment ago; if another process took one in
-	// between, the relay exits at once and gets fresh ports (3 tries).
-	for try := 1; ; try++ {
-		relay, _, err := StartProcess("relay", relayBin, rargs, env, false, 0)
+	n := max(cfg.Relays, 1)
+	for i := range n {
+		r, err := startRelay(ctx, cfg, relayBin, env, dir, i, s.EtcdURL, s.CAFile, tls)
 		if err != nil {
 			return nil, err
 		}
-		s.procs = append(s.procs, relay)
-		s.Relay, s.RelayURL = relay, "http://127.0.0.1:"+strconv.Itoa(ports[0])
-		err = waitReady(ctx, relay, s.RelayURL+"/readyz", 90*time.Second)
-		if err == nil {
-			break
-		}
-		if try == 3 || !strings.Contains(relay.LogTail(), "address already in use") {
-			return nil, err
-		}
-		relay.Stop()
-		s.procs = s.procs[:len(s.procs)-1]
-		for i := range ports {
-			if ports[i], err = FreePort(); err != nil {
-				return nil, err
+		s.procs = append(s.procs, r.proc)
+		s.Relays, s.RelayURLs, s.AdminURLs = append(s.Relays, r.proc), append(s.RelayURLs, r.url), append(s.AdminURLs, r.admin)
+		if i == 0 {
+			s.Relay, s.RelayURL, s.EtcdURL = r.proc, r.url, r.etcd
+			if cfg.ProfileDir != "" {
+				s.AdminURL = r.admin
 			}
 		}
-		rargs = relayArgs(cfg, filepath.Join(dir, "relay-data-"+strconv.Itoa(try+1)), ports, s.CAFile, tls)
 	}
-	relay := s.Relay
-	if cfg.ProfileDir != "" {
-		s.AdminURL = "http://127.0.0.1:" + strconv.Itoa(ports[3])
+	if n > 1 {
+		if err := waitMembers(ctx, s, n, 90*time.Second); err != nil {
+			return nil, err
+		}
+		logf(cfg, "%d relays on one etcd (%s) · fake Jira %s (pid %d)", n, s.EtcdURL, s.JiraURL, fj.Pid())
+		for i, p := range s.Relays {
+			logf(cfg, "relay %d: %s (pid %d, admin %s)", i+1, s.RelayURLs[i], p.Pid(), s.AdminURLs[i])
+		}
+		return s, nil
 	}
-	logf(cfg, "relay %s (pid %d) · fake Jira %s (pid %d)", s.RelayURL, relay.Pid(), s.JiraURL, fj.Pid())
+	logf(cfg, "relay %s (pid %d) · fake Jira %s (pid %d)", s.RelayURL, s.Relay.Pid(), s.JiraURL, fj.Pid())
 	return s, nil
+}
+
+// startedRelay is one relay process and its addresses.
+type startedRelay struct {
+	proc             *Process
+	url, admin, etcd string
+}
+
+// startRelay starts relay i (0 is relay 1) on free loopback ports and waits
+// until it is ready: relay 1 with its embedded etcd, the others with
+// --etcd-endpoints etcdURL. The ports were free a moment ago; if another
+// process took one in between, the relay exits at once and gets fresh
+// ports (3 tries).
+func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir string, i int, etcdURL, caFile string, tls bool) (*startedRelay, error) {
+	name := "relay"
+	if cfg.Relays > 1 {
+		name = "relay " + strconv.Itoa(i+1)
+	}
+	for try := 1; ; try++ {
+		var ports [4]int
+		for k := range ports {
+			p, err := FreePort()
+			if err != nil {
+				return nil, err
+			}
+			ports[k] = p
+		}
+		dataDir := filepath.Join(dir, "relay-data-"+strconv.Itoa(try))
+		if i > 0 {
+			dataDir = filepath.Join(dir, "relay"+strconv.Itoa(i+1)+"-data-"+strconv.Itoa(try))
+		}
+		rargs := relayArgs(cfg, dataDir, ports, caFile, tls)
+		if i > 0 {
+			rargs = fleetMemberArgs(rargs, etcdURL)
+		}
+		r := &startedRelay{url: "http://127.0.0.1:" + strconv.Itoa(ports[0])}
+		if i == 0 {
+			r.etcd = "http://127.0.0.1:" + strconv.Itoa(ports[1])
+		}
+		if cfg.ProfileDir != "" || cfg.Relays > 1 {
+			r.admin = "http://127.0.0.1:" + strconv.Itoa(ports[3])
+		}
+		proc, _, err := StartProcess(name, bin, rargs, env, false, 0)
+		if err != nil {
+			return nil, err
+		}
+		r.proc = proc
+		err = waitReady(ctx, proc, r.url+"/readyz", 90*time.Second)
+		if err == nil {
+			return r, nil
+		}
+		proc.Stop()
+		if try == 3 || !strings.Contains(proc.LogTail(), "address already in use") {
+			return nil, err
+		}
+	}
 }
 
 // waitReady polls url until it answers 200, the process exits, or timeout.
@@ -187,20 +241,25 @@ func loadAvg() string {
 }
 
 // relayArgs is the relay's command line: loopback ports, embedded etcd under
-// dataDir, plain-HTTP loopback upstreams allowed, the limiter opened wide.
+// dataDir, plain-HTTP loopback upstreams allowed, the limiter opened wide
+// (or the tenant limit of the fleet scenario).
 func relayArgs(cfg *Config, dataDir string, ports [4]int, caFile string, tls bool) []string {
 	largest := int64(1 << 30)
 	if cfg.Sizes != nil {
 		largest = max(largest, cfg.Sizes.Largest())
 	}
 	conns := strconv.Itoa(max(64, 2*cfg.Concurrency))
+	rps, burst := "1000000", "1000000"
+	if cfg.instanceRPS > 0 {
+		rps, burst = strconv.FormatFloat(cfg.instanceRPS, 'g', -1, 64), strconv.Itoa(cfg.instanceBurst)
+	}
 	args := []string{
 		"--listen", "127.0.0.1:" + strconv.Itoa(ports[0]),
 		"--etcd-listen", "http://127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--etcd-peer-listen", "http://127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--data-dir", dataDir,
 		"--allow-http-upstream", "--allowed-upstreams", "127.0.0.1",
-		"--instance-rps", "1000000", "--instance-burst", "1000000",
+		"--instance-rps", rps, "--instance-burst", burst,
 		"--ip-rps", "1000000", "--ip-burst", "1000000",
 		"--registration-rps", "1000000", "--registration-burst", "1000000",
 		"--instance-max-streams", "4096", "--upstream-max-conns", conns,
@@ -210,7 +269,7 @@ func relayArgs(cfg *Config, dataDir string, ports [4]int, caFile string, tls boo
 	if tls {
 		args = append(args, "--upstream-ca", caFile)
 	}
-	if cfg.ProfileDir != "" {
+	if cfg.ProfileDir != "" || cfg.Relays > 1 {
 		args = append(args, "--admin-listen", "127.0.0.1:"+strconv.Itoa(ports[3]))
 	}
 	return append(args, cfg.RelayFlags...)

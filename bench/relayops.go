@@ -35,12 +35,35 @@ type RelayTarget struct {
 	Timeout time.Duration // per request
 	seq     atomic.Int64
 	base    string // …/v1/instances/{id}
+	// es and bases, with Spread, are every relay of a fleet: worker i
+	// sends to relay i mod len(es).
+	es    []*Endpoint
+	bases []string
 }
 
 // NewRelayTarget plays traffic as tenant t; body is "raw" or "multipart".
 func NewRelayTarget(e *Endpoint, t *Tenant, sizes SizeMix, body string, timeout time.Duration) *RelayTarget {
 	return &RelayTarget{E: e, T: t, Sizes: sizes, Body: body, Timeout: timeout,
 		base: e.Base + e.Path + "/v1/instances/" + url.PathEscape(t.ID)}
+}
+
+// Spread sends the load of worker i to es[i mod len(es)] instead of E:
+// the relays of a fleet, each worker (and its connection) pinned to one,
+// workers assigned round-robin.
+func (r *RelayTarget) Spread(es []*Endpoint) {
+	r.es, r.bases = es, make([]string, len(es))
+	for i, e := range es {
+		r.bases[i] = e.Base + e.Path + "/v1/instances/" + url.PathEscape(r.T.ID)
+	}
+}
+
+// pick is the endpoint and instance URL worker w sends to.
+func (r *RelayTarget) pick(w *worker) (*Endpoint, string) {
+	if len(r.es) == 0 {
+		return r.E, r.base
+	}
+	i := w.id % len(r.es)
+	return r.es[i], r.bases[i]
 }
 
 // Name implements Target.
@@ -55,6 +78,7 @@ func (r *RelayTarget) Do(w *worker, op Op) (int64, string) {
 	req.Reset()
 	resp.Reset()
 	req.Header.Set("X-Relay-Key", r.T.ClientKey)
+	e, base := r.pick(w)
 	n := r.seq.Add(1)
 	var want1, want2 int
 	var sent int64
@@ -63,7 +87,7 @@ func (r *RelayTarget) Do(w *worker, op Op) (int64, string) {
 	case OpUpload:
 		size := r.Sizes.Pick(w.rnd)
 		fileBytes = size
-		uri := append(w.buf[:0], r.base...)
+		uri := append(w.buf[:0], base...)
 		uri = append(uri, "/issues/BENCH-"...)
 		uri = strconv.AppendInt(uri, n, 10)
 		uri = append(uri, "/attachments"...)
@@ -86,7 +110,7 @@ func (r *RelayTarget) Do(w *worker, op Op) (int64, string) {
 		want1, want2 = 200, 201
 	case OpConfig:
 		req.Header.SetMethod(fasthttp.MethodGet)
-		req.SetRequestURI(r.base + "/config")
+		req.SetRequestURI(base + "/config")
 		req.Header.Set("If-None-Match", r.T.ETag)
 		want1, want2 = 304, 304
 	case OpMapWrite:
@@ -108,7 +132,7 @@ func (r *RelayTarget) Do(w *worker, op Op) (int64, string) {
 		b = append(b, `","projectId":"10000"}}`...)
 		w.buf = b
 		req.Header.SetMethod(fasthttp.MethodPost)
-		req.SetRequestURI(r.base + "/mappings")
+		req.SetRequestURI(base + "/mappings")
 		req.Header.SetContentType("application/json")
 		req.SetBody(b)
 		sent = int64(len(b))
@@ -116,10 +140,10 @@ func (r *RelayTarget) Do(w *worker, op Op) (int64, string) {
 	case OpMapRead:
 		conv := r.T.Convs[w.rnd.IntN(len(r.T.Convs))]
 		req.Header.SetMethod(fasthttp.MethodGet)
-		req.SetRequestURI(r.base + "/mappings?conversationId=" + url.QueryEscape(conv))
+		req.SetRequestURI(base + "/mappings?conversationId=" + url.QueryEscape(conv))
 		want1, want2 = 200, 200
 	}
-	if err := r.E.Do(req, resp, time.Now().Add(r.Timeout)); err != nil {
+	if err := e.Do(req, resp, time.Now().Add(r.Timeout)); err != nil {
 		return 0, transportKind(err)
 	}
 	if s := resp.StatusCode(); s != want1 && s != want2 {

@@ -50,6 +50,7 @@ type Settings struct {
 	Compare     string   `json:"compare,omitempty"`
 	Rounds      int      `json:"rounds"`
 	RelayFlags  []string `json:"relayFlags,omitempty"`
+	Relays      int      `json:"relays,omitempty"` // a fleet of relays on one etcd; absent: one relay
 }
 
 // PhaseResult is one phase: per-operation figures, the per-second

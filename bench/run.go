@@ -21,6 +21,7 @@ func goVersion() string { return runtime.Version() }
 type procWatch struct {
 	pid     int
 	sampler *RSSSampler // nil: CPU only
+	more    []int       // a fleet's other relays: their CPU is added to pid's
 }
 
 func (w *procWatch) cpu() float64 {
@@ -28,6 +29,10 @@ func (w *procWatch) cpu() float64 {
 		return 0
 	}
 	d, _ := GroupCPU(w.pid)
+	for _, pid := range w.more {
+		m, _ := GroupCPU(pid)
+		d += m
+	}
 	return d.Seconds()
 }
 
@@ -49,11 +54,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Settings: Settings{Target: "self-contained (relay + fake Jira on loopback)", Mix: cfg.Mix.String(), Sizes: cfg.Sizes.String(),
 			Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Count: cfg.Count, TLS: cfg.TLS,
 			UploadBody: cfg.UploadBody, Compare: cfg.Compare, Rounds: cfg.Rounds, RelayFlags: cfg.RelayFlags}}
+	if cfg.Relays > 1 {
+		res.Settings.Relays = cfg.Relays
+		res.Settings.Target = fmt.Sprintf("self-contained (%d relays on one etcd + fake Jira on loopback)", cfg.Relays)
+		res.Notes = append(res.Notes, fmt.Sprintf("%d relays on one etcd (relay 1 embeds it): workers pinned round-robin to the relays; "+
+			"relay CPU seconds are the sum over every relay, peak RSS is relay 1's", cfg.Relays))
+	}
 
 	relayURL, jiraURL, caFile := cfg.Target, cfg.JiraURL, cfg.CAFile
 	var relayW, jiraW *procWatch
 	var tenant *Tenant
 	adminURL := ""
+	var fleetURLs []string
 	if cfg.Target == "" {
 		st, err := StartStack(ctx, &cfg, dir, cfg.TLS)
 		if err != nil {
@@ -63,6 +75,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		relayURL, jiraURL, caFile, adminURL = st.RelayURL, st.JiraURL, st.CAFile, st.AdminURL
 		relayW = &procWatch{pid: st.Relay.Pid(), sampler: StartRSSSampler(st.Relay.Pid(), 100*time.Millisecond)}
 		defer relayW.sampler.Stop()
+		for _, p := range st.Relays[1:] {
+			relayW.more = append(relayW.more, p.Pid())
+		}
+		fleetURLs = st.RelayURLs
 		jiraW = &procWatch{pid: st.FakeJira.Pid()}
 	} else {
 		res.Settings.Target = cfg.Target
@@ -94,6 +110,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	relayT := NewRelayTarget(relayE, tenant, cfg.Sizes, cfg.UploadBody, cfg.RequestTimeout)
+	if len(fleetURLs) > 1 {
+		es, err := fleetEndpoints(ctx, fleetURLs, relayE, cfg.Concurrency, tenant)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es[1:] {
+			defer e.Close()
+		}
+		relayT.Spread(es)
+	}
 	var directT *JiraTarget
 	if cfg.Compare == "direct" {
 		je, err := NewEndpoint(jiraURL, cfg.Concurrency+8, caFile, cfg.AllowRemote)
@@ -296,6 +322,11 @@ func (c *Config) check() error {
 		return errors.New("--rounds must be 1 or more")
 	case c.RequestTimeout <= 0:
 		return errors.New("--request-timeout must be more than 0")
+	case c.Relays < 0 || c.Relays > MaxRelays:
+		return fmt.Errorf("--relays must be from 1 to %d", MaxRelays)
+	}
+	if c.Relays > 1 && c.Target != "" {
+		return errors.New("--relays starts a fleet of relays: it does not go with --target")
 	}
 	if c.Target != "" {
 		if c.InstanceID == "" || c.ClientKey == "" {

@@ -23,6 +23,10 @@ type Scenario struct {
 	Timeout     time.Duration
 	// Readers is the concurrent lookups of the capacity scenario.
 	Readers int
+	// Relays and Trials are the fleet scenario's relays and propagation
+	// trials per kind.
+	Relays int
+	Trials int
 }
 
 // Scenarios are the presets, the first being the default.
@@ -48,6 +52,8 @@ var Scenarios = []Scenario{
 		Mix: "map-write:20,map-read:80", Sizes: "1KiB", Duration: 10 * time.Second, Concurrency: 32, Rounds: 1, Timeout: 30 * time.Second},
 	{Name: CapacityScenario, Doc: "etcd per mapping, old key layout vs current, on embedded etcd members of its own, no relay (targets: ≤ 1,200 B in use, ≥ 2,000 writes/s, ≥ 10,000 lookups/s)",
 		Duration: 10 * time.Second, Concurrency: 64, Readers: 32, Count: 5000, Rounds: 1},
+	{Name: FleetScenario, Doc: "N relays on one etcd: one tenant's open-loop load against the fleet-wide limit (target: admitted within ±20 % of burst + rps × t), and p50/p99 propagation of a Jira cool-down, a configuration change, a key rotation, a new and an erased tenant to the other relays",
+		Duration: 5 * time.Second, Concurrency: 16, Relays: 3, Trials: 50, Rounds: 1},
 }
 
 // FindScenario looks a preset up by name.
@@ -69,6 +75,11 @@ func WriteScenarios(w io.Writer) {
 		if s.Name == CapacityScenario {
 			fmt.Fprintf(w, "  %-17s   = --count %d (mappings per layout) --concurrency %d (writers) --readers %d --duration %s (lookups per layout)\n",
 				"", s.Count, s.Concurrency, s.Readers, s.Duration)
+			continue
+		}
+		if s.Name == FleetScenario {
+			fmt.Fprintf(w, "  %-17s   = --relays %d --instance-rps 50 --instance-burst 50 --rate 500 (10 × rps) --duration %s --concurrency %d --trials %d\n",
+				"", s.Relays, s.Duration, s.Concurrency, s.Trials)
 			continue
 		}
 		line := fmt.Sprintf("--mix %s --sizes %s --duration %s --concurrency %d", s.Mix, s.Sizes, s.Duration, s.Concurrency)
@@ -114,6 +125,17 @@ type Config struct {
 	Users          int
 	Conversations  int
 	RequestTimeout time.Duration
+
+	// Relays is how many relays to start on one etcd (relay 1 embeds it,
+	// the others use it, one --etcd-prefix): a fleet acting as one service.
+	// Load generator workers are pinned round-robin to the relays. 0 or 1:
+	// one relay.
+	Relays int
+
+	// instanceRPS and instanceBurst, when instanceRPS > 0, are the relays'
+	// fleet-wide tenant limit instead of a wide open one (fleet scenario).
+	instanceRPS   float64
+	instanceBurst int
 
 	RelayFlags  []string // appended to the relay's command line
 	Src         string   // module root to build cmd/relay and cmd/fakejira from

@@ -23,6 +23,7 @@ type Phase struct {
 
 // worker is one of a phase's concurrent request loops.
 type worker struct {
+	id    int             // 0 … Concurrency-1
 	ctx   context.Context // the run's: ends on Ctrl-C, aborting bodies
 	rnd   *rand.Rand
 	req   *fasthttp.Request
@@ -66,7 +67,7 @@ func RunPhase(ctx context.Context, p Phase, live *Live) *phaseRun {
 	workers := make([]*worker, p.Concurrency)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{ctx: ctx, rnd: rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(i))),
+		w := &worker{id: i, ctx: ctx, rnd: rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(i))),
 			req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(), buf: make([]byte, 0, 512)}
 		workers[i] = w
 		wg.Add(1)

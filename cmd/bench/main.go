@@ -110,6 +110,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	peersDir := fs.String("peers", "", "proxy comparison: directory of the proxies' config templates (bench/peers)")
 	peerList := fs.String("peer-list", "nginx,haproxy,caddy", "with --peers: the proxies to compare")
 	readers := fs.Int("readers", 0, "with --scenario capacity: concurrent lookups (--concurrency is the writers, --count the mappings per layout)")
+	relays := fs.Int("relays", 1, "relays to start on one etcd (relay 1 embeds it, the others use it, one --etcd-prefix): a fleet; workers are pinned to the relays round-robin (--scenario fleet: default 3)")
+	trials := fs.Int("trials", 0, "with --scenario fleet: trials per kind of propagation (default 50)")
+	instanceRPS := fs.Float64("instance-rps", 0, "with --scenario fleet: every relay's --instance-rps, the fleet-wide tenant limit (default 50)")
+	instanceBurst := fs.Int("instance-burst", 0, "with --scenario fleet: every relay's --instance-burst (default 50)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		bench.WriteScenarios(stderr)
@@ -142,6 +146,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	if set["readers"] {
 		return usage("--readers is for --scenario %s", bench.CapacityScenario)
 	}
+	if sc.Name == bench.FleetScenario {
+		return runFleet(ctx, set, fleetFlags{relays: *relays, trials: *trials, instanceRPS: *instanceRPS, instanceBurst: *instanceBurst,
+			rate: *rate, concurrency: *concurrency, duration: *duration, jsonOut: *jsonOut, src: *src, relayBin: *relayBin,
+			fakeBin: *fakeBin, relayFlags: relayFlags}, sc, args, stdout, stderr, usage)
+	}
+	for _, name := range []string{"trials", "instance-rps", "instance-burst"} {
+		if set[name] {
+			return usage("--%s is for --scenario %s", name, bench.FleetScenario)
+		}
+	}
+	if *relays < 1 || *relays > bench.MaxRelays {
+		return usage("--relays must be from 1 to %d", bench.MaxRelays)
+	}
+	if *relays > 1 && (*target != "" || *peersDir != "") {
+		return usage("--relays starts a fleet of relays: it goes with neither --target nor --peers")
+	}
 	pick := func(name, flagVal, preset string) string {
 		if set[name] {
 			return flagVal
@@ -153,7 +173,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		JiraURL: *jiraURL, RelayPid: *relayPid, CAFile: *caFile, AllowRemote: *allowRemote,
 		Duration: sc.Duration, Concurrency: sc.Concurrency, Rate: sc.Rate, Count: sc.Count, Rounds: sc.Rounds,
 		Compare: sc.Compare, RequestTimeout: sc.Timeout, Warmup: *warmup, TLS: *useTLS, UploadBody: *uploadBody,
-		Users: *users, Conversations: *convs, Src: *src, RelayBin: *relayBin, FakeJiraBin: *fakeBin, RelayFlags: relayFlags,
+		Users: *users, Conversations: *convs, Src: *src, RelayBin: *relayBin, FakeJiraBin: *fakeBin, RelayFlags: relayFlags, Relays: *relays,
 		Command: "go run ./cmd/bench " + strings.Join(args, " "), Log: stderr, TTY: tty,
 	}
 	if set["duration"] {
@@ -254,7 +274,7 @@ type capacityFlags struct {
 // the capacity scenario, which runs etcd members of its own.
 var capacityRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
 	"mix", "sizes", "rate", "compare", "rounds", "tls", "upload-body", "conversations", "request-timeout", "html",
-	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list"}
+	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list", "relays", "trials", "instance-rps", "instance-burst"}
 
 // runCapacity is --scenario capacity: the old and the current key layout
 // on etcd members of their own, side by side.

@@ -182,19 +182,37 @@ func TestSmokeCompareTLS(t *testing.T) {
 	}
 }
 
+// TestSmokeRelays: the default mix on a fleet of two relays on one etcd,
+// the workers spread over both; every operation runs with no error on
+// either relay.
+func TestSmokeRelays(t *testing.T) {
+	res := runSmoke(t, "--relays", "2", "--duration", "1s", "--mix", "upload:1,config:2,map-write:1,map-read:1")
+	for _, o := range res.Phases[0].Ops {
+		if o.Requests == 0 || o.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors %v", o.Op, o.Requests, o.Errors, o.ByKind)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"-h"}, &out, &errb, false); code != exitOK {
 		t.Fatalf("-h: exit %d", code)
 	}
-	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "capacity", "--readers", "--compare", "--tls"} {
+	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "capacity", "--readers", "--compare", "--tls",
+		"fleet", "--relays", "--trials", "--instance-rps"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("-h does not mention %s", want)
 		}
 	}
 	for _, bad := range [][]string{{"--mix", "nope:1"}, {"--sizes", "1XB"}, {"--scenario", "nope"}, {"--compare", "nginx"}, {"--target", "http://127.0.0.1:1"},
 		{"--readers", "4"}, {"--scenario", "capacity", "--target", "http://127.0.0.1:1"}, {"--scenario", "capacity", "--mix", "upload:1"},
-		{"--scenario", "capacity", "--count", "-1"}, {"--scenario", "capacity", "--concurrency", "0"}, {"--scenario", "capacity", "--readers", "0"}} {
+		{"--scenario", "capacity", "--count", "-1"}, {"--scenario", "capacity", "--concurrency", "0"}, {"--scenario", "capacity", "--readers", "0"},
+		{"--relays", "0"}, {"--relays", "17"}, {"--relays", "2", "--target", "http://127.0.0.1:1", "--instance-id", "i", "--client-key", "k"},
+		{"--relays", "2", "--peers", "bench/peers"}, {"--trials", "3"}, {"--instance-rps", "5"}, {"--scenario", "capacity", "--relays", "2"},
+		{"--scenario", "fleet", "--relays", "1"}, {"--scenario", "fleet", "--mix", "upload:1"}, {"--scenario", "fleet", "--trials", "0"},
+		{"--scenario", "fleet", "--instance-rps", "0"}, {"--scenario", "fleet", "--instance-burst", "0"}, {"--scenario", "fleet", "--rate", "-1"},
+		{"--scenario", "fleet", "--relays", "5", "--concurrency", "4"}, {"--scenario", "fleet", "--target", "http://127.0.0.1:1"}} {
 		errb.Reset()
 		if code := run(context.Background(), bad, &out, &errb, false); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (%s)", bad, code, exitUsage, errb.String())

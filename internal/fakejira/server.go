@@ -46,7 +46,8 @@ type Options struct {
 	// WaitUploads still count every attempt. Default 0: keep all.
 	MaxRecords int
 	// Admin serves GET /_fakejira/stats (outside BasePath) with the counters
-	// as JSON, for benchmark scripts. Default off.
+	// as JSON, and FaultPath, which sets the fault over HTTP, for benchmark
+	// scripts. Default off.
 	Admin bool
 }
 
@@ -345,6 +346,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if s.opts.Admin && r.URL.Path == "/_fakejira/stats" {
 		writeJSON(w, http.StatusOK, s.Stats())
+		return
+	}
+	if s.opts.Admin && r.URL.Path == FaultPath {
+		s.serveFault(w, r)
 		return
 	}
 

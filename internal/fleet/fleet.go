@@ -161,6 +161,7 @@ func (f *Fleet) register(ctx context.Context) {
 			continue
 		}
 		f.lease.Store(int64(id))
+		f.log.Info("fleet: this relay is a member", "key", key, "ttl_seconds", ttl)
 		ch, err := f.o.Etcd.KeepAlive(ctx, id)
 		if err == nil {
 			for range ch {

@@ -230,9 +230,9 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("namespace jira-relay with the restricted Pod Security Standard")
 	}
 
-	// Deployment.
-	if n, _ := dig(dep, "spec", "replicas").(int); n < 2 {
-		t.Errorf("replicas %v, want 2 or more", dig(dep, "spec", "replicas"))
+	// Deployment: a fleet of three relays at least.
+	if n, _ := dig(dep, "spec", "replicas").(int); n < 3 {
+		t.Errorf("replicas %v, want 3 or more", dig(dep, "spec", "replicas"))
 	}
 	podLabels, _ := dig(dep, "spec", "template", "metadata", "labels").(map[string]any)
 	selects := func(what string, sel any) {
@@ -334,12 +334,21 @@ func TestKubernetesManifests(t *testing.T) {
 	known := settingEnvNames(t)
 	var environ []string
 	configPath := ""
+	const podName = "relay-7d9f8c6b5d-x2k4q" // a pod of Deployment relay
 	for _, e := range c["env"].([]any) {
 		name := str(dig(e, "name"))
 		if !known[name] {
 			t.Errorf("env %s is not a setting", name)
 		}
 		val := str(dig(e, "value"))
+		if ref := dig(e, "valueFrom", "fieldRef"); ref != nil {
+			// The downward API: only the pod's name, as a pod of the
+			// Deployment is called.
+			if str(dig(ref, "fieldPath")) != "metadata.name" {
+				t.Errorf("env %s: fieldRef %v, want metadata.name", name, dig(ref, "fieldPath"))
+			}
+			val = podName
+		}
 		if ref := dig(e, "valueFrom", "secretKeyRef"); ref != nil {
 			s, ok := secrets[str(dig(ref, "name"))]
 			if !ok {
@@ -418,6 +427,11 @@ func TestKubernetesManifests(t *testing.T) {
 	if len(cfg.EtcdEndpoints) < 3 || cfg.EtcdCA == "" || cfg.EtcdUsername == "" || cfg.RegistrationToken == "" {
 		t.Errorf("an external etcd cluster with TLS and a user, and a registration token: %+v", cfg.Redacted())
 	}
+	// Each pod names itself in the fleet after its pod: unique while it
+	// runs, new for every pod.
+	if cfg.RelayID != podName {
+		t.Errorf("relay-id %q: want the pod's name (RELAY_RELAY_ID from the downward API's metadata.name)", cfg.RelayID)
+	}
 	portOf := func(hostport string) int {
 		_, p, _ := net.SplitHostPort(hostport)
 		n, _ := strconv.Atoi(p)
@@ -463,9 +477,9 @@ var interpolationRe = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}`)
 
 // TestCompose checks deploy/docker-compose.yml (with the fakejira override):
 // a three-member etcd cluster that agrees on its members, of the etcd
-// version the relay is built with, and two relays that list every member,
-// wait for them, drain before they are killed, and would start with their
-// environment.
+// version the relay is built with, and a fleet of three relays that list
+// every member under one prefix, each with its own relay id, wait for them,
+// drain before they are killed, and would start with their environment.
 func TestCompose(t *testing.T) {
 	t.Parallel()
 	base := yamlDocs(t, "deploy/docker-compose.yml")[0]
@@ -490,8 +504,8 @@ func TestCompose(t *testing.T) {
 	}
 	slices.Sort(etcds)
 	slices.Sort(relays)
-	if len(etcds) != 3 || len(relays) < 2 {
-		t.Fatalf("etcd members %v, relays %v: want 3 and 2 or more", etcds, relays)
+	if len(etcds) != 3 || len(relays) < 3 {
+		t.Fatalf("etcd members %v, relays %v: want 3 and 3 or more", etcds, relays)
 	}
 
 	// The members agree on the cluster.
@@ -519,6 +533,8 @@ func TestCompose(t *testing.T) {
 
 	known := settingEnvNames(t)
 	hostPorts := map[string]string{}
+	relayIDs := map[string]string{} // relay id -> service
+	prefixes := map[string]bool{}
 	for _, name := range relays {
 		s := services[name].(map[string]any)
 		env := composeEnv(t, s)
@@ -542,6 +558,14 @@ func TestCompose(t *testing.T) {
 		if !slices.Equal(got, clientURLs) {
 			t.Errorf("%s: etcd endpoints %v, want every member %v", name, got, clientURLs)
 		}
+		// One fleet: one prefix, and a relay id of each relay's own.
+		prefixes[cfg.EtcdPrefix] = true
+		if cfg.RelayID == "" {
+			t.Errorf("%s: no RELAY_RELAY_ID: name each relay of the fleet", name)
+		} else if other, dup := relayIDs[cfg.RelayID]; dup {
+			t.Errorf("%s and %s are both relay %q: the fleet would count them as one", name, other, cfg.RelayID)
+		}
+		relayIDs[cfg.RelayID] = name
 		if cfg.RegistrationToken == "" || !strings.HasPrefix(env["RELAY_REGISTRATION_TOKEN"], "${RELAY_REGISTRATION_TOKEN:?") {
 			t.Errorf("%s: the registration token must come from the environment and be required", name)
 		}
@@ -573,6 +597,9 @@ func TestCompose(t *testing.T) {
 			}
 			hostPorts[hp] = name
 		}
+	}
+	if len(prefixes) != 1 {
+		t.Errorf("the relays use the etcd prefixes %v: one fleet shares one", slices.Sorted(mapKeys(prefixes)))
 	}
 	if str(dig(over, "services", "fakejira", "build", "target")) != "fakejira" {
 		t.Error("the override builds the fakejira target of the Dockerfile")

@@ -117,6 +117,9 @@ type runbookEnv struct {
 	// starts), whose quotas the acme tenant has reached; its admin handler
 	// serves <metricsUrl>.
 	capped *relaytest.Relay
+	// relay is the relay the runbook works against (relay-1 of the fleet;
+	// capped is relay-2).
+	relay *relaytest.Relay
 	// retained are the mappings linked under a retention (Capacity), and
 	// retainedLease the lease their keys went on.
 	retained      []map[string]any
@@ -144,8 +147,11 @@ func TestRunbook(t *testing.T) {
 
 	sections := parseRunbook(t, readRepoFile(t, "docs/operations.md"))
 	e, cli := etcdtest.Start(t)
-	r := startRelay(t, cli, nil)
+	// Named as an operator names the relays of a fleet (--relay-id): the
+	// "Running a fleet" section shows their member keys.
+	r := startRelay(t, cli, func(c *configs.Config) { c.RelayID = "relay-1" })
 	env := newRunbookEnv(t, r.URL, cli, e.Endpoints()[0])
+	env.relay = r
 
 	checks := env.checks()
 	var setup string
@@ -755,6 +761,10 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 			before: env.capacityBefore,
 			after:  env.capacityAfter,
 		},
+		"Running a fleet": {
+			before: env.fleetBefore,
+			after:  env.fleetAfter,
+		},
 		"Clear a NOSPACE alarm": {
 			before: func() {
 				env.createUser(env.acme, "doomed")
@@ -920,6 +930,7 @@ func (env *runbookEnv) capacityBefore() {
 	// acme now holds 4 mappings (user B's and the three) and 1 user (B).
 	env.capped = startRelay(t, env.cli, func(c *configs.Config) {
 		c.TenantMaxMappings, c.TenantMaxUsers = 4, 1
+		c.RelayID = "relay-2"
 	})
 	want := `relay_tenant_mappings{instance="` + env.acme.ID + `"} 4`
 	var metrics string
