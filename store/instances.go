@@ -659,8 +659,8 @@ func (s *Store) RotateClientKey(ctx context.Context, id string) (string, *Instan
 }
 
 // DeleteInstance erases every record of the instance (everything under its
-// prefix: record, configuration, users, mappings, error reports) and its URL
-// index entry, in one transaction. An instance whose record does not decode
+// prefix: record, configuration, users, mappings, error reports), its URL
+// index entry and the fleet's cool-downs of it, in one transaction. An instance whose record does not decode
 // is erased too: its URL index entries are then found by the instance id
 // they name. A conflicting write makes the transaction return the record as
 // it is now (Else), and the erase is tried again from that.
@@ -683,7 +683,7 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)}
 		// A migration's progress key goes too (a record that stopped
 		// decoding half-way through its migration leaves one).
-		ops := []clientv3.Op{deletePrefix(dir), clientv3.OpDelete(s.k.migrationKey(id))}
+		ops := append([]clientv3.Op{deletePrefix(dir), clientv3.OpDelete(s.k.migrationKey(id))}, s.k.cooldownOps(id)...)
 		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
 		switch {
 		case err == nil:

@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // The key layout (version 2), documented for operators in
@@ -46,6 +48,14 @@ func (k keys) instances() string            { return k.prefix + "instances/" }
 func (k keys) directory(id string) string   { return k.prefix + "instances/" + id + "/" }
 func (k keys) instance(id string) string    { return k.directory(id) + "instance" }
 func (k keys) config(id string) string      { return k.directory(id) + "config" }
+
+// cooldownOps delete the fleet's cool-down keys of a tenant (written by
+// internal/fleet: P fleet/cooldowns/tenant/<id>, endpoint/<id>/…,
+// issue/<id>/…), so that an erased tenant leaves no key naming it.
+func (k keys) cooldownOps(id string) []clientv3.Op {
+	c := k.prefix + "fleet/cooldowns/"
+	return []clientv3.Op{clientv3.OpDelete(c + "tenant/" + id), deletePrefix(c + "endpoint/" + id + "/"), deletePrefix(c + "issue/" + id + "/")}
+}
 
 // data is the prefix of one tenant's data.
 type data string

@@ -433,8 +433,23 @@ func testShared(t *testing.T, f *fleet) {
 		everywhere("a rotated client key", func(rc *relaytest.Client) bool {
 			return rc.Do("GET", p+"/config", c.Client, nil).Status == 401
 		})
+		// Cool-downs of the tenant (and one of another) run when it is erased.
+		until := `{"until":"` + time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano) + `"}`
+		cd := f.prefix + "fleet/cooldowns/"
+		for _, k := range []string{"tenant/" + c.ID, "endpoint/" + c.ID + "/upload", "issue/" + c.ID + "/ABC-1", "issue/" + f.a.ID + "/ABC-9"} {
+			if _, err := f.admin.Put(context.Background(), cd+k, until); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if res := api.Do("DELETE", p, c.Admin, nil); res.Status != 204 {
 			t.Fatalf("erase: %s", res)
+		}
+		left, err := f.admin.Get(context.Background(), cd, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left.Kvs) != 1 || string(left.Kvs[0].Key) != cd+"issue/"+f.a.ID+"/ABC-9" {
+			t.Errorf("cool-down keys after the erase: %v, want only the other tenant's", left.Kvs)
 		}
 		everywhere("an erased tenant", func(rc *relaytest.Client) bool {
 			s := rc.Do("GET", p+"/config", fresh, nil).Status
