@@ -22,6 +22,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fakejira"
+	"github.com/jira-relay/jira-relay/internal/fleet"
 	"github.com/jira-relay/jira-relay/internal/relaytest"
 )
 
@@ -1041,4 +1042,30 @@ func TestGuardRefusalsSpendNoIssueWrite(t *testing.T) {
 		}
 	}
 	rfWant(t, "the 21st write", rfUpload(t, j, "ABC-1"), 429, "rate_limited_issue_writes")
+}
+
+// TestCooldownAfterContinueHoldsTheBody: an upload that passed its checks
+// before "100 Continue" is held when a cool-down of its issue began (here
+// through another relay of the fleet, as its watch delivers it) before its
+// body came: 429 with Jira's reason, nothing sent to Jira.
+func TestCooldownAfterContinueHoldsTheBody(t *testing.T) {
+	j := startJira(t, false, nil)
+	c, br := rfDial(t, j)
+	if _, err := io.WriteString(c, rfHead(j, rfTarget(j, "ABC-1"), j.tenant.Client, len(rfNote), "Expect: 100-continue")); err != nil {
+		t.Fatal(err)
+	}
+	if res := rfReadAnswer(t, br); res.Status != http.StatusContinue {
+		t.Fatalf("want 100 Continue, got %d %s", res.Status, res.Body)
+	}
+	before := rfSeen(j)
+	j.relay.Server.Cooldowns().Trip(j.tenant.ID, fleet.Upload, "ABC-1", fleet.ReasonPerIssue, 30*time.Second)
+	if _, err := io.WriteString(c, rfNote); err != nil {
+		t.Fatal(err)
+	}
+	res := rfReadAnswer(t, br)
+	rfWant(t, "the body after a cool-down began", res, 429, "rate_limited_jira_cooldown")
+	if got := res.Header.Get("RateLimit-Reason"); got != fleet.ReasonPerIssue {
+		t.Errorf("RateLimit-Reason %q, want %q", got, fleet.ReasonPerIssue)
+	}
+	rfUnchanged(t, j, before, "after the cool-down began")
 }

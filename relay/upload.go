@@ -39,6 +39,12 @@ func Planned(ctx *fasthttp.RequestCtx) *Plan {
 // relays Jira's answer. A refusal of the acquire step is returned for the
 // front door to answer; once streaming starts, the relay answers itself.
 func (r *Relay) Upload(ctx *fasthttp.RequestCtx, p *Plan) error {
+	// Check may have run a while ago (before "100 Continue" and the body's
+	// first bytes): a cool-down any relay of the fleet began since holds
+	// this upload too, before it spends the issue's write.
+	if err := r.guards.cooling(p.in.ID, fleet.Upload, p.issue); err != nil {
+		return err
+	}
 	t, err := r.acquire(p.in.ID, p.up)
 	if err != nil {
 		return err

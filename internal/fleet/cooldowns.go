@@ -31,8 +31,15 @@ type entry struct {
 	scope  Scope
 	until  time.Time // the latest end known, this relay's or the fleet's
 	reason string    // Jira's RateLimit-Reason for it, "" when none
-	shared time.Time // the end written in etcd, as last seen; zero: no key
-	rev    int64     // that key's mod revision; 0: no key
+	shared
+}
+
+// shared is a scope's key in etcd, as last seen; its zero value is no key.
+type shared struct {
+	until   time.Time // the end it holds (capped at --max-cooldown)
+	written time.Time // when it was written
+	rev     int64     // its mod revision
+	lease   int64     // its lease
 }
 
 // NewCooldowns returns an empty Cooldowns whose cool-downs last at most
@@ -101,13 +108,15 @@ func (c *Cooldowns) Trip(instanceID string, ep Endpoint, issue, reason string, r
 }
 
 // Succeeded records that Jira accepted a request to the instance's
-// endpoint (and issue): the streaks of consecutive 429s of those scopes
-// start over. It makes no allocation.
+// endpoint (and issue): the streaks of consecutive 429s of every scope it
+// falls in start over. It makes no allocation.
 func (c *Cooldowns) Succeeded(instanceID string, ep Endpoint, issue string) {
 	var buf [320]byte
-	c.local.Succeeded(appendKey(buf[:0], ScopeEndpoint, instanceID, ep, ""))
-	if issue != "" {
-		c.local.Succeeded(appendKey(buf[:0], ScopeIssue, instanceID, ep, issue))
+	for s := range numScopes {
+		if s == ScopeIssue && issue == "" {
+			break
+		}
+		c.local.Succeeded(appendKey(buf[:0], s, instanceID, ep, issue))
 	}
 }
 
@@ -122,8 +131,8 @@ func (c *Cooldowns) entry(key string, s Scope) *entry {
 }
 
 // hold applies a cool-down the fleet shares (the value of key at revision
-// rev), capped at --max-cooldown from now.
-func (c *Cooldowns) hold(key string, s Scope, r record, rev int64) {
+// rev, on lease), capped at --max-cooldown from now.
+func (c *Cooldowns) hold(key string, s Scope, r record, rev, lease int64) {
 	now := c.clock.Now()
 	until := r.Until
 	if lim := now.Add(c.max); until.After(lim) {
@@ -136,7 +145,7 @@ func (c *Cooldowns) hold(key string, s Scope, r record, rev int64) {
 	if e == nil {
 		return
 	}
-	e.shared, e.rev = until, rev
+	e.shared = shared{until: until, written: r.Written, rev: rev, lease: lease}
 	if !until.Before(e.until) {
 		e.until, e.reason = until, r.Reason
 	}
@@ -152,22 +161,22 @@ func (c *Cooldowns) release(key string) {
 	if e == nil {
 		return
 	}
-	if e.until.After(e.shared) && !e.shared.IsZero() {
-		e.shared, e.rev = time.Time{}, 0
+	if e.rev != 0 && e.until.After(e.shared.until) {
+		e.shared = shared{}
 		return
 	}
 	c.local.Clear([]byte(key))
 	delete(c.entries, key)
 }
 
-// sharedOf is what etcd holds for key, as last seen: its end and revision.
-func (c *Cooldowns) sharedOf(key string) (until time.Time, rev int64) {
+// sharedOf is what etcd holds for key, as last seen.
+func (c *Cooldowns) sharedOf(key string) shared {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[key]; e != nil {
-		return e.shared, e.rev
+		return e.shared
 	}
-	return time.Time{}, 0
+	return shared{}
 }
 
 // keys returns the keys of the cool-downs etcd holds, as last seen.

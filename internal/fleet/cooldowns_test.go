@@ -123,26 +123,26 @@ func TestCooldownHoldAndRelease(t *testing.T) {
 	clock := newTestClock()
 	c := NewCooldowns(clock, time.Hour)
 	key := ScopeKey(ScopeIssue, inst, Upload, "ABC-1")
-	c.hold(key, ScopeIssue, record{Until: clock.Now().Add(30 * time.Second), Reason: ReasonPerIssue}, 7)
+	c.hold(key, ScopeIssue, record{Until: clock.Now().Add(30 * time.Second), Reason: ReasonPerIssue}, 7, 70)
 	if wait, reason, cooling := c.Check(inst, Upload, "ABC-1"); !cooling || wait != 30*time.Second || reason != ReasonPerIssue {
 		t.Fatalf("shared: %v %q %v", wait, reason, cooling)
 	}
-	if until, rev := c.sharedOf(key); rev != 7 || !until.Equal(clock.Now().Add(30*time.Second)) {
-		t.Errorf("sharedOf = %v, %d", until, rev)
+	if sh := c.sharedOf(key); sh.rev != 7 || sh.lease != 70 || !sh.until.Equal(clock.Now().Add(30*time.Second)) {
+		t.Errorf("sharedOf = %+v", sh)
 	}
 	c.release(key)
 	if _, _, cooling := c.Check(inst, Upload, "ABC-1"); cooling {
 		t.Error("cooling after the key was deleted")
 	}
 
-	c.hold(key, ScopeIssue, record{Until: clock.Now().Add(2 * time.Second)}, 8)
+	c.hold(key, ScopeIssue, record{Until: clock.Now().Add(2 * time.Second)}, 8, 80)
 	c.Trip(inst, Upload, "ABC-1", ReasonPerIssue, 40*time.Second) // later, not shared yet
 	c.release(key)
 	if wait, _, cooling := c.Check(inst, Upload, "ABC-1"); !cooling || wait != 40*time.Second {
 		t.Errorf("this relay's later 429 after an older key ended: %v %v, want 40s", wait, cooling)
 	}
 	// A far-future value is capped at --max-cooldown.
-	c.hold(ScopeKey(ScopeGlobal, "", 0, ""), ScopeGlobal, record{Until: clock.Now().Add(1000 * time.Hour)}, 9)
+	c.hold(ScopeKey(ScopeGlobal, "", 0, ""), ScopeGlobal, record{Until: clock.Now().Add(1000 * time.Hour)}, 9, 90)
 	if wait, _, _ := c.Check(other, Download, ""); wait != time.Hour {
 		t.Errorf("a key far in the future: held %v, want --max-cooldown 1h", wait)
 	}

@@ -61,8 +61,16 @@ type Fleet struct {
 	count   atomic.Int64 // members, for the gauge
 
 	lease atomic.Int64 // this relay's member lease, 0 while not registered
-	pubs  chan publication
-	m     fleetMetrics
+	// deleted is the revision at which this relay's member key was last
+	// seen deleted; rereg wakes the registration to compare it with its own.
+	deleted atomic.Int64
+	rereg   chan struct{}
+
+	pubMu   sync.Mutex
+	pending map[string]publication // cool-downs to share, by scope key
+	wake    chan struct{}
+
+	m fleetMetrics
 }
 
 type fleetMetrics struct {
@@ -74,18 +82,9 @@ type fleetMetrics struct {
 // the relay counts the members it last knew (at least itself) and keeps
 // retrying. Synced is closed once the first list is applied.
 func Start(o Options) *Fleet {
+	f := newFleet(o)
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Fleet{
-		o: o, log: cmp.Or(o.Logger, slog.New(slog.DiscardHandler)), dir: o.Prefix + Dir,
-		clock: o.Clock, cancel: cancel, synced: make(chan struct{}),
-		members: map[string]member{}, share: Solo,
-		pubs: make(chan publication, 1024),
-	}
-	if f.clock == nil {
-		f.clock = ratelimit.SystemClock{}
-	}
-	f.count.Store(1)
-	f.registerMetrics(o.Metrics)
+	f.cancel = cancel
 	if o.OnShare != nil {
 		o.OnShare(Solo)
 	}
@@ -94,6 +93,22 @@ func Start(o Options) *Fleet {
 	go func() { defer f.done.Done(); f.register(ctx) }()
 	go func() { defer f.done.Done(); f.watch(ctx) }()
 	go func() { defer f.done.Done(); f.publishLoop(ctx) }()
+	return f
+}
+
+// newFleet is a Fleet that runs nothing yet.
+func newFleet(o Options) *Fleet {
+	f := &Fleet{
+		o: o, log: cmp.Or(o.Logger, slog.New(slog.DiscardHandler)), dir: o.Prefix + Dir,
+		clock: o.Clock, cancel: func() {}, synced: make(chan struct{}),
+		members: map[string]member{}, share: Solo,
+		rereg: make(chan struct{}, 1), pending: map[string]publication{}, wake: make(chan struct{}, 1),
+	}
+	if f.clock == nil {
+		f.clock = ratelimit.SystemClock{}
+	}
+	f.count.Store(1)
+	f.registerMetrics(o.Metrics)
 	return f
 }
 
@@ -136,60 +151,11 @@ func (f *Fleet) Close() {
 	f.cancel()
 	f.done.Wait()
 	if id := f.lease.Swap(0); id != 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), f.timeout())
-		_, _ = f.o.Etcd.Revoke(ctx, clientv3.LeaseID(id))
-		cancel()
+		f.revoke(clientv3.LeaseID(id))
 	}
 }
 
 func (f *Fleet) timeout() time.Duration { return cmp.Or(f.o.Timeout, 5*time.Second) }
-
-// register keeps this relay's member key alive: granted on a lease of the
-// TTL, kept alive, and made again whenever the lease is lost (etcd was away
-// longer than the TTL).
-func (f *Fleet) register(ctx context.Context) {
-	key := f.dir + "members/" + f.o.ID
-	val, _ := json.Marshal(member{ID: f.o.ID, Addr: f.o.Addr, Version: f.o.Version, Started: f.o.Started.UTC()})
-	ttl := max(int64(f.o.TTL/time.Second), 1)
-	for ctx.Err() == nil {
-		id, err := f.grantPut(ctx, key, string(val), ttl)
-		if err != nil {
-			if ctx.Err() == nil {
-				f.log.Warn("fleet: cannot register this relay; retrying", "err", err)
-			}
-			sleep(ctx, time.Second)
-			continue
-		}
-		f.lease.Store(int64(id))
-		f.log.Info("fleet: this relay is a member", "key", key, "ttl_seconds", ttl)
-		ch, err := f.o.Etcd.KeepAlive(ctx, id)
-		if err == nil {
-			for range ch {
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		f.lease.CompareAndSwap(int64(id), 0)
-		f.log.Warn("fleet: this relay's membership lease was lost; registering again")
-		sleep(ctx, 100*time.Millisecond)
-	}
-}
-
-// grantPut puts key=val on a new lease of ttl seconds.
-func (f *Fleet) grantPut(ctx context.Context, key, val string, ttl int64) (clientv3.LeaseID, error) {
-	cctx, cancel := context.WithTimeout(ctx, f.timeout())
-	defer cancel()
-	l, err := f.o.Etcd.Grant(cctx, ttl)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := f.o.Etcd.Put(cctx, key, val, clientv3.WithLease(l.ID)); err != nil {
-		_, _ = f.o.Etcd.Revoke(context.WithoutCancel(cctx), l.ID)
-		return 0, err
-	}
-	return l.ID, nil
-}
 
 // watch lists the fleet's keys, then follows them; when the watch breaks
 // (etcd lost its leader, the revision was compacted) it lists again. What
@@ -211,7 +177,7 @@ func (f *Fleet) watch(ctx context.Context) {
 				break
 			}
 			for _, ev := range wr.Events {
-				f.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision, ev.Type == clientv3.EventTypeDelete)
+				f.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.Lease, ev.Type == clientv3.EventTypeDelete)
 			}
 			f.reshare()
 		}
@@ -235,7 +201,7 @@ func (f *Fleet) list(ctx context.Context) (int64, error) {
 	seen := map[string]bool{}
 	for _, kv := range resp.Kvs {
 		k := string(kv.Key)
-		f.apply(k, kv.Value, kv.ModRevision, false)
+		f.apply(k, kv.Value, kv.ModRevision, kv.Lease, false)
 		seen[k] = true
 	}
 	for _, k := range f.o.Cooldowns.sharedKeys() {
@@ -248,10 +214,15 @@ func (f *Fleet) list(ctx context.Context) (int64, error) {
 }
 
 // apply takes in one fleet key as put (or deleted). A key the relay does
-// not write, or a value it cannot read, is ignored with a warning.
-func (f *Fleet) apply(key string, val []byte, rev int64, deleted bool) {
+// not write (a key of another shape, a value it cannot read, a key on no
+// lease: it would never end) is ignored with a warning.
+func (f *Fleet) apply(key string, val []byte, rev, lease int64, deleted bool) {
 	rest, ok := cutPrefix(key, f.dir)
 	if !ok {
+		return
+	}
+	if !deleted && lease == 0 {
+		f.ignored(key, "on no lease")
 		return
 	}
 	if id, ok := cutPrefix(rest, "members/"); ok {
@@ -259,6 +230,13 @@ func (f *Fleet) apply(key string, val []byte, rev int64, deleted bool) {
 		defer f.mu.Unlock()
 		if deleted {
 			delete(f.members, id)
+			if id == f.o.ID { // an operator deleted it, or its lease ended
+				f.deleted.Store(max(f.deleted.Load(), rev))
+				select {
+				case f.rereg <- struct{}{}:
+				default:
+				}
+			}
 			return
 		}
 		var m member
@@ -286,7 +264,7 @@ func (f *Fleet) apply(key string, val []byte, rev int64, deleted bool) {
 			f.ignored(key, "not a cool-down record")
 			return
 		}
-		f.o.Cooldowns.hold(k, s, r, rev)
+		f.o.Cooldowns.hold(k, s, r, rev, lease)
 		return
 	}
 	if !deleted {

@@ -101,3 +101,120 @@ func TestMembership(t *testing.T) {
 		t.Errorf("leaving without etcd took %v", d)
 	}
 }
+
+// A member key deleted by hand is put again at once, and only once; a
+// second relay started with the same id does not take the key over, and
+// gets it when the first leaves.
+func TestMemberKeyKeptAndUnique(t *testing.T) {
+	_, cli := etcdtest.Start(t)
+	a := join(t, cli, "a")
+	key := "/t/fleet/members/a"
+	created := func() int64 {
+		r, err := cli.Get(context.Background(), key)
+		if err != nil || len(r.Kvs) != 1 {
+			return 0
+		}
+		return r.Kvs[0].CreateRevision
+	}
+	waitFor(t, "a registered", 2*time.Second, func() bool { return created() != 0 })
+	first := created()
+	if _, err := cli.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a registers again", time.Second, func() bool { c := created(); return c != 0 && c != first })
+	again := created()
+	time.Sleep(1500 * time.Millisecond)
+	if now := created(); now != again {
+		t.Errorf("the member key was made again and again (create revisions %d, %d, %d)", first, again, now)
+	}
+
+	twin := Start(Options{Etcd: cli, Prefix: "/t/", ID: "a", TTL: 2 * time.Second, Timeout: 500 * time.Millisecond,
+		Cooldowns: NewCooldowns(nil, time.Hour), Started: time.Now().Add(time.Hour)})
+	t.Cleanup(twin.Close)
+	time.Sleep(500 * time.Millisecond)
+	if now := created(); now != again || twin.lease.Load() != 0 {
+		t.Errorf("a second relay with the same id took the key (create revision %d, was %d; its lease %d)", now, again, twin.lease.Load())
+	}
+	a.Close()
+	waitFor(t, "the twin registers once the first left", 3*time.Second, func() bool { return twin.lease.Load() != 0 })
+}
+
+// Re-listing (after the watch broke) makes the fleet exactly what etcd
+// holds: members and cool-downs deleted meanwhile are gone, and keys on no
+// lease (written by hand) are not taken in.
+func TestListResyncs(t *testing.T) {
+	_, cli := etcdtest.Start(t)
+	ctx := context.Background()
+	l, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := `{"until":"` + time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano) + `"}`
+	for k, lease := range map[string]clientv3.LeaseID{
+		"/t/fleet/members/b":                         l.ID,
+		"/t/fleet/members/c":                         0,
+		"/t/fleet/cooldowns/issue/" + inst + "/AB-1": l.ID,
+		"/t/fleet/cooldowns/tenant/" + inst:          0,
+	} {
+		v := until
+		if lease != 0 && k == "/t/fleet/members/b" {
+			v = `{"id":"b"}`
+		} else if k == "/t/fleet/members/c" {
+			v = `{"id":"c"}`
+		}
+		if _, err := cli.Put(ctx, k, v, clientv3.WithLease(lease)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFleet(Options{Etcd: cli, Prefix: "/t/", ID: "a", Timeout: time.Second, Cooldowns: NewCooldowns(nil, time.Hour)})
+	// What the relay knew before its watch broke: a member and a cool-down
+	// that are gone since.
+	f.members["gone"] = member{ID: "gone"}
+	f.o.Cooldowns.hold(ScopeKey(ScopeGlobal, "", 0, ""), ScopeGlobal, record{Until: time.Now().Add(time.Minute)}, 3, 4)
+	if _, err := f.list(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.Members() != 2 || f.Share() != (Share{Members: 2, Rank: 0}) {
+		t.Errorf("after the list: %d members (%+v), want a and b", f.Members(), f.Share())
+	}
+	if _, _, cooling := f.o.Cooldowns.Check(other, Download, ""); cooling {
+		t.Error("a global cool-down deleted while the watch was down is still held")
+	}
+	if _, _, cooling := f.o.Cooldowns.Check(inst, Upload, "AB-1"); !cooling {
+		t.Error("the issue's cool-down in etcd is not held")
+	}
+	if _, _, cooling := f.o.Cooldowns.Check(inst, Download, ""); cooling {
+		t.Error("a tenant cool-down on no lease (written by hand) is held")
+	}
+	if n := f.m.ignored.Get(); n != 2 {
+		t.Errorf("%d keys ignored, want the 2 on no lease", n)
+	}
+}
+
+// Two relays seeing one wave of 429s for a scope write its key at most once
+// a second between them.
+func TestPublishOncePerSecondFleetWide(t *testing.T) {
+	_, cli := etcdtest.Start(t)
+	a, b := join(t, cli, "a"), join(t, cli, "b")
+	start := time.Now()
+	for i := 0; time.Since(start) < 2500*time.Millisecond; i++ {
+		d := 30*time.Second + time.Duration(i)*20*time.Millisecond // each 429 a little longer
+		a.o.Cooldowns.Trip(inst, Upload, "", ReasonBurst, d)
+		b.o.Cooldowns.Trip(inst, Upload, "", ReasonBurst, d+5*time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	time.Sleep(1100 * time.Millisecond)
+	writes := a.m.writes.Get() + b.m.writes.Get()
+	if max := uint64(elapsed/time.Second) + 2; writes < 1 || writes > max {
+		t.Errorf("%d writes of one scope by two relays in %v, want 1 to %d", writes, elapsed, max)
+	}
+	t.Logf("%d writes (%d conflicts) in %v", writes, a.m.conflicts.Get()+b.m.conflicts.Get(), elapsed.Round(time.Millisecond))
+	leases, err := cli.Leases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(leases.Leases); n > 3 { // the two members' and the key's
+		t.Errorf("%d leases alive, want 3: replaced cool-down leases are given back", n)
+	}
+}

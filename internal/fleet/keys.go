@@ -129,12 +129,14 @@ func parseKey(k string) (Scope, error) {
 	return 0, errBadKey
 }
 
-// record is the value of a cool-down key: when it ends, why, and which
-// relay saw Jira's 429 (for operators).
+// record is the value of a cool-down key: when it ends, why, which relay
+// saw Jira's 429 and when it wrote the key (for operators, and so that the
+// fleet writes a scope at most once a second).
 type record struct {
-	Until  time.Time `json:"until"`
-	Reason string    `json:"reason,omitempty"`
-	Relay  string    `json:"relay,omitempty"`
+	Until   time.Time `json:"until"`
+	Reason  string    `json:"reason,omitempty"`
+	Relay   string    `json:"relay,omitempty"`
+	Written time.Time `json:"written,omitzero"`
 }
 
 // parseRecord reads a cool-down value; a reason that is not a plain token
