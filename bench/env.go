@@ -21,9 +21,8 @@ type Stack struct {
 	CAFile   string // the fake Jira's CA, with TLS
 	Relay    *Process
 	FakeJira *Process
-	// Relays, RelayURLs and AdminURLs are every relay, relay 1 first; the
-	// admin URLs are "" where a relay has no --admin-listen (a lone relay
-	// without Config.ProfileDir).
+	// Relays, RelayURLs and AdminURLs (their --admin-listen: /metrics) are
+	// every relay, relay 1 first.
 	Relays    []*Process
 	RelayURLs []string
 	AdminURLs []string
@@ -161,9 +160,7 @@ func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir 
 		if i == 0 {
 			r.etcd = "http://127.0.0.1:" + strconv.Itoa(ports[1])
 		}
-		if cfg.ProfileDir != "" || cfg.Relays > 1 {
-			r.admin = "http://127.0.0.1:" + strconv.Itoa(ports[3])
-		}
+		r.admin = "http://127.0.0.1:" + strconv.Itoa(ports[3])
 		proc, _, err := StartProcess(name, bin, rargs, env, false, 0)
 		if err != nil {
 			return nil, err
@@ -269,8 +266,8 @@ func relayArgs(cfg *Config, dataDir string, ports [4]int, caFile string, tls boo
 	if tls {
 		args = append(args, "--upstream-ca", caFile)
 	}
-	if cfg.ProfileDir != "" || cfg.Relays > 1 {
-		args = append(args, "--admin-listen", "127.0.0.1:"+strconv.Itoa(ports[3]))
-	}
+	// Always a free port: the relay's default, 127.0.0.1:9090, would make
+	// two runs at once (or a relay already on the machine) collide.
+	args = append(args, "--admin-listen", "127.0.0.1:"+strconv.Itoa(ports[3]))
 	return append(args, cfg.RelayFlags...)
 }

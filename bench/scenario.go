@@ -78,8 +78,8 @@ func WriteScenarios(w io.Writer) {
 			continue
 		}
 		if s.Name == FleetScenario {
-			fmt.Fprintf(w, "  %-17s   = --relays %d --instance-rps 50 --instance-burst 50 --rate 500 (10 × rps) --duration %s --concurrency %d --trials %d\n",
-				"", s.Relays, s.Duration, s.Concurrency, s.Trials)
+			fmt.Fprintf(w, "  %-17s   = --relays %d --instance-rps %d --instance-burst %d --rate %d (10 × rps) --duration %s --concurrency %d --trials %d\n",
+				"", s.Relays, DefaultFleetRPS, DefaultFleetBurst, 10*DefaultFleetRPS, s.Duration, s.Concurrency, s.Trials)
 			continue
 		}
 		line := fmt.Sprintf("--mix %s --sizes %s --duration %s --concurrency %d", s.Mix, s.Sizes, s.Duration, s.Concurrency)

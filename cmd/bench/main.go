@@ -9,6 +9,8 @@
 //	go run ./cmd/bench                                  # the add-in mix, self-contained
 //	go run ./cmd/bench --scenario upload-64mib          # a preset (see -h)
 //	go run ./cmd/bench --scenario capacity              # etcd per mapping, old key layout vs current (no relay)
+//	go run ./cmd/bench --relays 3                       # the mix over 3 relays on one etcd
+//	go run ./cmd/bench --scenario fleet --relays 3      # the fleet-wide limit and propagation delays
 //	go run ./cmd/bench --target http://127.0.0.1:8080 --instance-id ID --client-key KEY
 //	bench/peers/run.sh                                  # relay vs nginx, HAProxy and Caddy
 //
@@ -112,8 +114,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	readers := fs.Int("readers", 0, "with --scenario capacity: concurrent lookups (--concurrency is the writers, --count the mappings per layout)")
 	relays := fs.Int("relays", 1, "relays to start on one etcd (relay 1 embeds it, the others use it, one --etcd-prefix): a fleet; workers are pinned to the relays round-robin (--scenario fleet: default 3)")
 	trials := fs.Int("trials", 0, "with --scenario fleet: trials per kind of propagation (default 50)")
-	instanceRPS := fs.Float64("instance-rps", 0, "with --scenario fleet: every relay's --instance-rps, the fleet-wide tenant limit (default 50)")
-	instanceBurst := fs.Int("instance-burst", 0, "with --scenario fleet: every relay's --instance-burst (default 50)")
+	instanceRPS := fs.Float64("instance-rps", 0, fmt.Sprintf("with --scenario fleet: every relay's --instance-rps, the fleet-wide tenant limit (default %d)", bench.DefaultFleetRPS))
+	instanceBurst := fs.Int("instance-burst", 0, fmt.Sprintf("with --scenario fleet: every relay's --instance-burst (default %d)", bench.DefaultFleetBurst))
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		bench.WriteScenarios(stderr)
