@@ -59,17 +59,7 @@ func (c *Cooldown) Trip(key []byte, retryAfter time.Duration) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tick := int64(c.clock.Now().Sub(c.epoch))
-	n := s.lru.get(key)
-	switch {
-	case n == nil:
-		s.lru.pruneBack(lazyPrune, func(n *node[cooldownState]) bool { return tick >= n.val.expires })
-		n, _ = s.lru.add(key, tick)
-	case tick >= n.val.expires:
-		n.val = cooldownState{}
-	}
-	s.lru.touch(n, tick)
-
-	st := &n.val
+	st := &c.live(s, key, tick).val
 	if tick >= st.until {
 		st.streak = min(st.streak+1, maxStreak)
 	}
@@ -93,6 +83,15 @@ func (c *Cooldown) Hold(key []byte, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tick := int64(c.clock.Now().Sub(c.epoch))
+	st := &c.live(s, key, tick).val
+	st.until = max(st.until, addSat(tick, int64(d)))
+	st.expires = addSat(st.until, c.grace)
+}
+
+// live returns key's entry in shard s (locked by the caller) at tick: made
+// if missing (dropping a few expired ones first), started over if expired,
+// and touched.
+func (c *Cooldown) live(s *shard[cooldownState], key []byte, tick int64) *node[cooldownState] {
 	n := s.lru.get(key)
 	switch {
 	case n == nil:
@@ -102,8 +101,7 @@ func (c *Cooldown) Hold(key []byte, d time.Duration) {
 		n.val = cooldownState{}
 	}
 	s.lru.touch(n, tick)
-	n.val.until = max(n.val.until, addSat(tick, int64(d)))
-	n.val.expires = addSat(n.val.until, c.grace)
+	return n
 }
 
 // Clear ends key's cool-down now (an operator cleared it), keeping its

@@ -43,35 +43,25 @@ func runFleet(ctx context.Context, set map[string]bool, f fleetFlags, sc bench.S
 		}
 		cfg.Relays = f.relays
 	}
-	if set["trials"] {
-		if f.trials < 1 || f.trials > 10000 {
-			return usage("--trials must be from 1 to 10000")
+	for _, c := range []struct {
+		name   string
+		ok     bool
+		rng    string
+		assign func()
+	}{
+		{"trials", f.trials >= 1 && f.trials <= 10000, "from 1 to 10000", func() { cfg.Trials = f.trials }},
+		{"instance-rps", f.instanceRPS >= 0.1 && f.instanceRPS <= 1e5, "from 0.1 to 100000", func() { cfg.InstanceRPS = f.instanceRPS }},
+		{"instance-burst", f.instanceBurst >= 1 && f.instanceBurst <= 1e6, "from 1 to 1000000", func() { cfg.InstanceBurst = f.instanceBurst }},
+		{"rate", f.rate > 0 && f.rate <= 1e6, "more than 0 and at most 1000000 (the offered load in req/s)", func() { cfg.Rate = f.rate }},
+		{"concurrency", f.concurrency >= 1 && f.concurrency <= 10000, "from 1 to 10000", func() { cfg.Concurrency = f.concurrency }},
+	} {
+		if !set[c.name] {
+			continue
 		}
-		cfg.Trials = f.trials
-	}
-	if set["instance-rps"] {
-		if f.instanceRPS < 0.1 || f.instanceRPS > 1e5 {
-			return usage("--instance-rps must be from 0.1 to 100000")
+		if !c.ok {
+			return usage("--%s must be %s", c.name, c.rng)
 		}
-		cfg.InstanceRPS = f.instanceRPS
-	}
-	if set["instance-burst"] {
-		if f.instanceBurst < 1 || f.instanceBurst > 1e6 {
-			return usage("--instance-burst must be from 1 to 1000000")
-		}
-		cfg.InstanceBurst = f.instanceBurst
-	}
-	if set["rate"] {
-		if f.rate <= 0 || f.rate > 1e6 {
-			return usage("--rate: with --scenario %s, the offered load in req/s, more than 0 and at most 1000000", bench.FleetScenario)
-		}
-		cfg.Rate = f.rate
-	}
-	if set["concurrency"] {
-		if f.concurrency < 1 || f.concurrency > 10000 {
-			return usage("--concurrency must be from 1 to 10000")
-		}
-		cfg.Concurrency = f.concurrency
+		c.assign()
 	}
 	if set["duration"] {
 		if f.duration <= 0 || f.duration > time.Hour {
