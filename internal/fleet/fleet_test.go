@@ -467,9 +467,12 @@ func testShared(t *testing.T, f *fleet) {
 			}
 		}
 		for i, r := range []*relaytest.Relay{r1, r2} {
-			if n := r.Metric(`relay_store_watch_events_total{kind="other"}`) - before[i]; n != 0 {
+			n := r.Metric(`relay_store_watch_events_total{kind="other"}`) - before[i]
+			if n != 0 {
 				t.Errorf("relay %d's watch received %v events of mappings", i+1, n)
 			}
+			t.Logf("100 mapping writes through relay 0: relay %d's watch received %v events of tenants' data (instance events so far %v, config %v)",
+				i+1, n, r.Metric(`relay_store_watch_events_total{kind="instance"}`), r.Metric(`relay_store_watch_events_total{kind="config"}`))
 		}
 	})
 }
