@@ -12,7 +12,9 @@ import (
 )
 
 // secretOf is a fixed 32-byte secret, base64, for tests.
-func secretOf(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, KeySize)) }
+func secretOf(b byte) string {
+	return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, KeySize))
+}
 
 func keyring(t testing.TB, names ...string) *Keyring {
 	t.Helper()
