@@ -73,9 +73,11 @@ func startFleet(t *testing.T, cluster *etcdtest.Cluster, prefix string, rps floa
 	return f
 }
 
-// start runs a relay over its own client of etcd member i%3.
+// start runs a relay over its own client of every etcd member, member
+// i%3 first.
 func (f *fleet) start(i int) *relaytest.Relay {
-	cli := etcdtest.Client(f.t, f.etcd.Endpoints()[i%3])
+	eps := f.etcd.Endpoints()
+	cli := etcdtest.Client(f.t, append(eps[i%3:], eps[:i%3]...)...)
 	return relaytest.StartWith(f.t, relaytest.Options{Etcd: cli, Mutate: f.mutate})
 }
 
@@ -474,6 +476,27 @@ func testShared(t *testing.T, f *fleet) {
 			t.Logf("100 mapping writes through relay 0: relay %d's watch received %v events of tenants' data (instance events so far %v, config %v)",
 				i+1, n, r.Metric(`relay_store_watch_events_total{kind="instance"}`), r.Metric(`relay_store_watch_events_total{kind="config"}`))
 		}
+	})
+
+	t.Run("without an etcd quorum the relays keep their count and serve", func(t *testing.T) {
+		f.etcd.Stop(1)
+		f.etcd.Stop(2)
+		lost := time.Now()
+		time.Sleep(time.Until(lost.Add(3 * time.Second))) // past the member lease of 2 s
+		for i, r := range f.relays {
+			if n := r.Metric("relay_fleet_members"); n != 3 {
+				t.Errorf("relay %d without a quorum counts %v members, want the last known 3", i, n)
+			}
+			served(t, fmt.Sprintf("an upload through relay %d without a quorum", i), f.upload(r, f.a, "ABC-20"))
+			served(t, fmt.Sprintf("a configuration read through relay %d without a quorum", i), f.config(r, f.a))
+		}
+		f.etcd.Restart(1)
+		f.etcd.Restart(2)
+		f.waitMembers(3, 30*time.Second)
+		d := f.shared("issue", fakejira.Fault{Reason: fakejira.ReasonPerIssue, Issue: "ABC-21", Host: f.hostA},
+			func() answer { return f.upload(r0, f.a, "ABC-21") })
+		t.Logf("after the quorum came back, a cool-down reached every relay after %v", d.Round(time.Millisecond))
+		refused(t, "the issue through relay 2 after the quorum came back", f.upload(r2, f.a, "ABC-21"), fakejira.ReasonPerIssue)
 	})
 }
 
