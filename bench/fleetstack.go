@@ -56,25 +56,12 @@ func fleetEndpoints(ctx context.Context, urls []string, first *Endpoint, concurr
 
 // rawCall sends one request to the relay's API and returns the status and
 // a copy of the body, whatever the status.
-func rawCall(e *Endpoint, method, path, key string, hdr map[string]string, body []byte) (int, []byte, error) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod(method)
-	req.SetRequestURI(e.Base + e.Path + path)
-	if key != "" {
-		req.Header.Set("X-Relay-Key", key)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	if body != nil {
-		req.SetBody(body)
-	}
-	if err := e.Do(req, resp, time.Now().Add(10*time.Second)); err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
+func rawCall(e *Endpoint, method, path, key string, hdr map[string]string, body []byte) (status int, answer []byte, err error) {
+	err = exchange(e, method, path, key, hdr, body, 10*time.Second, func(resp *fasthttp.Response) error {
+		status, answer = resp.StatusCode(), append([]byte(nil), resp.Body()...)
+		return nil
+	})
+	return status, answer, err
 }
 
 // fleetMemberArgs turns relay 1's command line into one of another relay

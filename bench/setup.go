@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,40 @@ type Tenant struct {
 // apiCall sends one JSON request to the relay's API and decodes the answer
 // into out (when not nil); want lists the acceptable statuses.
 func apiCall(e *Endpoint, method, path, key string, hdr map[string]string, body any, out any, want ...int) (*fasthttp.ResponseHeader, error) {
+	var raw []byte
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		raw = b
+		hdr = maps.Clone(hdr)
+		if hdr == nil {
+			hdr = map[string]string{}
+		}
+		hdr["Content-Type"] = "application/json"
+	}
+	var h *fasthttp.ResponseHeader
+	err := exchange(e, method, path, key, hdr, raw, 30*time.Second, func(resp *fasthttp.Response) error {
+		if !slices.Contains(want, resp.StatusCode()) {
+			return fmt.Errorf("%s %s: status %d: %s", method, strings.SplitN(path, "?", 2)[0], resp.StatusCode(), truncate(resp.Body(), 300))
+		}
+		if out != nil {
+			if err := json.Unmarshal(resp.Body(), out); err != nil {
+				return fmt.Errorf("%s %s: %w", method, path, err)
+			}
+		}
+		h = &fasthttp.ResponseHeader{}
+		resp.Header.CopyTo(h)
+		return nil
+	})
+	return h, err
+}
+
+// exchange sends one request to the relay's API (with the key in
+// X-Relay-Key when not empty) and hands the answer to read before it is
+// released.
+func exchange(e *Endpoint, method, path, key string, hdr map[string]string, body []byte, timeout time.Duration, read func(*fasthttp.Response) error) error {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -42,31 +78,12 @@ func apiCall(e *Endpoint, method, path, key string, hdr map[string]string, body 
 		req.Header.Set(k, v)
 	}
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.SetContentType("application/json")
-		req.SetBody(b)
+		req.SetBody(body)
 	}
-	if err := e.Do(req, resp, time.Now().Add(30*time.Second)); err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	if err := e.Do(req, resp, time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	ok := false
-	for _, s := range want {
-		ok = ok || resp.StatusCode() == s
-	}
-	if !ok {
-		return nil, fmt.Errorf("%s %s: status %d: %s", method, strings.SplitN(path, "?", 2)[0], resp.StatusCode(), truncate(resp.Body(), 300))
-	}
-	if out != nil {
-		if err := json.Unmarshal(resp.Body(), out); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	h := &fasthttp.ResponseHeader{}
-	resp.Header.CopyTo(h)
-	return h, nil
+	return read(resp)
 }
 
 func truncate(b []byte, n int) string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -76,12 +75,8 @@ func runFleet(ctx context.Context, set map[string]bool, f fleetFlags, sc bench.S
 	if err != nil {
 		return failed(ctx, stderr, err)
 	}
-	rep.WriteTable(stdout)
-	if f.jsonOut != "" {
-		if err := rep.WriteJSON(f.jsonOut); err != nil {
-			fmt.Fprintf(stderr, "bench: %v\n", err)
-			return exitFail
-		}
+	if code := writeReport(rep, f.jsonOut, stdout, stderr); code != exitOK {
+		return code
 	}
 	switch {
 	case rep.Interrupted:

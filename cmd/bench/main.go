@@ -337,12 +337,8 @@ func runCapacity(ctx context.Context, set map[string]bool, f capacityFlags, sc b
 	if err != nil {
 		return failed(ctx, stderr, err)
 	}
-	rep.WriteTable(stdout)
-	if f.jsonOut != "" {
-		if err := rep.WriteJSON(f.jsonOut); err != nil {
-			fmt.Fprintf(stderr, "bench: %v\n", err)
-			return exitFail
-		}
+	if code := writeReport(rep, f.jsonOut, stdout, stderr); code != exitOK {
+		return code
 	}
 	if rep.Errors() > 0 {
 		return exitErrors
@@ -363,4 +359,20 @@ func failed(ctx context.Context, stderr io.Writer, err error) int {
 		return exitUsage
 	}
 	return exitFail
+}
+
+// writeReport prints a scenario's report as a table, and as JSON to
+// jsonOut when given.
+func writeReport(rep interface {
+	WriteTable(io.Writer)
+	WriteJSON(string) error
+}, jsonOut string, stdout, stderr io.Writer) int {
+	rep.WriteTable(stdout)
+	if jsonOut != "" {
+		if err := rep.WriteJSON(jsonOut); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return exitFail
+		}
+	}
+	return exitOK
 }
