@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/jira-relay/jira-relay/internal/seal"
+)
+
+const encryptionUsage = `relay encryption: etcd values for operators
+
+  relay encryption decrypt [--encryption-key-file FILE] < etcdctl-json
+      read what "etcdctl get -w json ..." printed (one or more answers) on
+      standard input, and print each key and value in plain JSON, one per
+      line: {"key":"…","value":…,"mod_revision":…,"lease":…}. A value that is
+      JSON stays JSON, other text is a string, other bytes are
+      "value_base64". A sealed value
+      ("enc:v1:<key>:…") is opened with the key file's keys and shows
+      "sealed_with"; without the file, or when its key is not listed, the
+      line has "sealed_with" and an "error" instead of the value.
+
+  etcdctl get --prefix /jira-relay/d/<dataId>/users/ -w json | relay encryption decrypt
+`
+
+// etcdctlAnswer is the part of "etcdctl get -w json" the decoder reads:
+// keys and values are base64 (encoding/json decodes them into []byte).
+type etcdctlAnswer struct {
+	Kvs []struct {
+		Key         []byte `json:"key"`
+		Value       []byte `json:"value"`
+		ModRevision int64  `json:"mod_revision"`
+		Lease       int64  `json:"lease"`
+	} `json:"kvs"`
+}
+
+// plainKV is one line of relay encryption decrypt.
+type plainKV struct {
+	Key         string          `json:"key"`
+	Value       json.RawMessage `json:"value,omitempty"`
+	ValueBase64 []byte          `json:"value_base64,omitempty"`
+	SealedWith  string          `json:"sealed_with,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	ModRevision int64           `json:"mod_revision"`
+	Lease       int64           `json:"lease,omitempty"`
+}
+
+// runEncryption runs "relay encryption ...".
+func runEncryption(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "relay encryption: "+format+"\n\n%s", append(a, encryptionUsage)...)
+		return exitUsage
+	}
+	if len(args) == 0 {
+		return usage("a subcommand is needed")
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, encryptionUsage)
+		return exitOK
+	}
+	if args[0] != "decrypt" {
+		return usage("unknown subcommand %q", args[0])
+	}
+	fs := flag.NewFlagSet("relay encryption decrypt", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	keyFile := fs.String("encryption-key-file", "", "")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usage("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usage("unexpected argument %q (the input comes on standard input)", fs.Arg(0))
+	}
+	var keys *seal.Keyring
+	if *keyFile != "" {
+		var err error
+		if keys, err = seal.Load(*keyFile); err != nil {
+			return usage("--encryption-key-file: %v", err)
+		}
+	}
+	if err := decrypt(stdin, stdout, keys); err != nil {
+		fmt.Fprintf(stderr, "relay encryption decrypt: %v\n", err)
+		return exitUsage
+	}
+	return exitOK
+}
+
+// decrypt turns etcdctl's JSON answers read from in into plain lines on out.
+func decrypt(in io.Reader, out io.Writer, keys *seal.Keyring) error {
+	dec := json.NewDecoder(bufio.NewReader(in))
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for n := 1; ; n++ {
+		var a etcdctlAnswer
+		if err := dec.Decode(&a); errors.Is(err, io.EOF) {
+			if n == 1 {
+				return errors.New("no input: pipe the output of etcdctl get -w json into it")
+			}
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("answer %d is not the JSON of etcdctl get -w json: %v", n, err)
+		}
+		for _, kv := range a.Kvs {
+			if err := enc.Encode(plainOf(kv.Key, kv.Value, kv.ModRevision, kv.Lease, keys)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// plainOf is one key and value as decrypt prints it.
+func plainOf(key, value []byte, rev, lease int64, keys *seal.Keyring) plainKV {
+	p := plainKV{Key: string(key), ModRevision: rev, Lease: lease}
+	if name, sealed := seal.KeyOf(value); sealed {
+		p.SealedWith = name
+		if keys == nil {
+			p.Error = "sealed: give --encryption-key-file"
+			return p
+		}
+		plain, _, err := keys.Open(key, value)
+		var km *seal.KeyMissingError
+		switch {
+		case errors.As(err, &km):
+			p.Error = "encryption_key_missing: the key file does not list key " + km.Name
+			return p
+		case err != nil:
+			p.Error = "does not open: cut short, altered, or moved from another etcd key"
+			return p
+		}
+		value = plain
+	}
+	switch {
+	case len(value) > 0 && json.Valid(value):
+		p.Value = value
+	case utf8.Valid(value):
+		p.Value, _ = json.Marshal(string(value))
+	default:
+		p.ValueBase64 = value // bytes that are no text
+	}
+	return p
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jira-relay/jira-relay/internal/etcdtest"
+	"github.com/jira-relay/jira-relay/internal/seal"
+)
+
+// TestEncryptionDecrypt pipes the real etcdctl's JSON into relay encryption
+// decrypt: plain JSON, text, bytes, empty values and sealed values come out
+// as plain lines; a sealed value moved to another key, or sealed with a key
+// the file no longer lists, is an error on its line, never a wrong value.
+func TestEncryptionDecrypt(t *testing.T) {
+	etcdctl, err := exec.LookPath("etcdctl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("etcdctl is missing, and CI=true requires it: apt-get install -y etcd-client")
+		}
+		t.Skip("etcdctl is missing (apt-get install -y etcd-client); skipped outside CI")
+	}
+	e, cli := etcdtest.Start(t)
+	dir := t.TempDir()
+	old := writeKeys(t, dir, "old.yaml", "k0")
+	cur := writeKeys(t, dir, "keys.yaml", "k1")
+	k0, _ := seal.Load(old)
+	k1, _ := seal.Load(cur)
+	sealed := k1.Seal(nil, []byte("/p/users/sealed"), []byte(`{"name":"Mia","email":"mia@example.com"}`))
+	ctx := context.Background()
+	for k, v := range map[string]string{
+		"/p/users/plain":  `{"name":"Ann"}`,
+		"/p/text":         "hello",
+		"/p/empty":        "",
+		"/p/bin":          "\xff\x00\x01",
+		"/p/users/sealed": string(sealed),
+		"/p/users/moved":  string(sealed),
+		"/p/users/old":    string(k0.Seal(nil, []byte("/p/users/old"), []byte(`{"name":"Old"}`))),
+	} {
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(etcdctl, "--endpoints", strings.Join(e.Endpoints(), ","), "get", "--prefix", "/p/", "-w", "json")
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("etcdctl: %v", err)
+	}
+	decrypted := func(keyFile string) map[string]map[string]any {
+		t.Helper()
+		args := []string{"decrypt"}
+		if keyFile != "" {
+			args = append(args, "--encryption-key-file", keyFile)
+		}
+		var out, errb bytes.Buffer
+		// Two answers in a row, as two etcdctl calls piped together print.
+		if code := runEncryption(args, bytes.NewReader(append(append([]byte{}, raw...), raw...)), &out, &errb); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		lines := map[string]map[string]any{}
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("not a JSON line: %q", l)
+			}
+			lines[m["key"].(string)] = m
+		}
+		if len(lines) != 7 || strings.Count(out.String(), "\n") != 14 {
+			t.Fatalf("%d keys in %d lines, want 7 keys twice:\n%s", len(lines), strings.Count(out.String(), "\n"), out.String())
+		}
+		return lines
+	}
+	got := decrypted(cur)
+	want := map[string]string{
+		"/p/users/plain":  `{"name":"Ann"}`,
+		"/p/text":         `"hello"`,
+		"/p/empty":        `""`,
+		"/p/users/sealed": `{"email":"mia@example.com","name":"Mia"}`,
+	}
+	for k, v := range want {
+		b, _ := json.Marshal(got[k]["value"])
+		if string(b) != v {
+			t.Errorf("%s: value %s, want %s", k, b, v)
+		}
+	}
+	if got["/p/users/sealed"]["sealed_with"] != "k1" || got["/p/users/plain"]["sealed_with"] != nil {
+		t.Errorf("sealed_with: %v / %v", got["/p/users/sealed"]["sealed_with"], got["/p/users/plain"]["sealed_with"])
+	}
+	if b64, _ := got["/p/bin"]["value_base64"].(string); b64 != base64.StdEncoding.EncodeToString([]byte("\xff\x00\x01")) {
+		t.Errorf("bytes: %v", got["/p/bin"])
+	}
+	if e, _ := got["/p/users/moved"]["error"].(string); !strings.HasPrefix(e, "does not open") || got["/p/users/moved"]["value"] != nil {
+		t.Errorf("a sealed value moved to another key: %v", got["/p/users/moved"])
+	}
+	if e, _ := got["/p/users/old"]["error"].(string); !strings.Contains(e, "encryption_key_missing") || !strings.Contains(e, "k0") {
+		t.Errorf("a value of a retired key: %v", got["/p/users/old"])
+	}
+	if rev, _ := got["/p/text"]["mod_revision"].(float64); rev < 1 {
+		t.Errorf("mod_revision missing: %v", got["/p/text"])
+	}
+	// Without the key file a sealed value stays sealed; plaintext still reads.
+	without := decrypted("")
+	if e, _ := without["/p/users/sealed"]["error"].(string); !strings.Contains(e, "--encryption-key-file") || without["/p/users/sealed"]["value"] != nil {
+		t.Errorf("sealed without a key file: %v", without["/p/users/sealed"])
+	}
+	if strings.Contains(string(raw), "Mia") {
+		t.Fatal("the sealed value was readable in etcdctl's own output")
+	}
+}
+
+func TestEncryptionDecryptRefuses(t *testing.T) {
+	dir := t.TempDir()
+	loose := filepath.Join(dir, "loose.yaml")
+	entry, _ := seal.Generate("k1")
+	if err := os.WriteFile(loose, []byte("keys:\n"+entry), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args  []string
+		input string
+		want  string
+	}{
+		{nil, "", "a subcommand is needed"},
+		{[]string{"encrypt"}, "", `unknown subcommand "encrypt"`},
+		{[]string{"decrypt", "file.json"}, "", "unexpected argument"},
+		{[]string{"decrypt"}, "", "no input"},
+		{[]string{"decrypt"}, "{not json", "answer 1 is not the JSON of etcdctl get -w json"},
+		{[]string{"decrypt"}, `{"kvs":[{"key":"!!"}]}`, "answer 1 is not the JSON"},
+		{[]string{"decrypt", "--encryption-key-file", loose}, `{"kvs":[]}`, "readable by others"},
+	} {
+		var out, errb bytes.Buffer
+		if code := runEncryption(tc.args, strings.NewReader(tc.input), &out, &errb); code != exitUsage || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v on %q: exit %d, %q; want 2 and %q", tc.args, tc.input, code, errb.String(), tc.want)
+		}
+	}
+}
+
+// writeKeys writes a key file of one new key named name, mode 0600.
+func writeKeys(t *testing.T, dir, file, name string) string {
+	t.Helper()
+	entry, err := seal.Generate(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, file)
+	if err := os.WriteFile(p, []byte("keys:\n"+entry), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
