@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"unicode/utf8"
 
+	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/seal"
 )
 
@@ -25,6 +27,13 @@ const encryptionUsage = `relay encryption: etcd values for operators
       line has "sealed_with" and an "error" instead of the value.
 
   etcdctl get --prefix /jira-relay/d/<dataId>/users/ -w json | relay encryption decrypt
+
+  relay encryption status [--encryption-key-file FILE] [relay flags]
+      count the values under --etcd-prefix in the directory and every shard
+      by how they are stored: plaintext, empty (key-only entries), or the
+      key that sealed them (with the key file: its keys even at 0, and a
+      key it does not list marked). The relay flags (or RELAY_* variables,
+      or --config) name the clusters, as for relay shards.
 `
 
 // etcdctlAnswer is the part of "etcdctl get -w json" the decoder reads:
@@ -50,7 +59,7 @@ type plainKV struct {
 }
 
 // runEncryption runs "relay encryption ...".
-func runEncryption(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runEncryption(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "relay encryption: "+format+"\n\n%s", append(a, encryptionUsage)...)
 		return exitUsage
@@ -62,13 +71,18 @@ func runEncryption(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		fmt.Fprint(stdout, encryptionUsage)
 		return exitOK
 	}
-	if args[0] != "decrypt" {
-		return usage("unknown subcommand %q", args[0])
+	sub := args[0]
+	if sub != "decrypt" && sub != "status" {
+		return usage("unknown subcommand %q", sub)
 	}
-	fs := flag.NewFlagSet("relay encryption decrypt", flag.ContinueOnError)
+	fs := flag.NewFlagSet("relay encryption "+sub, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	keyFile := fs.String("encryption-key-file", "", "")
-	if err := fs.Parse(args[1:]); err != nil {
+	own, relayArgs := args[1:], []string(nil)
+	if sub == "status" {
+		own, relayArgs = splitFlags(args[1:], "encryption-key-file")
+	}
+	if err := fs.Parse(own); err != nil {
 		return usage("%v", err)
 	}
 	if fs.NArg() > 0 {
@@ -80,6 +94,17 @@ func runEncryption(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		if keys, err = seal.Load(*keyFile); err != nil {
 			return usage("--encryption-key-file: %v", err)
 		}
+	}
+	if sub == "status" {
+		cfg, err := configs.LoadEnviron(relayArgs, environ)
+		if err != nil {
+			return usage("%v", err)
+		}
+		if err := encryptionStatus(ctx, stdout, cfg, keys); err != nil {
+			fmt.Fprintf(stderr, "relay encryption status: %v\n", err)
+			return exitFail
+		}
+		return exitOK
 	}
 	if err := decrypt(stdin, stdout, keys); err != nil {
 		fmt.Fprintf(stderr, "relay encryption decrypt: %v\n", err)

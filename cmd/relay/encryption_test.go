@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,7 @@ func TestEncryptionDecrypt(t *testing.T) {
 		}
 		var out, errb bytes.Buffer
 		// Two answers in a row, as two etcdctl calls piped together print.
-		if code := runEncryption(args, bytes.NewReader(append(append([]byte{}, raw...), raw...)), &out, &errb); code != exitOK {
+		if code := runEncryption(context.Background(), args, nil, bytes.NewReader(append(append([]byte{}, raw...), raw...)), &out, &errb); code != exitOK {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		lines := map[string]map[string]any{}
@@ -137,7 +138,7 @@ func TestEncryptionDecryptRefuses(t *testing.T) {
 		{[]string{"decrypt", "--encryption-key-file", loose}, `{"kvs":[]}`, "readable by others"},
 	} {
 		var out, errb bytes.Buffer
-		if code := runEncryption(tc.args, strings.NewReader(tc.input), &out, &errb); code != exitUsage || !strings.Contains(errb.String(), tc.want) {
+		if code := runEncryption(context.Background(), tc.args, nil, strings.NewReader(tc.input), &out, &errb); code != exitUsage || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%v on %q: exit %d, %q; want 2 and %q", tc.args, tc.input, code, errb.String(), tc.want)
 		}
 	}
@@ -155,4 +156,40 @@ func writeKeys(t *testing.T, dir, file, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestEncryptionStatus counts a store's values by how they are stored.
+func TestEncryptionStatus(t *testing.T) {
+	e, cli := etcdtest.Start(t)
+	dir := t.TempDir()
+	keyFile := writeKeys(t, dir, "keys.yaml", "k1")
+	k1, _ := seal.Load(keyFile)
+	k0, _ := seal.Load(writeKeys(t, dir, "old.yaml", "k0"))
+	ctx := context.Background()
+	puts := map[string]string{"/jr/d/a/c/x/y": "", "/jr/d/a/c/x/z": "", "/jr/instances/i/config": `{"a":1}`}
+	for i := range 1203 { // more than a page
+		puts[fmt.Sprintf("/jr/d/a/users/u%04d", i)] = string(k1.Seal(nil, []byte("k"), []byte("v")))
+	}
+	puts["/jr/d/a/users/old"] = string(k0.Seal(nil, []byte("k"), []byte("v")))
+	puts["/other/x"] = "outside the prefix"
+	for k, v := range puts {
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	args := []string{"status", "--encryption-key-file", keyFile, "--etcd-endpoints", strings.Join(e.Endpoints(), ","), "--etcd-prefix", "/jr/"}
+	if code := runEncryption(ctx, args, nil, nil, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{
+		"directory  empty      2",
+		"directory  k0         1      sealed with a key the file does not list: encryption_key_missing",
+		"directory  k1         1203   the primary key",
+		"directory  plaintext  1",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
 }

@@ -34,7 +34,7 @@ const (
 // external), the store's cache, the front door, and a drain on ctx's end.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "encryption" {
-		return runEncryption(args[1:], os.Stdin, stdout, stderr)
+		return runEncryption(ctx, args[1:], environ, os.Stdin, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "keys" {
 		return runKeys(args[1:], stdout, stderr, time.Now())

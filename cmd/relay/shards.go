@@ -76,21 +76,12 @@ func runShards(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	if err != nil {
 		return usage("%v", err)
 	}
-	endpoints := cfg.EtcdEndpoints
-	if len(endpoints) == 0 {
-		endpoints = []string{cfg.EtcdListen}
-	}
-	dir, err := etcdClient(cfg, endpoints)
+	dir, endpoints, shards, err := operatorClients(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay shards: %v\n", err)
 		return exitFail
 	}
 	defer dir.Close()
-	shards, err := shardClients(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "relay shards: %v\n", err)
-		return exitFail
-	}
 	defer closeAll(shards)
 	var scs []store.ShardClient
 	for _, name := range slices.Sorted(maps.Keys(shards)) {
@@ -170,4 +161,23 @@ func splitFlags(args []string, names ...string) (own, rest []string) {
 		rest = append(rest, a)
 	}
 	return own, rest
+}
+
+// operatorClients are the clients an operator's command uses, from the
+// relay flags: the directory's (--etcd-endpoints, or without it the
+// embedded etcd of a running relay at --etcd-listen), with its endpoints,
+// and every shard's. The caller closes them.
+func operatorClients(cfg configs.Config) (dir *clientv3.Client, endpoints []string, shards map[string]*clientv3.Client, err error) {
+	endpoints = cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		endpoints = []string{cfg.EtcdListen}
+	}
+	if dir, err = etcdClient(cfg, endpoints); err != nil {
+		return nil, nil, nil, err
+	}
+	if shards, err = shardClients(cfg); err != nil {
+		dir.Close()
+		return nil, nil, nil, err
+	}
+	return dir, endpoints, shards, nil
 }
