@@ -147,6 +147,11 @@ type Config struct {
 	// embedded one) stays the directory; a new tenant goes to the shard
 	// with the most free room. Default empty: everything on one cluster.
 	EtcdShards []string `yaml:"etcd-shards"`
+	// EncryptionKeyFile names a file of named 32-byte keys (YAML or JSON,
+	// readable by its owner and group only): the first seals new values of
+	// users, mappings, configurations and error reports in etcd, every one
+	// opens. Default empty: values are stored as plaintext.
+	EncryptionKeyFile string `yaml:"encryption-key-file"`
 	// EtcdQuotaBytes is the embedded etcd's database quota: past it etcd
 	// refuses writes (NOSPACE) and the relay answers 507 store_full. Default
 	// 2147483648 (2 GiB, etcd's own); etcd advises at most 8 GiB.

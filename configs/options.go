@@ -78,6 +78,7 @@ func (c *Config) options() []option {
 		{"tenant-max-mappings", &c.TenantMaxMappings, "most mappings one tenant may hold (507 tenant_quota_exceeded past it); 0 is no quota"},
 		{"tenant-max-users", &c.TenantMaxUsers, "most users one tenant may hold; 0 is no quota"},
 		{"etcd-shards", &c.EtcdShards, "etcd clusters for tenants' data: NAME=URL[|URL...][;ca=FILE][;cert=FILE][;key=FILE], comma-separated"},
+		{"encryption-key-file", &c.EncryptionKeyFile, "file of named 32-byte keys (relay keys generate): the first seals new values in etcd, all open; empty stores plaintext"},
 		{"etcd-quota-bytes", &c.EtcdQuotaBytes, "the embedded etcd's database quota in bytes (507 store_full past it)"},
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/jira-relay/jira-relay/internal/seal"
 )
 
 // Normalize puts c in the form Validate expects and the rest of the relay
@@ -81,6 +83,11 @@ func (c *Config) Validate() error {
 		v.readable("etcd-shards", sh.Cert)
 		v.readable("etcd-shards", sh.Key)
 		v.pair("etcd-shards", sh.Cert, "etcd-shards", sh.Key)
+	}
+	if c.EncryptionKeyFile != "" {
+		if _, err := seal.Load(c.EncryptionKeyFile); err != nil {
+			v.add("encryption-key-file", "%s", err.Error())
+		}
 	}
 	if c.EtcdQuotaBytes < 16<<20 || c.EtcdQuotaBytes > 64<<30 {
 		v.add("etcd-quota-bytes", "must be from 16777216 (16 MiB) to 68719476736 (64 GiB)")

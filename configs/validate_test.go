@@ -41,6 +41,8 @@ func TestValidateRejects(t *testing.T) {
 		{"relay-id with a slash", func(c *Config) { c.RelayID = "a/b" }, `--relay-id: "a/b" must be 1 to 64 characters of A-Z a-z 0-9 . _ -`},
 		{"relay-id too long", func(c *Config) { c.RelayID = strings.Repeat("r", 65) }, `--relay-id: "rrrr`},
 		{"relay-id with a space", func(c *Config) { c.RelayID = "relay 1" }, `--relay-id: "relay 1" must be`},
+		{"encryption-key-file missing", func(c *Config) { c.EncryptionKeyFile = missing }, `--encryption-key-file: encryption key file ` + missing + `: no such file or directory`},
+		{"encryption-key-file not a key file", func(c *Config) { c.EncryptionKeyFile = file }, `--encryption-key-file: encryption key file ` + file + `: `},
 		{"drain-timeout zero", func(c *Config) { c.DrainTimeout = 0 }, `--drain-timeout: must be more than 0, not 0s`},
 
 		{"etcd-endpoints without scheme", func(c *Config) { c.EtcdEndpoints = []string{"127.0.0.1:2379"} }, `--etcd-endpoints: "127.0.0.1:2379" is not an http:// or https:// URL with a host`},

@@ -18,6 +18,9 @@ var emptyConfig = []byte("{}")
 // that the instance exists. Before the cache's first sync it reads etcd.
 func (s *Store) Config(ctx context.Context, id string) (*ConfigDoc, error) {
 	if d, ok := s.cache.config(id); ok {
+		if d.err != nil {
+			return nil, d.err
+		}
 		return d, nil
 	}
 	if s.cache.synced.Load() {
@@ -32,8 +35,11 @@ func (s *Store) Config(ctx context.Context, id string) (*ConfigDoc, error) {
 	if len(resp.Kvs) == 0 {
 		return &ConfigDoc{Body: emptyConfig}, nil
 	}
-	d := &ConfigDoc{Body: resp.Kvs[0].Value, Revision: resp.Kvs[0].ModRevision}
+	d := s.configDoc(id, resp.Kvs[0])
 	s.cache.putConfig(id, d)
+	if d.err != nil {
+		return nil, d.err
+	}
 	return d, nil
 }
 
@@ -53,7 +59,7 @@ func (s *Store) PutConfig(ctx context.Context, id string, body []byte, ifRevisio
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", *ifRevision))
 	}
 	resp, err := s.kv.Txn(ctx).If(cmps...).
-		Then(clientv3.OpPut(key, string(body))).
+		Then(clientv3.OpPut(key, s.vals.seal(key, body))).
 		Else(clientv3.OpGet(inst, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return nil, etcdErr("put config", err)

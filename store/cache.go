@@ -18,6 +18,15 @@ import (
 type ConfigDoc struct {
 	Body     []byte
 	Revision int64
+	// err is why a stored document did not open (its encryption key is
+	// not in the key file, or it does not decrypt): Config answers it.
+	err error
+}
+
+// configDoc is the document stored as kv (sealed or plaintext).
+func (s *Store) configDoc(id string, kv *mvccpb.KeyValue) *ConfigDoc {
+	body, err := s.vals.open(kv.Key, kv.Value, "configuration", id)
+	return &ConfigDoc{Body: body, Revision: kv.ModRevision, err: err}
 }
 
 // cache holds every instance record and configuration document, fed by an
@@ -278,7 +287,7 @@ func (s *Store) applyKV(ins map[string]*Instance, cfgs map[string]*ConfigDoc, kv
 	case "instance":
 		ins[id] = s.instanceEntry(id, kv)
 	case "config":
-		cfgs[id] = &ConfigDoc{Body: kv.Value, Revision: kv.ModRevision}
+		cfgs[id] = s.configDoc(id, kv)
 	}
 }
 
@@ -344,7 +353,7 @@ func (s *Store) applyEvent(ev *clientv3.Event) {
 		c.putInstanceLocked(in)
 		return
 	}
-	c.putConfigLocked(id, &ConfigDoc{Body: ev.Kv.Value, Revision: ev.Kv.ModRevision})
+	c.putConfigLocked(id, s.configDoc(id, ev.Kv))
 }
 
 // errCompacted ends a watch whose start revision etcd has compacted away.

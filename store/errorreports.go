@@ -81,8 +81,9 @@ func (s *Store) AddErrorReport(ctx context.Context, id string, r ErrorReport, tt
 		if err != nil {
 			return err
 		}
+		key := t.d.report(r.ID)
 		resp, err := t.sh.kv.Txn(ctx).If(markerExists(t.d)).
-			Then(clientv3.OpPut(t.d.report(r.ID), val, clientv3.WithLease(lease))).Commit()
+			Then(clientv3.OpPut(key, s.vals.seal(key, []byte(val)), clientv3.WithLease(lease))).Commit()
 		if err != nil {
 			return etcdErr("put error report", err)
 		}
@@ -126,8 +127,12 @@ func (s *Store) ErrorReports(ctx context.Context, id string, limit int, cursor s
 	}
 	out := make([]ErrorReport, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		v, err := s.vals.open(kv.Key, kv.Value, "error report", id)
+		if err != nil {
+			return nil, "", err
+		}
 		var r ErrorReport
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
+		if err := json.Unmarshal(v, &r); err != nil {
 			return nil, "", corrupt("error report", id)
 		}
 		out = append(out, r)

@@ -150,7 +150,7 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 	for {
 		resp, err := kv.Txn(ctx).
 			If(markerExists(d), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(mappingPuts(d, &m, "", lease)...).
+			Then(s.vals.mappingPuts(d, &m, lease)...).
 			Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly()), clientv3.OpGet(key)).Commit()
 		if err != nil {
 			if again, rerr := renew(err); again || rerr != nil {
@@ -172,7 +172,7 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 		if len(kvs) == 0 {
 			continue // unlinked meanwhile: create again
 		}
-		old, err := decodeMapping(id, kvs[0].Value)
+		old, err := s.vals.decodeMapping(id, kvs[0])
 		if err != nil {
 			return nil, false, err
 		}
@@ -184,7 +184,7 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 		}
 		upd := m
 		upd.CreatedAt = old.CreatedAt
-		ok, err := replaceMapping(ctx, kv, d, &old, &upd, kvs[0].ModRevision, lease)
+		ok, err := s.replaceMapping(ctx, kv, d, &old, &upd, kvs[0].ModRevision, lease)
 		if errors.Is(err, errFenced) {
 			return nil, false, err
 		}
@@ -203,20 +203,17 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 	}
 }
 
-// mappingPuts writes m's record and index entries (keys only), on lease
-// when it is not 0. The record's value is val, or m encoded when val is "".
-func mappingPuts(d data, m *Mapping, val string, lease clientv3.LeaseID) []clientv3.Op {
-	if val == "" {
-		b, _ := json.Marshal(m) // a Mapping always encodes: strings and a valid time
-		val = string(b)
-	}
+// mappingPuts writes m's record (sealed when a key file is given) and
+// index entries (keys only), on lease when it is not 0.
+func (v values) mappingPuts(d data, m *Mapping, lease clientv3.LeaseID) []clientv3.Op {
+	b, _ := json.Marshal(m) // a Mapping always encodes: strings and a valid time
 	var opts []clientv3.OpOption
 	if lease != 0 {
 		opts = []clientv3.OpOption{clientv3.WithLease(lease)}
 	}
 	ks := d.mappingKeys(m)
 	ops := make([]clientv3.Op, 0, len(ks))
-	ops = append(ops, clientv3.OpPut(ks[0], val, opts...))
+	ops = append(ops, clientv3.OpPut(ks[0], v.seal(ks[0], b), opts...))
 	for _, k := range ks[1:] {
 		ops = append(ops, clientv3.OpPut(k, "", opts...))
 	}
@@ -225,8 +222,8 @@ func mappingPuts(d data, m *Mapping, val string, lease clientv3.LeaseID) []clien
 
 // replaceMapping swaps old for upd (same identity) if the record is still at
 // rev: stale index entries go, new ones come, on lease, in one transaction.
-func replaceMapping(ctx context.Context, kv clientv3.KV, d data, old, upd *Mapping, rev int64, lease clientv3.LeaseID) (bool, error) {
-	ops := mappingPuts(d, upd, "", lease)
+func (s *Store) replaceMapping(ctx context.Context, kv clientv3.KV, d data, old, upd *Mapping, rev int64, lease clientv3.LeaseID) (bool, error) {
+	ops := s.vals.mappingPuts(d, upd, lease)
 	keep := map[string]bool{}
 	for _, k := range d.mappingKeys(upd) {
 		keep[k] = true
@@ -336,9 +333,9 @@ func (s *Store) Mappings(ctx context.Context, id string, q MappingQuery) ([]Mapp
 	}
 	var sms []storedMapping
 	if mq.kind == idxMail {
-		sms, err = decodeMappings(id, resp.Kvs)
+		sms, err = s.vals.decodeMappings(id, resp.Kvs)
 	} else {
-		sms, err = recordsOf(ctx, kv, id, d, mq.kind, mq.value, resp.Kvs, resp.Header.Revision)
+		sms, err = s.recordsOf(ctx, kv, id, d, mq.kind, mq.value, resp.Kvs, resp.Header.Revision)
 	}
 	if err != nil {
 		return nil, "", err
@@ -365,7 +362,7 @@ const maxTxnOps = 128
 // rev (the index's), in transactions of gets sent together: one round trip.
 // An entry whose record is gone (an index entry without its record cannot
 // be written, but may be left by hand) is skipped.
-func recordsOf(ctx context.Context, kv clientv3.KV, id string, d data, kind, value string, kvs []*mvccpb.KeyValue, rev int64) ([]storedMapping, error) {
+func (s *Store) recordsOf(ctx context.Context, kv clientv3.KV, id string, d data, kind, value string, kvs []*mvccpb.KeyValue, rev int64) ([]storedMapping, error) {
 	base := len(string(d)) + len(kind) + len(value) + 1
 	gets := make([]clientv3.Op, 0, len(kvs))
 	for _, e := range kvs {
@@ -398,7 +395,7 @@ func recordsOf(ctx context.Context, kv clientv3.KV, id string, d data, kind, val
 	}
 	var out []storedMapping
 	for _, kvs := range results {
-		sms, err := decodeMappings(id, kvs)
+		sms, err := s.vals.decodeMappings(id, kvs)
 		if err != nil {
 			return nil, err
 		}
@@ -407,20 +404,29 @@ func recordsOf(ctx context.Context, kv clientv3.KV, id string, d data, kind, val
 	return out, nil
 }
 
-// decodeMapping decodes a mapping record of instance id; one that does not
-// decode → ErrCorrupt.
-func decodeMapping(id string, v []byte) (Mapping, error) {
+// decodeMapping opens and decodes a mapping record of instance id; one
+// that does not decode → ErrCorrupt.
+func (v values) decodeMapping(id string, kv *mvccpb.KeyValue) (Mapping, error) {
+	b, err := v.open(kv.Key, kv.Value, "mapping", id)
+	if err != nil {
+		return Mapping{}, err
+	}
+	return decodeMappingJSON(id, b)
+}
+
+// decodeMappingJSON decodes a mapping record's plaintext.
+func decodeMappingJSON(id string, b []byte) (Mapping, error) {
 	var m Mapping
-	if err := json.Unmarshal(v, &m); err != nil {
+	if err := json.Unmarshal(b, &m); err != nil {
 		return Mapping{}, corrupt("mapping", id)
 	}
 	return m, nil
 }
 
-func decodeMappings(id string, kvs []*mvccpb.KeyValue) ([]storedMapping, error) {
+func (v values) decodeMappings(id string, kvs []*mvccpb.KeyValue) ([]storedMapping, error) {
 	out := make([]storedMapping, 0, len(kvs))
 	for _, kv := range kvs {
-		m, err := decodeMapping(id, kv.Value)
+		m, err := v.decodeMapping(id, kv)
 		if err != nil {
 			return nil, err
 		}
@@ -449,7 +455,7 @@ func (s *Store) allMappings(ctx context.Context, t tenant, kind, value string) (
 			cancel()
 			return nil, etcdErr("list mappings", err)
 		}
-		sms, err := recordsOf(cctx, kv, id, d, kind, value, resp.Kvs, resp.Header.Revision)
+		sms, err := s.recordsOf(cctx, kv, id, d, kind, value, resp.Kvs, resp.Header.Revision)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -519,7 +525,7 @@ func (s *Store) deleteMappings(ctx context.Context, t tenant, ms []storedMapping
 					batch[i].rev = 0
 					continue
 				}
-				m, err := decodeMapping(id, kvs[0].Value)
+				m, err := s.vals.decodeMapping(id, kvs[0])
 				if err != nil {
 					return n, err
 				}
@@ -569,7 +575,7 @@ func (s *Store) unlinkMappings(ctx context.Context, t tenant, mailID, issueID, u
 		if err != nil {
 			return 0, etcdErr("list mappings", err)
 		}
-		sms, err := decodeMappings(id, resp.Kvs)
+		sms, err := s.vals.decodeMappings(id, resp.Kvs)
 		if err != nil {
 			return 0, err
 		}

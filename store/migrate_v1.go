@@ -185,11 +185,11 @@ func copyV1Tenant(ctx context.Context, s *Store, id string, d data) (int64, erro
 					}
 					err = add(clientv3.OpPut(d.user(u.UserID), string(kv.Value)))
 				case "mappings/":
-					m, derr := decodeMapping(id, kv.Value)
+					m, derr := decodeMappingJSON(id, kv.Value)
 					if derr != nil {
 						return 0, derr
 					}
-					err = add(mappingPuts(d, &m, "", 0)...)
+					err = add(s.vals.mappingPuts(d, &m, 0)...)
 				case "error-reports/":
 					var r ErrorReport
 					if json.Unmarshal(kv.Value, &r) != nil || r.ID == "" {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jira-relay/jira-relay/internal/seal"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -56,6 +57,11 @@ type Options struct {
 	// (--etcd-shards); new tenants go to the one with the most room. None:
 	// every tenant's data lives on the directory (the kv of New).
 	Shards []ShardClient
+	// Keys, when set, seal the values of users, mapping records,
+	// configurations and error reports (--encryption-key-file); nil writes
+	// them as plaintext. Either way sealed values with a listed key and
+	// plaintext values are read.
+	Keys *seal.Keyring
 }
 
 // Store is the relay's data layer over etcd. It is safe for concurrent use.
@@ -68,6 +74,7 @@ type Store struct {
 	log     *slog.Logger
 	cache   *cache
 	lease   clientv3.Lease
+	vals    values
 
 	// dir is the directory's cluster as a shard; shards the others.
 	dir    *shard
@@ -112,7 +119,8 @@ func New(kv clientv3.KV, w clientv3.Watcher, o Options) (*Store, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		kv: kv, watcher: w, k: keys{prefix: o.Prefix}, timeout: o.Timeout,
+		vals: values{keys: o.Keys},
+		kv:   kv, watcher: w, k: keys{prefix: o.Prefix}, timeout: o.Timeout,
 		now: o.Now, log: o.Logger, cache: newCache(), lease: o.Lease,
 		dir:              &shard{name: DirectoryShard, kv: kv, lease: o.Lease, watcher: w},
 		shards:           map[string]*shard{},

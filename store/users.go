@@ -78,7 +78,7 @@ func (s *Store) PutUser(ctx context.Context, id string, u User) (*User, bool, er
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), ">", 0))
 		}
 		resp, err := t.sh.kv.Txn(ctx).If(cmps...).
-			Then(clientv3.OpPut(key, val, clientv3.WithPrevKV())).
+			Then(clientv3.OpPut(key, s.vals.seal(key, []byte(val)), clientv3.WithPrevKV())).
 			Else(clientv3.OpGet(t.d.tenant(), clientv3.WithCountOnly())).Commit()
 		if err != nil {
 			return etcdErr("put user", err)
@@ -119,8 +119,12 @@ func (s *Store) User(ctx context.Context, id, userID string) (*User, error) {
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("store: user: %w", ErrNotFound)
 	}
+	v, err := s.vals.open(resp.Kvs[0].Key, resp.Kvs[0].Value, "user", id)
+	if err != nil {
+		return nil, err
+	}
 	u := new(User)
-	if err := json.Unmarshal(resp.Kvs[0].Value, u); err != nil {
+	if err := json.Unmarshal(v, u); err != nil {
 		return nil, corrupt("user", id)
 	}
 	return u, nil

@@ -80,6 +80,8 @@ func Answer(err error) *Error {
 		return Err(507, "tenant_quota_exceeded", fmt.Sprintf("this tenant holds %d %s, as many as its quota allows (--tenant-max-%s); nothing was written", qe.Held, qe.What, qe.What))
 	case errors.Is(err, store.ErrStoreFull):
 		return Err(507, "store_full", "the store (etcd) is at its quota and takes no writes; nothing was written, reads go on")
+	case errors.Is(err, store.ErrEncryptionKeyMissing):
+		return errKeyMissing
 	case errors.Is(err, store.ErrCorrupt):
 		return errCorrupt
 	case errors.Is(err, store.ErrNotFound):
@@ -118,6 +120,9 @@ func bodyAnswer(bf *BodyFailure) *Error {
 
 // errCorrupt answers a record the store cannot decode: the relay did not
 // mean it, so it is logged, but it is not the caller's fault either.
+var errKeyMissing = Err(500, "encryption_key_missing",
+	"this record is sealed with an encryption key the relay's key file does not list; the operator must put that key back in --encryption-key-file (docs/operations.md)")
+
 var errCorrupt = Err(500, "record_corrupt",
 	"this instance's record in the store does not decode; the admin can still erase the instance (DELETE /v1/instances/{id}) and the operator can repair or erase it (docs/operations.md)")
 
@@ -150,7 +155,7 @@ func (r *Responder) Fail(ctx *fasthttp.RequestCtx, err error) {
 		if r.log.Enabled(context.Background(), slog.LevelDebug) {
 			r.log.Debug("refused", "route", Route(ctx), "reason", string(ae.Reason), "status", ae.Status)
 		}
-	case ae == ErrInternal, ae == errCorrupt:
+	case ae == ErrInternal, ae == errCorrupt, ae == errKeyMissing:
 		r.log.Error("internal error", "route", Route(ctx), "code", ae.Code, "err", err)
 	}
 	ae.write(ctx)

@@ -18,6 +18,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/fleet"
+	"github.com/jira-relay/jira-relay/internal/seal"
 	"github.com/jira-relay/jira-relay/proxy"
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -67,6 +68,10 @@ func Start(o Options) (*Stack, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	keys, err := encryptionKeys(o.Config, log)
+	if err != nil {
+		return nil, err
+	}
 	set := metrics.NewSet()
 	kv := store.ObservedKV(o.Etcd, etcdObserver(set))
 	st, err := store.New(kv, o.Etcd, store.Options{
@@ -74,6 +79,7 @@ func Start(o Options) (*Stack, error) {
 		MappingRetention: o.Config.MappingRetention,
 		MaxMappings:      o.Config.TenantMaxMappings, MaxUsers: o.Config.TenantMaxUsers,
 		Shards:       shardClients(o.Shards, etcdObserver(set)),
+		Keys:         keys,
 		OnWatchEvent: func(kind string) { set.GetOrCreateCounter(`relay_store_watch_events_total{kind="` + kind + `"}`).Inc() },
 	})
 	if err != nil {
@@ -177,4 +183,19 @@ func etcdObserver(set *metrics.Set) store.Observer {
 		}
 		set.GetOrCreatePrometheusHistogramExt(`relay_etcd_op_duration_seconds{op="`+op+`",result="`+result+`"}`, buckets).Update(d.Seconds())
 	}
+}
+
+// encryptionKeys loads --encryption-key-file, or says once that values are
+// stored as plaintext. Only the keys' names are logged.
+func encryptionKeys(cfg configs.Config, log *slog.Logger) (*seal.Keyring, error) {
+	if cfg.EncryptionKeyFile == "" {
+		log.Info("encryption at rest is off: users, mappings, configurations and error reports are stored unencrypted in etcd (--encryption-key-file turns it on)")
+		return nil, nil
+	}
+	keys, err := seal.Load(cfg.EncryptionKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--encryption-key-file: %w", err)
+	}
+	log.Info("encryption at rest is on: new values are sealed", "key", keys.Primary(), "keys", keys.Names())
+	return keys, nil
 }
