@@ -116,6 +116,10 @@ func waitHTTP(t *testing.T, c *http.Client, url string) {
 func TestBadConfigurationExitsTwo(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("listen: :8080\nno-such-key: 1\n"), 0o600)
+	looseKeys := filepath.Join(t.TempDir(), "keys.yaml")
+	os.WriteFile(looseKeys, []byte("keys:\n  - name: k1\n    secret: c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=\n"), 0o644)
+	shortKey := filepath.Join(t.TempDir(), "short.yaml")
+	os.WriteFile(shortKey, []byte("keys:\n  - name: k1\n    secret: c2hvcnQtc2VjcmV0\n"), 0o600)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -127,12 +131,16 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		{[]string{"--config", "/does/not/exist.yaml"}, "exist.yaml"},
 		{[]string{"--tls-cert", "/nope.pem"}, "--tls"},
 		{[]string{"positional"}, "positional"},
+		{[]string{"--encryption-key-file", "/no/keys.yaml"}, "--encryption-key-file: encryption key file /no/keys.yaml: no such file or directory"},
+		{[]string{"--encryption-key-file", looseKeys}, "readable by others (mode 0644)"},
+		{[]string{"--encryption-key-file", shortKey}, `key "k1": the secret is 12 bytes, want 32`},
 	} {
 		p := startRelay(t, tc.args...)
 		if code := p.exitCode(t, 10*time.Second); code != 2 {
 			t.Errorf("%v: exit %d, want 2; output:\n%s", tc.args, code, p.out)
 		}
-		if out := p.out.String(); !strings.Contains(out, tc.want) || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+		if out := p.out.String(); !strings.Contains(out, tc.want) || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") ||
+			strings.Contains(out, "c2VjcmV0") || strings.Contains(out, "c2hvcnQ") {
 			t.Errorf("%v: output does not name %q clearly:\n%s", tc.args, tc.want, out)
 		}
 	}
