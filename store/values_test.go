@@ -3,9 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,5 +176,117 @@ func TestSealedValueRefusals(t *testing.T) {
 		if !errors.Is(err, store.ErrEncryptionKeyMissing) || !strings.Contains(err.Error(), `"k1"`) {
 			t.Errorf("%s: %v, want ErrEncryptionKeyMissing naming k1", name, err)
 		}
+	}
+}
+
+// keysOf loads a key file of the given entries (seal.Generate's), in order.
+func keysOf(t *testing.T, entries ...string) *seal.Keyring {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keys.yaml")
+	if err := os.WriteFile(p, []byte("keys:\n"+strings.Join(entries, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := seal.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func entry(t *testing.T, name string) string {
+	t.Helper()
+	e, err := seal.Generate(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Rotation: values written under key A (and plaintext from before
+// encryption); key B is put first and the rewrite runs while users keep
+// being written; nothing is lost, nothing stays under A or in plaintext,
+// and a relay with B alone reads everything.
+func TestRotationRewrite(t *testing.T) {
+	cli, p := etcdtest.Shared(t)
+	ctx := context.Background()
+	ea, eb := entry(t, "ka"), entry(t, "kb")
+	plain := runStoreWith(t, cli, cli, store.Options{Prefix: p, Lease: cli})
+	reg := register(t, plain, "https://rotation.atlassian.net")
+	id := reg.Instance.ID
+	writeCanaries(t, plain, id) // plaintext, from before encryption
+	withA := runStoreWith(t, cli, cli, store.Options{Prefix: p, Keys: keysOf(t, ea), Lease: cli})
+	const users = 300
+	for i := range users {
+		if _, _, err := withA.PutUser(ctx, id, store.User{UserID: fmt.Sprintf("u%03d", i), Name: "A", Email: "a@example.com"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		m := store.Mapping{ConversationID: "conv", MailID: fmt.Sprintf("<%d@x>", i), UserID: "u000", Jira: store.JiraRef{ID: "10001", Key: "AB-1"}}
+		if _, _, err := withA.LinkMapping(ctx, id, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	withBA := runStoreWith(t, cli, cli, store.Options{Prefix: p, Keys: keysOf(t, eb, ea), Lease: cli})
+	stop := make(chan struct{})
+	last := make([]string, users)
+	var wg sync.WaitGroup
+	wg.Go(func() { // writes go on during the rewrite, through a relay with B first
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			i := n % 50 // users 50 and up are left to the rewrite
+			name := fmt.Sprintf("B%d", n)
+			if _, _, err := withBA.PutUser(ctx, id, store.User{UserID: fmt.Sprintf("u%03d", i), Name: name, Email: "b@example.com"}); err != nil {
+				t.Error(err)
+				return
+			}
+			last[i] = name
+		}
+	})
+	rep, err := withBA.RewriteValues(ctx, nil)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rewrite: %d rewritten, %d current, %d retried after a concurrent write", rep.Rewritten, rep.Current, rep.Retried)
+	if rep.Rewritten < 250+50+4 || len(rep.Unreadable) != 0 { // users 50–299, the mappings, the plaintext canaries
+		t.Errorf("rewrite report %+v", rep)
+	}
+	resp, err := cli.Get(ctx, p, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		k := string(kv.Key)
+		if strings.HasPrefix(string(kv.Value), "enc:v1:ka:") {
+			t.Errorf("%s is still sealed with the old key", k)
+		}
+		if (strings.Contains(k, "/users/") || strings.Contains(k, "/m/") || strings.Contains(k, "/reports/") || strings.HasSuffix(k, "/config")) && !strings.HasPrefix(string(kv.Value), "enc:v1:kb:") {
+			t.Errorf("%s is not sealed with the new key: %.40q", k, kv.Value)
+		}
+	}
+	onlyB := runStoreWith(t, cli, cli, store.Options{Prefix: p, Keys: keysOf(t, eb), Lease: cli})
+	readsBack(t, onlyB, id)
+	for i := range users {
+		want := last[i]
+		if want == "" {
+			want = "A"
+		}
+		if u, err := onlyB.User(ctx, id, fmt.Sprintf("u%03d", i)); err != nil || u.Name != want {
+			t.Fatalf("user %d after the rotation: %+v, %v; want the last write %q", i, u, err, want)
+		}
+	}
+	if ms, _, err := onlyB.Mappings(ctx, id, store.MappingQuery{By: store.ByConversation, Value: "conv", Limit: 1000}); err != nil || len(ms) != 50 {
+		t.Errorf("mappings after the rotation: %d, %v", len(ms), err)
+	}
+	again, err := withBA.RewriteValues(ctx, nil)
+	if err != nil || again.Rewritten != 0 {
+		t.Errorf("a second rewrite: %+v, %v; want nothing left to do", again, err)
 	}
 }

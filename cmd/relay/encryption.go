@@ -34,6 +34,15 @@ const encryptionUsage = `relay encryption: etcd values for operators
       key that sealed them (with the key file: its keys even at 0, and a
       key it does not list marked). The relay flags (or RELAY_* variables,
       or --config) name the clusters, as for relay shards.
+
+  relay encryption rewrite --encryption-key-file FILE [relay flags]
+      seal with the file's first key every value the relays seal (users,
+      mapping records, configurations, error reports) that is plaintext or
+      sealed with another key, in the directory and every shard: one
+      compare-and-swap per value, leases kept, so relays may keep writing.
+      Stop it at any time and run it again. Then compact and defragment
+      (docs/operations.md) so that old revisions stop holding the old
+      values, and only then take the old key out of the file.
 `
 
 // etcdctlAnswer is the part of "etcdctl get -w json" the decoder reads:
@@ -72,17 +81,40 @@ func runEncryption(ctx context.Context, args, environ []string, stdin io.Reader,
 		return exitOK
 	}
 	sub := args[0]
-	if sub != "decrypt" && sub != "status" {
+	switch sub {
+	case "status", "rewrite":
+		// The relay's own flags (or RELAY_* variables, or --config),
+		// --encryption-key-file among them.
+		cfg, err := configs.LoadEnviron(args[1:], environ)
+		if err != nil {
+			return usage("%v", err)
+		}
+		var keys *seal.Keyring
+		if cfg.EncryptionKeyFile != "" {
+			if keys, err = seal.Load(cfg.EncryptionKeyFile); err != nil {
+				return usage("--encryption-key-file: %v", err)
+			}
+		}
+		if sub == "status" {
+			err = encryptionStatus(ctx, stdout, cfg, keys)
+		} else if keys == nil {
+			return usage("rewrite needs --encryption-key-file: the key to seal with is its first")
+		} else {
+			err = encryptionRewrite(ctx, stdout, stderr, cfg, keys)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "relay encryption %s: %v\n", sub, err)
+			return exitFail
+		}
+		return exitOK
+	case "decrypt":
+	default:
 		return usage("unknown subcommand %q", sub)
 	}
-	fs := flag.NewFlagSet("relay encryption "+sub, flag.ContinueOnError)
+	fs := flag.NewFlagSet("relay encryption decrypt", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	keyFile := fs.String("encryption-key-file", "", "")
-	own, relayArgs := args[1:], []string(nil)
-	if sub == "status" {
-		own, relayArgs = splitFlags(args[1:], "encryption-key-file")
-	}
-	if err := fs.Parse(own); err != nil {
+	if err := fs.Parse(args[1:]); err != nil {
 		return usage("%v", err)
 	}
 	if fs.NArg() > 0 {
@@ -94,17 +126,6 @@ func runEncryption(ctx context.Context, args, environ []string, stdin io.Reader,
 		if keys, err = seal.Load(*keyFile); err != nil {
 			return usage("--encryption-key-file: %v", err)
 		}
-	}
-	if sub == "status" {
-		cfg, err := configs.LoadEnviron(relayArgs, environ)
-		if err != nil {
-			return usage("%v", err)
-		}
-		if err := encryptionStatus(ctx, stdout, cfg, keys); err != nil {
-			fmt.Fprintf(stderr, "relay encryption status: %v\n", err)
-			return exitFail
-		}
-		return exitOK
 	}
 	if err := decrypt(stdin, stdout, keys); err != nil {
 		fmt.Fprintf(stderr, "relay encryption decrypt: %v\n", err)

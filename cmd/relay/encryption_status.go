@@ -11,6 +11,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/seal"
+	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -100,4 +101,36 @@ func countValues(ctx context.Context, c *clientv3.Client, prefix string, timeout
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// encryptionRewrite seals every sealable value with the key file's first
+// key, printing progress to errw and the result to w.
+func encryptionRewrite(ctx context.Context, w, errw io.Writer, cfg configs.Config, keys *seal.Keyring) error {
+	dir, _, shards, err := operatorClients(cfg)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	defer closeAll(shards)
+	var scs []store.ShardClient
+	for _, name := range slices.Sorted(maps.Keys(shards)) {
+		c := shards[name]
+		scs = append(scs, store.ShardClient{Name: name, KV: c, Lease: c, Watcher: c})
+	}
+	st, err := store.New(dir, dir, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Lease: dir, Shards: scs, Keys: keys})
+	if err != nil {
+		return err
+	}
+	last := time.Now()
+	rep, err := st.RewriteValues(ctx, func(r store.RewriteReport) {
+		if time.Since(last) >= 2*time.Second {
+			fmt.Fprintf(errw, "relay encryption rewrite: %d rewritten, %d current so far\n", r.Rewritten, r.Current)
+			last = time.Now()
+		}
+	})
+	fmt.Fprintf(w, "sealed with %s: %d rewritten, %d already, %d judged again after a concurrent write\n", keys.Primary(), rep.Rewritten, rep.Current, rep.Retried)
+	for _, name := range slices.Sorted(maps.Keys(rep.Unreadable)) {
+		fmt.Fprintf(w, "left as they are: %d values sealed with %s, which the key file does not list\n", rep.Unreadable[name], name)
+	}
+	return err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/seal"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestEncryptionDecrypt pipes the real etcdctl's JSON into relay encryption
@@ -191,5 +192,60 @@ func TestEncryptionStatus(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestEncryptionRewrite: relay encryption rewrite seals plaintext and
+// old-key values with the first key, leaves what is not a sealable value
+// alone, and a second run finds nothing to do.
+func TestEncryptionRewrite(t *testing.T) {
+	e, cli := etcdtest.Start(t)
+	dir := t.TempDir()
+	e0, _ := seal.Generate("k0")
+	e1, _ := seal.Generate("k1")
+	both := filepath.Join(dir, "both.yaml")
+	if err := os.WriteFile(both, []byte("keys:\n"+e1+e0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k0, _ := seal.Parse([]byte("keys:\n" + e0))
+	ctx := context.Background()
+	const user, record = "/jr/d/abc234/users/u1", "/jr/d/abc234/m/aaaa/bbbb/10001"
+	for k, v := range map[string]string{
+		user:   `{"userId":"u1","name":"Mia"}`,
+		record: string(k0.Seal(nil, []byte(record), []byte(`{"mailId":"<m@x>"}`))),
+		"/jr/instances/abcdefghijklmnopqrstuvwxyz/config":   `{"template":"t"}`,
+		"/jr/instances/abcdefghijklmnopqrstuvwxyz/instance": `{"id":"abcdefghijklmnopqrstuvwxyz"}`,
+		"/jr/d/abc234/c/aaaa/bbbb/cccc/10001":               "",
+		"/jr/urls/https:%2F%2Fa.atlassian.net":              `{"instanceId":"abcdefghijklmnopqrstuvwxyz"}`,
+	} {
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"rewrite", "--encryption-key-file", both, "--etcd-endpoints", strings.Join(e.Endpoints(), ","), "--etcd-prefix", "/jr/"}
+	var out, errb bytes.Buffer
+	if code := runEncryption(ctx, args, nil, nil, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "sealed with k1: 3 rewritten, 0 already") {
+		t.Errorf("rewrite: %s", out.String())
+	}
+	resp, err := cli.Get(ctx, "/jr/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		k, sealedK1 := string(kv.Key), strings.HasPrefix(string(kv.Value), "enc:v1:k1:")
+		want := k == user || k == record || strings.HasSuffix(k, "/config")
+		if sealedK1 != want {
+			t.Errorf("%s: sealed with k1 %v, want %v", k, sealedK1, want)
+		}
+	}
+	out.Reset()
+	if code := runEncryption(ctx, args, nil, nil, &out, &errb); code != exitOK || !strings.Contains(out.String(), "0 rewritten, 3 already") {
+		t.Errorf("a second run: exit %d, %s", code, out.String())
+	}
+	if code := runEncryption(ctx, []string{"rewrite", "--etcd-endpoints", strings.Join(e.Endpoints(), ",")}, nil, nil, &out, &errb); code != exitUsage {
+		t.Errorf("rewrite without a key file: exit %d, want 2", code)
 	}
 }
