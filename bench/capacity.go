@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/internal/layoutv1"
+	"github.com/jira-relay/jira-relay/internal/seal"
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -42,6 +43,10 @@ const (
 	TargetInUsePerMapping = 1200   // bytes of etcd database in use per mapping, at most
 	TargetLookupsPerSec   = 10_000 // lookups by conversation per second, at least
 	TargetWritesPerSec    = 2_000  // mapping writes per second, at least
+	// TargetSealedRatio: with encryption at rest on, mapping writes and
+	// lookups by conversation run at least this fraction of the same run
+	// with it off (issue 12).
+	TargetSealedRatio = 0.85
 )
 
 // CapacityConfig is one run of the capacity scenario. Zero fields take the
@@ -104,7 +109,7 @@ type CapacityReport struct {
 	Started     time.Time         `json:"started"`
 	Machine     Machine           `json:"machine"`
 	Settings    CapacitySettings  `json:"settings"`
-	Layouts     []LayoutCapacity  `json:"layouts"` // layout 1 (old), then layout 2 (current)
+	Layouts     []LayoutCapacity  `json:"layouts"` // layout 1 (old), layout 2 (current), layout 2 with its values sealed
 	Targets     CapacityTargets   `json:"targets"`
 	Verdicts    map[string]string `json:"verdicts"` // of layout 2: "met" or "missed"
 	Interrupted bool              `json:"interrupted,omitempty"`
@@ -134,6 +139,8 @@ type CapacityTargets struct {
 	InUsePerMappingMax int `json:"inUseBytesPerMappingMax"`
 	LookupsPerSecMin   int `json:"lookupsPerSecMin"`
 	WritesPerSecMin    int `json:"writesPerSecMin"`
+	// SealedRatioMin bounds sealed / plaintext for writes/s and lookups/s.
+	SealedRatioMin float64 `json:"sealedRatioMin"`
 }
 
 // LayoutCapacity is one layout's figures.
@@ -205,7 +212,16 @@ func RunCapacity(ctx context.Context, cfg CapacityConfig) (*CapacityReport, erro
 			Writers: cfg.Concurrency, Readers: cfg.Readers, LookupDuration: cfg.Duration.String(), LookupCount: cfg.Lookups,
 			Warmup: cfg.Warmup.String(), Etcd: "embedded, one member each, fsync on, in-process client", Prefix: capacityPrefix,
 			ConversationLen: len(data.ms[0].ConversationID), MailLen: len(data.ms[0].MailID), UserLen: len(data.ms[0].UserID)},
-		Targets: CapacityTargets{InUsePerMappingMax: TargetInUsePerMapping, LookupsPerSecMin: TargetLookupsPerSec, WritesPerSecMin: TargetWritesPerSec}}
+		Targets: CapacityTargets{InUsePerMappingMax: TargetInUsePerMapping, LookupsPerSecMin: TargetLookupsPerSec, WritesPerSecMin: TargetWritesPerSec,
+			SealedRatioMin: TargetSealedRatio}}
+	entry, err := seal.Generate("bench")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := seal.Parse([]byte("keys:\n" + entry))
+	if err != nil {
+		return nil, err
+	}
 	parent := cfg.Dir
 	if parent == "" {
 		parent = os.TempDir()
@@ -221,7 +237,8 @@ func RunCapacity(ctx context.Context, cfg CapacityConfig) (*CapacityReport, erro
 		setup      func(context.Context, *clientv3.Client) (*capacityLayout, error)
 	}{
 		{1, "layout 1 (old)", "internal/layoutv1", setupLayout1},
-		{2, "layout 2 (current)", "store", setupLayout2},
+		{2, "layout 2 (current)", "store", setupLayout2(nil)},
+		{2, "layout 2, sealed", "store + internal/seal (--encryption-key-file)", setupLayout2(keys)},
 	} {
 		capf(&cfg, "layout %d: starting an etcd member", l.n)
 		lc, err := measureLayout(ctx, &cfg, dir, data, l.setup)
@@ -235,7 +252,7 @@ func RunCapacity(ctx context.Context, cfg CapacityConfig) (*CapacityReport, erro
 		rep.Layouts = append(rep.Layouts, *lc)
 	}
 	rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
-	cur := rep.Layouts[len(rep.Layouts)-1]
+	cur, sealed := rep.Layouts[1], rep.Layouts[2]
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -246,6 +263,8 @@ func RunCapacity(ctx context.Context, cfg CapacityConfig) (*CapacityReport, erro
 		"inUsePerMapping": verdict(cur.InUsePerMapping <= TargetInUsePerMapping),
 		"lookupsPerSec":   verdict(cur.LookupsPerSec >= TargetLookupsPerSec && cur.LookupErrors == 0),
 		"writesPerSec":    verdict(cur.WritesPerSec >= TargetWritesPerSec),
+		"sealedWrites":    verdict(sealed.WritesPerSec >= TargetSealedRatio*cur.WritesPerSec),
+		"sealedLookups":   verdict(sealed.LookupsPerSec >= TargetSealedRatio*cur.LookupsPerSec && sealed.LookupErrors == 0),
 	}
 	rep.Notes = append(rep.Notes,
 		"in use = etcd's DbSizeInUse after the writes minus before, over the mappings; the projection divides 2 GiB and 8 GiB by it",
@@ -401,8 +420,16 @@ func setupLayout1(ctx context.Context, cli *clientv3.Client) (*capacityLayout, e
 
 // setupLayout2 runs a store (migrated, its cache synced) and registers a
 // tenant, as a relay does.
-func setupLayout2(ctx context.Context, cli *clientv3.Client) (*capacityLayout, error) {
-	st, err := store.New(cli, cli, store.Options{Prefix: capacityPrefix, Lease: cli})
+// setupLayout2 is the current layout, its values sealed with keys when not
+// nil.
+func setupLayout2(keys *seal.Keyring) func(context.Context, *clientv3.Client) (*capacityLayout, error) {
+	return func(ctx context.Context, cli *clientv3.Client) (*capacityLayout, error) {
+		return setupStore(ctx, cli, keys)
+	}
+}
+
+func setupStore(ctx context.Context, cli *clientv3.Client, keys *seal.Keyring) (*capacityLayout, error) {
+	st, err := store.New(cli, cli, store.Options{Prefix: capacityPrefix, Lease: cli, Keys: keys})
 	if err != nil {
 		return nil, err
 	}
@@ -689,9 +716,13 @@ func (r *CapacityReport) WriteTable(out io.Writer) {
 	for _, l := range r.Layouts {
 		fmt.Fprintf(tw, "%s\t", l.Name)
 	}
-	ratio := len(r.Layouts) == 2
+	ratio := len(r.Layouts) >= 2
 	if ratio {
 		fmt.Fprint(tw, "2 / 1\t")
+	}
+	sealedRatio := len(r.Layouts) == 3
+	if sealedRatio {
+		fmt.Fprint(tw, "sealed / 2\t")
 	}
 	fmt.Fprintln(tw, "target (layout 2)\t")
 	row := func(name string, f func(LayoutCapacity) float64, format func(float64) string, showRatio bool, target string) {
@@ -702,6 +733,13 @@ func (r *CapacityReport) WriteTable(out io.Writer) {
 		if ratio {
 			if a := f(r.Layouts[0]); showRatio && a != 0 {
 				fmt.Fprintf(tw, "%.3f\t", f(r.Layouts[1])/a)
+			} else {
+				fmt.Fprint(tw, "\t")
+			}
+		}
+		if sealedRatio {
+			if a := f(r.Layouts[1]); showRatio && a != 0 {
+				fmt.Fprintf(tw, "%.3f\t", f(r.Layouts[2])/a)
 			} else {
 				fmt.Fprint(tw, "\t")
 			}
@@ -721,10 +759,10 @@ func (r *CapacityReport) WriteTable(out io.Writer) {
 	row("key+value B per mapping", func(l LayoutCapacity) float64 { return l.KVBytesPerMapping }, whole, true, "")
 	row("DB in use B per mapping", func(l LayoutCapacity) float64 { return l.InUsePerMapping }, whole, true, tgt("inUsePerMapping", "≤ 1,200"))
 	row("DB size B per mapping", func(l LayoutCapacity) float64 { return l.DBSizePerMapping }, whole, true, "")
-	row("writes/s", func(l LayoutCapacity) float64 { return l.WritesPerSec }, whole, true, tgt("writesPerSec", "≥ 2,000"))
+	row("writes/s", func(l LayoutCapacity) float64 { return l.WritesPerSec }, whole, true, tgt("writesPerSec", "≥ 2,000")+"; "+tgt("sealedWrites", "sealed ≥ 0.85 × layout 2"))
 	row("write p50 ms", func(l LayoutCapacity) float64 { return l.WriteLatency.P50 }, ms3, true, "")
 	row("write p99 ms", func(l LayoutCapacity) float64 { return l.WriteLatency.P99 }, ms3, true, "")
-	row("lookups/s by conversation", func(l LayoutCapacity) float64 { return l.LookupsPerSec }, whole, true, tgt("lookupsPerSec", "≥ 10,000"))
+	row("lookups/s by conversation", func(l LayoutCapacity) float64 { return l.LookupsPerSec }, whole, true, tgt("lookupsPerSec", "≥ 10,000")+"; "+tgt("sealedLookups", "sealed ≥ 0.85 × layout 2"))
 	row("lookup p50 ms", func(l LayoutCapacity) float64 { return l.LookupLatency.P50 }, ms3, true, "")
 	row("lookup p99 ms", func(l LayoutCapacity) float64 { return l.LookupLatency.P99 }, ms3, true, "")
 	row("mappings per lookup", func(l LayoutCapacity) float64 { return l.MappingsPerLookup }, two, false, "")

@@ -273,7 +273,7 @@ func TestCapacity(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("JSON: %v", err)
 	}
-	if rep.Scenario != "capacity" || len(rep.Layouts) != 2 || rep.Layouts[0].Layout != 1 || rep.Layouts[1].Layout != 2 {
+	if rep.Scenario != "capacity" || len(rep.Layouts) != 3 || rep.Layouts[0].Layout != 1 || rep.Layouts[1].Layout != 2 || rep.Layouts[2].Layout != 2 {
 		t.Fatalf("report: %s", b)
 	}
 	for _, l := range rep.Layouts {
@@ -294,7 +294,10 @@ func TestCapacity(t *testing.T) {
 		t.Errorf("layout 2 is not smaller: %.0f vs %.0f B key+value, %.0f vs %.0f B in use per mapping",
 			cur.KVBytesPerMapping, old.KVBytesPerMapping, cur.InUsePerMapping, old.InUsePerMapping)
 	}
-	for _, k := range []string{"inUsePerMapping", "lookupsPerSec", "writesPerSec"} {
+	if sealed := rep.Layouts[2]; sealed.KVBytesPerMapping <= cur.KVBytesPerMapping {
+		t.Errorf("sealed records are not larger than plaintext: %.0f vs %.0f B key+value per mapping", sealed.KVBytesPerMapping, cur.KVBytesPerMapping)
+	}
+	for _, k := range []string{"inUsePerMapping", "lookupsPerSec", "writesPerSec", "sealedWrites", "sealedLookups"} {
 		if v := rep.Verdicts[k]; v != "met" && v != "missed" {
 			t.Errorf("verdict %s = %q", k, v)
 		}
