@@ -290,3 +290,53 @@ func TestRotationRewrite(t *testing.T) {
 		t.Errorf("a second rewrite: %+v, %v; want nothing left to do", again, err)
 	}
 }
+
+// KeysOf names the keys the store itself reads: what is under them is the
+// user's, the conversation's and the e-mail's.
+func TestKeysOf(t *testing.T) {
+	cli, p := etcdtest.Shared(t)
+	ctx := context.Background()
+	s := runStoreWith(t, cli, cli, store.Options{Prefix: p, Lease: cli})
+	id := register(t, s, "https://keys-of.atlassian.net").Instance.ID
+	writeCanaries(t, s, id)
+	get := func(k store.IDKey) int {
+		t.Helper()
+		opts := []clientv3.OpOption{clientv3.WithCountOnly()}
+		if k.Prefix {
+			opts = append(opts, clientv3.WithPrefix())
+		}
+		resp, err := cli.Get(ctx, k.Key, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Cluster != store.DirectoryShard {
+			t.Errorf("%s: cluster %q", k.Key, k.Cluster)
+		}
+		return int(resp.Count)
+	}
+	for _, tc := range []struct {
+		kind, id string
+		counts   []int
+	}{
+		{store.IDUser, "u-1", []int{1, 1}},
+		{store.IDConversation, "canary-conv-123", []int{1}},
+		{store.IDMail, "<canary-msg@mail.example>", []int{1}},
+		{store.IDUser, "nobody", []int{0, 0}},
+	} {
+		ks, err := s.KeysOf(ctx, id, tc.kind, tc.id)
+		if err != nil || len(ks) != len(tc.counts) {
+			t.Fatalf("KeysOf(%s %q): %v, %v", tc.kind, tc.id, ks, err)
+		}
+		for i, k := range ks {
+			if n := get(k); n != tc.counts[i] {
+				t.Errorf("%s %q: %s (%s) holds %d keys, want %d", tc.kind, tc.id, k.Key, k.What, n, tc.counts[i])
+			}
+		}
+	}
+	if _, err := s.KeysOf(ctx, id, "issue", "AB-1"); !errors.As(err, new(*store.InvalidError)) {
+		t.Errorf("an unknown kind: %v", err)
+	}
+	if _, err := s.KeysOf(ctx, "aaaaaaaaaaaaaaaaaaaaaaaaaa", store.IDUser, "u-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an unknown instance: %v", err)
+	}
+}

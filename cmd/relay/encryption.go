@@ -12,6 +12,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/seal"
+	"github.com/jira-relay/jira-relay/store"
 )
 
 const encryptionUsage = `relay encryption: etcd values for operators
@@ -34,6 +35,12 @@ const encryptionUsage = `relay encryption: etcd values for operators
       key that sealed them (with the key file: its keys even at 0, and a
       key it does not list marked). The relay flags (or RELAY_* variables,
       or --config) name the clusters, as for relay shards.
+
+  relay encryption key-of --instance ID (--user U | --conversation C | --mail M) [relay flags]
+      print where an id of the tenant stands in etcd (the keys hold the ids'
+      tokens): one line per key or prefix, KEY, "prefix" or "key", what is
+      there, and the cluster (directory or a shard), e.g.
+      etcdctl get --prefix "$(relay encryption key-of --instance ID --conversation C | cut -f1)"
 
   relay encryption rewrite --encryption-key-file FILE [relay flags]
       seal with the file's first key every value the relays seal (users,
@@ -82,6 +89,8 @@ func runEncryption(ctx context.Context, args, environ []string, stdin io.Reader,
 	}
 	sub := args[0]
 	switch sub {
+	case "key-of":
+		return runKeyOf(ctx, args[1:], environ, stdout, stderr, usage)
 	case "status", "rewrite":
 		// The relay's own flags (or RELAY_* variables, or --config),
 		// --encryption-key-file among them.
@@ -189,4 +198,66 @@ func plainOf(key, value []byte, rev, lease int64, keys *seal.Keyring) plainKV {
 		p.ValueBase64 = value // bytes that are no text
 	}
 	return p
+}
+
+// runKeyOf runs "relay encryption key-of".
+func runKeyOf(ctx context.Context, args, environ []string, stdout, stderr io.Writer, usage func(string, ...any) int) int {
+	fs := flag.NewFlagSet("relay encryption key-of", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	instance := fs.String("instance", "", "")
+	ids := map[string]*string{store.IDUser: fs.String("user", "", ""), store.IDConversation: fs.String("conversation", "", ""), store.IDMail: fs.String("mail", "", "")}
+	own, relayArgs := splitFlags(args, "instance", "user", "conversation", "mail")
+	if err := fs.Parse(own); err != nil {
+		return usage("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usage("unexpected argument %q", fs.Arg(0))
+	}
+	if !store.ValidInstanceID(*instance) {
+		return usage("key-of needs --instance with an instance id (26 characters a-z 2-7), not %q", *instance)
+	}
+	kind, id := "", ""
+	for k, v := range ids {
+		if *v != "" {
+			if kind != "" {
+				return usage("give one of --user, --conversation, --mail")
+			}
+			kind, id = k, *v
+		}
+	}
+	if kind == "" {
+		return usage("give one of --user, --conversation, --mail")
+	}
+	cfg, err := configs.LoadEnviron(relayArgs, environ)
+	if err != nil {
+		return usage("%v", err)
+	}
+	dir, _, shards, err := operatorClients(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay encryption key-of: %v\n", err)
+		return exitFail
+	}
+	defer dir.Close()
+	defer closeAll(shards)
+	st, err := store.New(dir, dir, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout})
+	if err != nil {
+		fmt.Fprintf(stderr, "relay encryption key-of: %v\n", err)
+		return exitFail
+	}
+	keys, err := st.KeysOf(ctx, *instance, kind, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay encryption key-of: %v\n", err)
+		if errors.Is(err, store.ErrNotFound) || errors.As(err, new(*store.InvalidError)) {
+			return exitUsage
+		}
+		return exitFail
+	}
+	for _, k := range keys {
+		form := "key"
+		if k.Prefix {
+			form = "prefix"
+		}
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", k.Key, form, k.What, k.Cluster)
+	}
+	return exitOK
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/seal"
+	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -247,5 +248,67 @@ func TestEncryptionRewrite(t *testing.T) {
 	}
 	if code := runEncryption(ctx, []string{"rewrite", "--etcd-endpoints", strings.Join(e.Endpoints(), ",")}, nil, nil, &out, &errb); code != exitUsage {
 		t.Errorf("rewrite without a key file: exit %d, want 2", code)
+	}
+}
+
+// TestEncryptionKeyOf: the keys key-of prints are where the relay keeps
+// the ids.
+func TestEncryptionKeyOf(t *testing.T) {
+	e, cli := etcdtest.Start(t)
+	ctx := context.Background()
+	st, err := store.New(cli, cli, store.Options{Prefix: "/jr/", Lease: cli})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := st.Register(ctx, store.NewInstance{URL: "https://key-of.atlassian.net", JiraVersion: "1001.0.0", AddinVersion: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := reg.Instance.ID
+	if _, _, err := st.PutUser(ctx, id, store.User{UserID: "u/1 with spaces", Name: "Mia", Email: "mia@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.LinkMapping(ctx, id, store.Mapping{ConversationID: "AAQk+/=", MailID: "<m@x>", UserID: "u/1 with spaces", Jira: store.JiraRef{ID: "10001", Key: "AB-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	eps := strings.Join(e.Endpoints(), ",")
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := runEncryption(ctx, append([]string{"key-of"}, append(args, "--etcd-endpoints", eps, "--etcd-prefix", "/jr/")...), nil, nil, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	for _, tc := range []struct {
+		flag, id string
+		lines    int
+	}{{"--user", "u/1 with spaces", 2}, {"--conversation", "AAQk+/=", 1}, {"--mail", "<m@x>", 1}} {
+		code, out, errs := run("--instance", id, tc.flag, tc.id)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != exitOK || len(lines) != tc.lines {
+			t.Fatalf("%s: exit %d, %q %s", tc.flag, code, out, errs)
+		}
+		for _, l := range lines {
+			f := strings.Split(l, "\t")
+			opts := []clientv3.OpOption{clientv3.WithCountOnly()}
+			if f[1] == "prefix" {
+				opts = append(opts, clientv3.WithPrefix())
+			}
+			resp, err := cli.Get(ctx, f[0], opts...)
+			if err != nil || resp.Count != 1 || f[3] != "directory" {
+				t.Errorf("%s: %q holds %v keys (%v), want 1, on the directory", tc.flag, l, resp.Count, err)
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"--instance", id},
+		{"--instance", id, "--user", "a", "--mail", "b"},
+		{"--instance", "nope", "--user", "a"},
+		{"--instance", "aaaaaaaaaaaaaaaaaaaaaaaaaa", "--user", "a"},
+	} {
+		if code, _, _ := run(args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 }
