@@ -340,3 +340,45 @@ func TestKeysOf(t *testing.T) {
 		t.Errorf("an unknown instance: %v", err)
 	}
 }
+
+// A store written by the relay of the previous key layout, without
+// encryption, is migrated by a relay with a key file and sealed by the
+// rewrite: everything reads back through every lookup (error reports keep
+// their leases), and no value the relay seals is left in plaintext.
+func TestMigrateIntoEncryption(t *testing.T) {
+	cli, prefix := etcdtest.Shared(t)
+	f := loadFixture(t, cli, prefix, "testdata/layout-v1.json")
+	keys := keysOf(t, entry(t, "k1"))
+	s, err := store.New(cli, cli, store.Options{Prefix: prefix, Lease: cli, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Migrate(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.RewriteValues(ctx, nil)
+	if err != nil || rep.Rewritten == 0 || len(rep.Unreadable) != 0 {
+		t.Fatalf("rewrite: %+v, %v", rep, err)
+	}
+	checkMigrated(t, cli, prefix, runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli, Keys: keys}), f)
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := 0
+	for _, kv := range resp.Kvs {
+		k := strings.TrimPrefix(string(kv.Key), prefix)
+		sealable := strings.HasSuffix(k, "/config") || strings.Contains(k, "/users/") || strings.Contains(k, "/reports/") || strings.Contains(k, "/m/")
+		if sealable && strings.HasPrefix(k, "d/") || sealable && strings.HasPrefix(k, "instances/") {
+			if !strings.HasPrefix(string(kv.Value), "enc:v1:k1:") {
+				t.Errorf("%s is not sealed after the rewrite: %.40q", k, kv.Value)
+			}
+			sealed++
+		}
+	}
+	if sealed == 0 {
+		t.Fatal("the fixture holds no value to seal")
+	}
+	t.Logf("%d values sealed (%d by the rewrite)", sealed, rep.Rewritten)
+}
