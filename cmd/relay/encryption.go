@@ -239,7 +239,7 @@ func runKeyOf(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	defer dir.Close()
 	defer closeAll(shards)
-	st, err := store.New(dir, dir, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout})
+	st, err := operatorStore(cfg, dir, shards, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay encryption key-of: %v\n", err)
 		return exitFail

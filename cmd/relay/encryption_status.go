@@ -112,12 +112,7 @@ func encryptionRewrite(ctx context.Context, w, errw io.Writer, cfg configs.Confi
 	}
 	defer dir.Close()
 	defer closeAll(shards)
-	var scs []store.ShardClient
-	for _, name := range slices.Sorted(maps.Keys(shards)) {
-		c := shards[name]
-		scs = append(scs, store.ShardClient{Name: name, KV: c, Lease: c, Watcher: c})
-	}
-	st, err := store.New(dir, dir, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Lease: dir, Shards: scs, Keys: keys})
+	st, err := operatorStore(cfg, dir, shards, keys)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jira-relay/jira-relay/configs"
+	"github.com/jira-relay/jira-relay/internal/seal"
 	"github.com/jira-relay/jira-relay/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -83,12 +84,7 @@ func runShards(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	}
 	defer dir.Close()
 	defer closeAll(shards)
-	var scs []store.ShardClient
-	for _, name := range slices.Sorted(maps.Keys(shards)) {
-		c := shards[name]
-		scs = append(scs, store.ShardClient{Name: name, KV: c, Lease: c, Watcher: c})
-	}
-	st, err := store.New(dir, dir, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Lease: dir, Shards: scs})
+	st, err := operatorStore(cfg, dir, shards, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay shards: %v\n", err)
 		return exitFail
@@ -180,4 +176,15 @@ func operatorClients(cfg configs.Config) (dir *clientv3.Client, endpoints []stri
 		return nil, nil, nil, err
 	}
 	return dir, endpoints, shards, nil
+}
+
+// operatorStore is a store over an operator command's clients (its cache
+// not running: reads go to etcd), sealing with keys when not nil.
+func operatorStore(cfg configs.Config, dir *clientv3.Client, shards map[string]*clientv3.Client, keys *seal.Keyring) (*store.Store, error) {
+	var scs []store.ShardClient
+	for _, name := range slices.Sorted(maps.Keys(shards)) {
+		c := shards[name]
+		scs = append(scs, store.ShardClient{Name: name, KV: c, Lease: c, Watcher: c})
+	}
+	return store.New(dir, dir, store.Options{Prefix: cfg.EtcdPrefix, Timeout: cfg.EtcdRequestTimeout, Lease: dir, Shards: scs, Keys: keys})
 }
