@@ -21,6 +21,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/deploy/healthcheck/probe"
+	"github.com/jira-relay/jira-relay/internal/seal"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -333,7 +334,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	known := settingEnvNames(t)
 	var environ []string
-	configPath := ""
+	configPath, keyFile := "", ""
 	const podName = "relay-7d9f8c6b5d-x2k4q" // a pod of Deployment relay
 	for _, e := range c["env"].([]any) {
 		name := str(dig(e, "name"))
@@ -364,6 +365,10 @@ func TestKubernetesManifests(t *testing.T) {
 			configPath = val
 			continue
 		}
+		if name == "RELAY_ENCRYPTION_KEY_FILE" {
+			keyFile = val // a temporary file below
+			continue
+		}
 		environ = append(environ, name+"="+val)
 	}
 	for _, want := range []string{"RELAY_REGISTRATION_TOKEN", "RELAY_ETCD_USERNAME", "RELAY_ETCD_PASSWORD"} {
@@ -372,13 +377,21 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 
-	// Mounts: the ConfigMap at RELAY_CONFIG, the TLS Secret where relay.yaml
+	// Mounts: the ConfigMap at RELAY_CONFIG, the encryption key file's
+	// Secret at RELAY_ENCRYPTION_KEY_FILE, the TLS Secret where relay.yaml
 	// looks for its files.
 	mounts := map[string]string{} // volume name -> mount path
 	for _, m := range c["volumeMounts"].([]any) {
 		mounts[str(dig(m, "name"))] = str(dig(m, "mountPath"))
+		if strings.HasPrefix(str(dig(m, "mountPath")), "/etc/relay/") && dig(m, "readOnly") != true {
+			t.Errorf("volumeMount %v: readOnly", dig(m, "name"))
+		}
 	}
-	var tlsDir, tlsSecret string
+	if keyFile == "" {
+		t.Error("env RELAY_ENCRYPTION_KEY_FILE is not set: encryption at rest must be on in production")
+	}
+	secretDirs := map[string]string{} // mount path -> Secret, but the key file's
+	keyFileMode := fs.FileMode(0)     // the key file's mode as the relay sees it
 	for _, v := range pod["volumes"].([]any) {
 		name := str(dig(v, "name"))
 		if cmName := dig(v, "configMap", "name"); cmName != nil {
@@ -387,9 +400,62 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("RELAY_CONFIG %s is not relay.yaml of ConfigMap relay-config as mounted", configPath)
 			}
 		}
-		if sn := dig(v, "secret", "secretName"); sn != nil {
-			tlsDir, tlsSecret = mounts[name], str(sn)
+		sn := dig(v, "secret", "secretName")
+		if sn == nil {
+			continue
 		}
+		if keyFile == "" || mounts[name] != path.Dir(keyFile) {
+			secretDirs[mounts[name]] = str(sn)
+			continue
+		}
+		// The key file's Secret: required, so that no pod runs without it,
+		// and the file is the Secret's key of its name (or the item
+		// projected there).
+		if dig(v, "secret", "optional") == true {
+			t.Errorf("volume %s: Secret %v is optional; the key file must be required", name, sn)
+		}
+		secretKey, mode := path.Base(keyFile), dig(v, "secret", "defaultMode")
+		if items, _ := dig(v, "secret", "items").([]any); items != nil {
+			secretKey = ""
+			for _, it := range items {
+				if str(dig(it, "path")) == path.Base(keyFile) {
+					secretKey = str(dig(it, "key"))
+					if m := dig(it, "mode"); m != nil {
+						mode = m
+					}
+				}
+			}
+			if secretKey == "" {
+				t.Errorf("volume %s: no item is projected at %s", name, path.Base(keyFile))
+			}
+		}
+		placeholder, ok := secrets[str(sn)][secretKey]
+		if !ok {
+			t.Errorf("RELAY_ENCRYPTION_KEY_FILE %s: Secret %v (secrets.example.yaml) has no key %q", keyFile, sn, secretKey)
+		}
+		// The example holds a placeholder, not a key anyone could use.
+		if _, err := seal.Parse([]byte(str(placeholder))); err == nil {
+			t.Errorf("secrets.example.yaml: Secret %v holds a usable key file; keep a placeholder there", sn)
+		}
+		// The Secret's files belong to root: the relay (65532) reads the key
+		// file through the pod's fsGroup, with which the kubelet makes a
+		// Secret's files group-readable (mode | 0440). The relay refuses a
+		// key file readable by others.
+		m, ok := mode.(int)
+		if m != 0o400 && m != 0o440 {
+			shown := "unset (0644)"
+			if ok {
+				shown = fmt.Sprintf("%#o", m)
+			}
+			t.Errorf("volume %s: mode %s for the key file; want 0400 or 0440 (the relay refuses one readable by others)", name, shown)
+		}
+		if _, ok := dig(pod, "securityContext", "fsGroup").(int); !ok {
+			t.Errorf("volume %s: no pod fsGroup, so the key file (root's) is unreadable by the relay's user", name)
+		}
+		keyFileMode = fs.FileMode(m) | 0o440
+	}
+	if keyFile != "" && keyFileMode == 0 {
+		t.Errorf("RELAY_ENCRYPTION_KEY_FILE %s is not in a mounted Secret", keyFile)
 	}
 	relayYAML := str(dig(cm, "data", "relay.yaml"))
 	var fileCfg map[string]any
@@ -404,8 +470,8 @@ func TestKubernetesManifests(t *testing.T) {
 		if p == "" {
 			continue
 		}
-		if path.Dir(p) != tlsDir {
-			t.Errorf("relay.yaml %s: %s is not in the mounted Secret %s (%s)", k, p, tlsSecret, tlsDir)
+		if tlsSecret, ok := secretDirs[path.Dir(p)]; !ok {
+			t.Errorf("relay.yaml %s: %s is not in a mounted Secret (%v)", k, p, secretDirs)
 		} else if _, ok := secrets[tlsSecret][path.Base(p)]; !ok {
 			t.Errorf("relay.yaml %s: Secret %s has no key %s", k, tlsSecret, path.Base(p))
 		}
@@ -420,9 +486,17 @@ func TestKubernetesManifests(t *testing.T) {
 	if err := os.WriteFile(cfgFile, tb, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := configs.LoadEnviron(nil, append(environ, "RELAY_CONFIG="+cfgFile))
+	environ = append(environ, "RELAY_CONFIG="+cfgFile)
+	if keyFile != "" {
+		// A real key file, with the mode the mounted one has.
+		environ = append(environ, "RELAY_ENCRYPTION_KEY_FILE="+writeKeyFile(t, tmp, keyFileMode))
+	}
+	cfg, err := configs.LoadEnviron(nil, environ)
 	if err != nil {
 		t.Fatalf("the relay would not start with the Kubernetes configuration: %v", err)
+	}
+	if cfg.EncryptionKeyFile == "" {
+		t.Error("the relay would store values unencrypted (no encryption-key-file)")
 	}
 	if len(cfg.EtcdEndpoints) < 3 || cfg.EtcdCA == "" || cfg.EtcdUsername == "" || cfg.RegistrationToken == "" {
 		t.Errorf("an external etcd cluster with TLS and a user, and a registration token: %+v", cfg.Redacted())
@@ -453,6 +527,28 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
+// writeKeyFile writes a key file as `relay keys generate` makes one, with
+// mode perm, and returns its path.
+func writeKeyFile(t testing.TB, dir string, perm fs.FileMode) string {
+	t.Helper()
+	entry, err := seal.Generate("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(dir, "keys-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("keys:\n" + entry); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
 // composeEnv is a service's environment as a map (compose allows a list too).
 func composeEnv(t testing.TB, svc map[string]any) map[string]string {
 	out := map[string]string{}
@@ -479,7 +575,8 @@ var interpolationRe = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}`)
 // a three-member etcd cluster that agrees on its members, of the etcd
 // version the relay is built with, and a fleet of three relays that list
 // every member under one prefix, each with its own relay id, wait for them,
-// drain before they are killed, and would start with their environment.
+// drain before they are killed, seal values with the key file of a compose
+// secret that git ignores, and would start with their environment.
 func TestCompose(t *testing.T) {
 	t.Parallel()
 	base := yamlDocs(t, "deploy/docker-compose.yml")[0]
@@ -531,6 +628,30 @@ func TestCompose(t *testing.T) {
 		}
 	}
 
+	// The encryption key file: a compose secret from a file next to the
+	// compose file that git ignores, so that no key is committed.
+	keyFiles := map[string]string{} // secret -> file, from the repo root
+	topSecrets, _ := dig(base, "secrets").(map[string]any)
+	for sn, def := range topSecrets {
+		if f := str(dig(def, "file")); f != "" {
+			keyFiles[sn] = path.Join("deploy", f)
+		}
+	}
+	if len(keyFiles) == 0 {
+		t.Error("docker-compose.yml defines no file secret for the relays' encryption key file")
+	}
+	for _, f := range keyFiles {
+		ignored := exec.Command("git", "-C", repoRoot(t), "check-ignore", "-q", f).Run()
+		var exit *exec.ExitError
+		switch {
+		case errors.As(ignored, &exit) && exit.ExitCode() == 1:
+			t.Errorf("%s (a compose secret) is not ignored by git, or is committed: a key must never be", f)
+		case ignored != nil:
+			t.Logf("git check-ignore %s: %v (not a git work tree?)", f, ignored)
+		}
+	}
+	tmp := t.TempDir()
+
 	known := settingEnvNames(t)
 	hostPorts := map[string]string{}
 	relayIDs := map[string]string{} // relay id -> service
@@ -541,10 +662,33 @@ func TestCompose(t *testing.T) {
 		for k, v := range composeEnv(t, dig(over, "services", name).(map[string]any)) {
 			env[k] = v
 		}
+		// The secrets the relay gets: /run/secrets/<target>.
+		mounted := map[string]string{} // path in the container -> secret
+		for _, sec := range append(anyList(s["secrets"]), anyList(dig(over, "services", name, "secrets"))...) {
+			source, target := str(sec), ""
+			if m, ok := sec.(map[string]any); ok {
+				source, target = str(m["source"]), str(m["target"])
+			}
+			if target == "" {
+				target = source
+			}
+			if !path.IsAbs(target) {
+				target = "/run/secrets/" + target
+			}
+			mounted[target] = source
+		}
+		keyFile := env["RELAY_ENCRYPTION_KEY_FILE"]
+		if sn, ok := mounted[keyFile]; !ok || keyFiles[sn] == "" {
+			t.Errorf("%s: RELAY_ENCRYPTION_KEY_FILE %q is not a file secret the relay gets (%v)", name, keyFile, mounted)
+		}
 		var environ []string
 		for k, v := range env {
 			if !known[k] {
 				t.Errorf("%s: %s is not a setting", name, k)
+			}
+			if k == "RELAY_ENCRYPTION_KEY_FILE" && v != "" {
+				// A real key file, as the chmod in the compose file makes it.
+				v = writeKeyFile(t, tmp, 0o640)
 			}
 			environ = append(environ, k+"="+interpolationRe.ReplaceAllString(v, "value-of-$1"))
 		}
@@ -566,6 +710,9 @@ func TestCompose(t *testing.T) {
 			t.Errorf("%s and %s are both relay %q: the fleet would count them as one", name, other, cfg.RelayID)
 		}
 		relayIDs[cfg.RelayID] = name
+		if cfg.EncryptionKeyFile == "" {
+			t.Errorf("%s: the relay would store values unencrypted (no RELAY_ENCRYPTION_KEY_FILE)", name)
+		}
 		if cfg.RegistrationToken == "" || !strings.HasPrefix(env["RELAY_REGISTRATION_TOKEN"], "${RELAY_REGISTRATION_TOKEN:?") {
 			t.Errorf("%s: the registration token must come from the environment and be required", name)
 		}
@@ -604,6 +751,12 @@ func TestCompose(t *testing.T) {
 	if str(dig(over, "services", "fakejira", "build", "target")) != "fakejira" {
 		t.Error("the override builds the fakejira target of the Dockerfile")
 	}
+}
+
+// anyList is v as a YAML list, or nil.
+func anyList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
 
 // dockerInstr is one instruction of the Dockerfile.
@@ -956,7 +1109,8 @@ func TestDockerContext(t *testing.T) {
 		}
 	}
 	for _, f := range []string{".git/config", "data/etcd/member/snap/db", "relay/relay", "proxy.test", "clients/js/node_modules/x/index.js",
-		"deploy/kubernetes/secrets.example.yaml", "tls/relay.key", "certs/ca.pem", ".env", "bench-out/x.json", "docs/openapi.yaml"} {
+		"deploy/kubernetes/secrets.example.yaml", "tls/relay.key", "certs/ca.pem", ".env", "bench-out/x.json", "docs/openapi.yaml",
+		"deploy/relay-keys.yaml", "etc/relay/keys.yaml"} {
 		if !ig.excluded(f) {
 			t.Errorf(".dockerignore lets %s into the build context", f)
 		}
