@@ -73,9 +73,17 @@ func TestEncryptionAtRestThroughTheAPI(t *testing.T) {
 		t.Errorf("a lookup with no sealed record on relay B: %s", res)
 	}
 
+	// A relay without a key file (as before encryption was turned on)
+	// writes plaintext; the relay with the key file reads it.
 	logsC := &relaytest.LogBuffer{}
-	relaytest.StartWith(t, relaytest.Options{Logger: logsC.Logger()})
+	c := relaytest.StartWith(t, relaytest.Options{Etcd: a.Etcd, Logger: logsC.Logger(), Mutate: func(c *configs.Config) { c.EtcdPrefix = a.Config.EtcdPrefix }})
 	if !strings.Contains(logsC.String(), "encryption at rest is off") {
 		t.Errorf("a relay without a key file did not say so:\n%s", logsC.String())
+	}
+	if res := relaytest.NewClient(t, c.URL).Do("PUT", p+"/users/u-plain", ten.Client, map[string]any{"name": "Ann", "email": "ann@example.com"}); res.Status != 201 {
+		t.Fatalf("put user without encryption: %s", res)
+	}
+	if res := api.Do("GET", p+"/users/u-plain", ten.Client, nil); res.Status != 200 || res.JSON(t)["email"] != "ann@example.com" {
+		t.Errorf("a plaintext user through the relay with a key file: %s", res)
 	}
 }

@@ -179,7 +179,7 @@ func (c *Cooldowns) sharedOf(key string) shared {
 	return shared{}
 }
 
-// keys returns the keys of the cool-downs etcd holds, as last seen.
+// sharedKeys returns the keys of the cool-downs etcd holds, as last seen.
 func (c *Cooldowns) sharedKeys() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -229,6 +229,3 @@ func (c *Cooldowns) Active() [numScopes]int {
 
 // Len is the number of scopes whose holds are kept, for metrics.
 func (c *Cooldowns) Len() int { return c.local.Len() }
-
-// Scopes lists the scopes, for metrics that must exist from the start.
-func Scopes() []Scope { return []Scope{ScopeGlobal, ScopeTenant, ScopeEndpoint, ScopeIssue} }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,7 +118,7 @@ func (f *Fleet) registerMetrics(set *metrics.Set) {
 		set = metrics.NewSet()
 	}
 	set.NewGauge("relay_fleet_members", func() float64 { return float64(f.count.Load()) })
-	for _, s := range Scopes() {
+	for s := range numScopes {
 		set.NewGauge(`relay_fleet_cooldowns{scope="`+s.String()+`"}`, func() float64 { return float64(f.o.Cooldowns.Active()[s]) })
 	}
 	f.m = fleetMetrics{
@@ -217,7 +218,7 @@ func (f *Fleet) list(ctx context.Context) (int64, error) {
 // not write (a key of another shape, a value it cannot read, a key on no
 // lease: it would never end) is ignored with a warning.
 func (f *Fleet) apply(key string, val []byte, rev, lease int64, deleted bool) {
-	rest, ok := cutPrefix(key, f.dir)
+	rest, ok := strings.CutPrefix(key, f.dir)
 	if !ok {
 		return
 	}
@@ -225,7 +226,7 @@ func (f *Fleet) apply(key string, val []byte, rev, lease int64, deleted bool) {
 		f.ignored(key, "on no lease")
 		return
 	}
-	if id, ok := cutPrefix(rest, "members/"); ok {
+	if id, ok := strings.CutPrefix(rest, "members/"); ok {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if deleted {
@@ -247,7 +248,7 @@ func (f *Fleet) apply(key string, val []byte, rev, lease int64, deleted bool) {
 		f.members[id] = m
 		return
 	}
-	if k, ok := cutPrefix(rest, "cooldowns/"); ok {
+	if k, ok := strings.CutPrefix(rest, "cooldowns/"); ok {
 		s, err := parseKey(k)
 		if err != nil {
 			if !deleted {
@@ -300,13 +301,6 @@ func (f *Fleet) reshare() {
 			f.o.OnShare(s)
 		}
 	}
-}
-
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
-	}
-	return "", false
 }
 
 // clip bounds a key quoted in a log line.

@@ -118,11 +118,13 @@ func bodyAnswer(bf *BodyFailure) *Error {
 	return Err(499, "client_closed", "the caller's body broke off; nothing was uploaded")
 }
 
-// errCorrupt answers a record the store cannot decode: the relay did not
-// mean it, so it is logged, but it is not the caller's fault either.
+// errKeyMissing answers a record sealed with a key the relay's key file
+// does not list: logged (with the key's name), the operator's to fix.
 var errKeyMissing = Err(500, "encryption_key_missing",
 	"this record is sealed with an encryption key the relay's key file does not list; the operator must put that key back in --encryption-key-file (docs/operations.md)")
 
+// errCorrupt answers a record the store cannot decode: the relay did not
+// mean it, so it is logged, but it is not the caller's fault either.
 var errCorrupt = Err(500, "record_corrupt",
 	"this instance's record in the store does not decode; the admin can still erase the instance (DELETE /v1/instances/{id}) and the operator can repair or erase it (docs/operations.md)")
 
