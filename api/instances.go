@@ -82,14 +82,23 @@ func (a *API) RegisterInstance(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
+	view, err := reg.Instance.View()
+	if err != nil {
+		return err
+	}
 	return httpx.WriteJSON(ctx, 201, registerAnswer{
-		InstanceID: reg.Instance.ID, ClientKey: reg.ClientKey, AdminKey: reg.AdminKey, Instance: reg.Instance.View(),
+		InstanceID: reg.Instance.ID, ClientKey: reg.ClientKey, AdminKey: reg.AdminKey, Instance: view,
 	})
 }
 
-// GetInstance: GET /v1/instances/{id} (admin).
+// GetInstance: GET /v1/instances/{id} (admin). A licence sealed with a key
+// this relay's key file does not list → 500 encryption_key_missing.
 func (a *API) GetInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error {
-	return httpx.WriteJSON(ctx, 200, in.View())
+	view, err := in.View()
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(ctx, 200, view)
 }
 
 type patchBody struct {
@@ -119,6 +128,13 @@ func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 	if err != nil {
 		return err
 	}
+	if lic == nil {
+		// The answer shows the licence: one this relay cannot open fails
+		// the request before anything is written.
+		if err := in.LicenseError(); err != nil {
+			return err
+		}
+	}
 	if b.URL != nil {
 		u, err := a.instanceURL(in.Deployment(), *b.URL)
 		if err != nil {
@@ -138,7 +154,11 @@ func (a *API) PatchInstance(ctx *fasthttp.RequestCtx, in *store.Instance) error 
 	if err != nil {
 		return err
 	}
-	return httpx.WriteJSON(ctx, 200, out.View())
+	view, err := out.View()
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(ctx, 200, view)
 }
 
 // DeleteInstance: DELETE /v1/instances/{id} (admin) erases the tenant and everything held for it.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jira-relay/jira-relay/configs"
 	"github.com/jira-relay/jira-relay/internal/relaytest"
+	"github.com/jira-relay/jira-relay/store"
 )
 
 // hsListener counts the connections a second host receives: nothing the
@@ -454,9 +455,9 @@ func TestHostileButContained(t *testing.T) {
 		if got.Status != 200 || got.JSON(t)["url"] != j.jira.URL() {
 			t.Fatalf("the instance record after a traversal-shaped user id: %d %s", got.Status, got.Body)
 		}
-		kv, err := j.relay.Etcd.Get(t.Context(), j.relay.DataPrefix(t, A.ID)+"users/..%2F..%2Finstance")
+		kv, err := j.relay.Etcd.Get(t.Context(), j.relay.DataPrefix(t, A.ID)+"users/"+store.Token("../../instance"))
 		if err != nil || len(kv.Kvs) != 1 {
-			t.Fatalf("the user is not stored under its escaped id: %v %v", kv, err)
+			t.Fatalf("the user is not stored under its id's token: %v %v", kv, err)
 		}
 		if back := a.Do("GET", pA+"/users/..%2F..%2Finstance", A.Client, nil); back.JSON(t)["userId"] != "../../instance" {
 			t.Fatalf("read back: %s", back.Body)

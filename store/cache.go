@@ -314,7 +314,7 @@ func (s *Store) watch(ctx context.Context, from int64) error {
 // a record that does not decode (by instance id and revision, never its
 // value): the tenant answers ErrCorrupt until it is repaired or erased.
 func (s *Store) instanceEntry(id string, kv *mvccpb.KeyValue) *Instance {
-	in := cacheEntry(id, kv.Value, kv.ModRevision)
+	in := s.cacheEntry(id, kv.Value, kv.ModRevision)
 	if in.corrupt {
 		s.log.Warn("store cache: instance record does not decode; the tenant cannot be used until it is erased or repaired (docs/operations.md)",
 			"instance", id, "revision", kv.ModRevision)

@@ -209,7 +209,7 @@ func TestUndecodableRecordsReadAsErrCorrupt(t *testing.T) {
 	data := prefix + "d/" + reg.Instance.DataID + "/"
 	m, u, c := store.Token("<m@x>"), store.Token("u"), store.Token("c")
 	for k, v := range map[string]string{
-		"users/u":                            "{not json",
+		"users/" + u:                         "{not json",
 		"m/" + m + "/" + u + "/1":            "{not json",
 		"c/" + c + "/" + u + "/" + m + "/1":  "", // an index entry leads to it
 		"reports/0000000000001-000000000000": "{not json",

@@ -49,8 +49,14 @@ type Instance struct {
 	// Shard names the etcd cluster holding the tenant's data (--etcd-shards);
 	// empty: the directory's.
 	Shard string `json:"shard,omitempty"`
-	// Move is set while the tenant's data moves to another shard: its
-	// writes wait (at most a second) until the move switches.
+	// Tokens names how the outside ids in the keys of the tenant's data
+	// are made tokens (tokens.go): TokensUnkeyed, or "hmac:<key name>" for
+	// tokens keyed by that key of the encryption key file. Empty only in a
+	// record of layout 2, before its migration.
+	Tokens string `json:"tokens,omitempty"`
+	// Move is set while the tenant's data moves to another shard, or to
+	// another data id with other tokens (a re-key): its writes wait (at
+	// most a second) until the move switches.
 	Move *Move `json:"move,omitempty"`
 	// MappingRetentionDays, when set by the admin, replaces the relay's
 	// --mapping-retention for this tenant: 0 keeps mappings forever.
@@ -66,12 +72,22 @@ type Instance struct {
 	// corrupt marks a cache placeholder for a record that does not decode:
 	// it holds only ID, Revision and the key hashes that could be read.
 	corrupt bool
+	// sealedLicense is the licence as stored (a sealed JSON string) when
+	// this relay could not open it (license.go): License is nil, the
+	// licence is written back as it was, and licenseErr (matching
+	// ErrEncryptionKeyMissing) says why.
+	sealedLicense json.RawMessage
+	licenseErr    error
 }
 
 // Move is a tenant's move in progress.
 type Move struct {
 	To    string    `json:"to"`
 	Since time.Time `json:"since"`
+	// DataID and Tokens are set for a re-key (RekeyTenant): the data id
+	// the tenant's data is copied to, with keys of these tokens.
+	DataID string `json:"dataId,omitempty"`
+	Tokens string `json:"tokens,omitempty"`
 }
 
 // ShardName is the shard holding the tenant's data, DirectoryShard for
@@ -128,13 +144,18 @@ type InstanceView struct {
 	UpdatedAt            time.Time `json:"updatedAt"`
 }
 
-// View is the public part of the instance.
-func (in *Instance) View() InstanceView {
+// View is the public part of the instance. A licence this relay cannot
+// open (sealed with a key its key file does not list) → an error matching
+// ErrEncryptionKeyMissing: the view is never shown without it.
+func (in *Instance) View() (InstanceView, error) {
+	if err := in.LicenseError(); err != nil {
+		return InstanceView{}, fmt.Errorf("store: view of instance %s: %w", in.ID, err)
+	}
 	return InstanceView{
 		ID: in.ID, URL: in.URL, DeploymentType: in.Deployment(), CloudID: in.CloudID,
 		JiraVersion: in.JiraVersion, AddinVersion: in.AddinVersion,
 		License: in.License, ErrorReports: in.ErrorReports, MappingRetentionDays: in.MappingRetentionDays, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
-	}
+	}, nil
 }
 
 // NewInstance is what registration takes. URL must already be normalised
@@ -300,7 +321,7 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 	in := &Instance{
 		ID: newInstanceID(), URL: n.URL, DeploymentType: n.DeploymentType, CloudID: n.CloudID,
 		JiraVersion: n.JiraVersion, AddinVersion: n.AddinVersion,
-		License: n.License, CreatedAt: now, UpdatedAt: now,
+		License: n.License, CreatedAt: now, UpdatedAt: now, Tokens: s.tokensScheme(),
 		ClientKeyHash: HashKey([]byte(ck)), AdminKeyHash: HashKey([]byte(ak)),
 	}
 	if in.License != nil {
@@ -320,7 +341,7 @@ func (s *Store) Register(ctx context.Context, n NewInstance) (*Registration, err
 	}
 	for {
 		in.DataID = newDataID()
-		val, err := encode("instance", in)
+		val, err := s.vals.encodeInstance(s.k.instance(in.ID), in)
 		if err != nil {
 			return nil, err
 		}
@@ -422,7 +443,7 @@ func (s *Store) cachedInstance(ctx context.Context, id []byte) (*Instance, error
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("store: instance %s: %w", sid, ErrNotFound)
 	}
-	in := cacheEntry(sid, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	in := s.cacheEntry(sid, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 	s.cache.putInstance(in)
 	return in, nil
 }
@@ -432,45 +453,8 @@ type urlIndexEntry struct {
 	InstanceID string `json:"instanceId"`
 }
 
-// decodeInstance decodes the record of instance id read at rev. One that
-// does not decode, or decodes to no record of this instance (JSON null, {},
-// another id, no URL or key hashes) → ErrCorrupt.
-func decodeInstance(id string, v []byte, rev int64) (*Instance, error) {
-	in := new(Instance)
-	if err := json.Unmarshal(v, in); err != nil {
-		return nil, corrupt("instance", id)
-	}
-	if in.ID != id || in.URL == "" || !validHash(in.ClientKeyHash) || !validHash(in.AdminKeyHash) {
-		return nil, corrupt("instance", id)
-	}
-	in.Revision = rev
-	return in, nil
-}
-
-// cacheEntry is what the cache holds for an instance record: the record, or
-// for one that does not decode a corrupt placeholder with the key hashes
-// that can still be read from it (a record that is JSON but has a field
-// that does not parse, such as a time out of range), so that Authenticate
-// can still tell the tenant's admin key.
-func cacheEntry(id string, v []byte, rev int64) *Instance {
-	if in, err := decodeInstance(id, v, rev); err == nil {
-		return in
-	}
-	in := &Instance{ID: id, Revision: rev, corrupt: true}
-	var h struct {
-		ClientKeyHash string `json:"clientKeySha256"`
-		AdminKeyHash  string `json:"adminKeySha256"`
-	}
-	if json.Unmarshal(v, &h) == nil {
-		if validHash(h.ClientKeyHash) {
-			in.ClientKeyHash = h.ClientKeyHash
-		}
-		if validHash(h.AdminKeyHash) {
-			in.AdminKeyHash = h.AdminKeyHash
-		}
-	}
-	return in
-}
+// decodeInstance and cacheEntry are in license.go: the licence of the
+// record is sealed.
 
 // validHash reports whether h has the form HashKey gives: 64 lower-case hex digits.
 func validHash(h string) bool {
@@ -547,7 +531,7 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 		if len(kvs) == 0 {
 			return nil, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
 		}
-		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
+		in, err := s.decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
 		if err != nil {
 			return nil, err
 		}
@@ -556,7 +540,7 @@ func (s *Store) updateInstance(ctx context.Context, id string, f func(*Instance)
 			return nil, err
 		}
 		in.UpdatedAt = s.nowUTC()
-		val, err := encode("instance", in)
+		val, err := s.vals.encodeInstance(key, in)
 		if err != nil {
 			return nil, err
 		}
@@ -684,7 +668,7 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 		// A migration's progress key goes too (a record that stopped
 		// decoding half-way through its migration leaves one).
 		ops := append([]clientv3.Op{deletePrefix(dir), clientv3.OpDelete(s.k.migrationKey(id))}, s.k.cooldownOps(id)...)
-		in, err := decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
+		in, err := s.decodeInstance(id, kvs[0].Value, kvs[0].ModRevision)
 		switch {
 		case err == nil:
 			ops = append(ops, clientv3.OpDelete(s.k.url(in.URL)))
@@ -693,6 +677,10 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 			}
 			if in.DataID != "" {
 				ops = append(ops, clientv3.OpDelete(s.k.dataID(in.DataID)), deletePrefix(s.k.data(in.DataID).all()))
+				if in.Move != nil && in.Move.DataID != "" {
+					// A re-key's copy, under its own data id.
+					ops = append(ops, clientv3.OpDelete(s.k.dataID(in.Move.DataID)), deletePrefix(s.k.data(in.Move.DataID).all()))
+				}
 				// Data on another shard (or a move's target) goes first: an
 				// erase that stops half-way leaves the directory naming it,
 				// so it can be run again.
@@ -742,8 +730,12 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 // directory that may hold it: its own and, during a move, the target.
 func (s *Store) eraseShardData(ctx context.Context, in *Instance) error {
 	names := []string{in.Shard}
+	dataIDs := []string{in.DataID}
 	if in.Move != nil {
 		names = append(names, in.Move.To)
+		if in.Move.DataID != "" {
+			dataIDs = append(dataIDs, in.Move.DataID) // a re-key's copy
+		}
 	}
 	for _, n := range names {
 		sh, ok := s.shardOf(n)
@@ -753,8 +745,10 @@ func (s *Store) eraseShardData(ctx context.Context, in *Instance) error {
 		if sh == s.dir {
 			continue // in the directory's transaction
 		}
-		if _, err := sh.kv.Delete(ctx, s.k.data(in.DataID).all(), clientv3.WithPrefix()); err != nil {
-			return etcdErr("erase tenant data on shard "+sh.name, err)
+		for _, d := range dataIDs {
+			if _, err := sh.kv.Delete(ctx, s.k.data(d).all(), clientv3.WithPrefix()); err != nil {
+				return etcdErr("erase tenant data on shard "+sh.name, err)
+			}
 		}
 	}
 	return nil

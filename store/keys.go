@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/jira-relay/jira-relay/internal/seal"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -57,29 +58,45 @@ func (k keys) cooldownOps(id string) []clientv3.Op {
 	return []clientv3.Op{clientv3.OpDelete(c + "tenant/" + id), deletePrefix(c + "endpoint/" + id + "/"), deletePrefix(c + "issue/" + id + "/")}
 }
 
-// data is the prefix of one tenant's data.
-type data string
+// data is one tenant's data: its prefix, and the tokenizer that turns the
+// outside ids in its keys into tokens (tokens.go): nil for unkeyed tokens
+// (Token), a tenant's keyed tokens with an encryption key file.
+type data struct {
+	p   string
+	tok *seal.Tokenizer
+}
 
-func (k keys) data(dataID string) data { return data(k.prefix + "d/" + dataID + "/") }
+// data is the prefix of the tenant whose data id is dataID, with unkeyed
+// tokens: enough for what works on the whole prefix (copy, erase); the
+// keys of a tenant's ids come from Store.tenantOf's, which has its tokens.
+func (k keys) data(dataID string) data { return data{p: k.prefix + "d/" + dataID + "/"} }
 
-func (d data) all() string                   { return string(d) }
-func (d data) tenant() string                { return string(d) + "tenant" }
-func (d data) users() string                 { return string(d) + "users/" }
-func (d data) user(user string) string       { return string(d) + "users/" + EscapeSegment(user) }
-func (d data) reports() string               { return string(d) + "reports/" }
-func (d data) report(reportID string) string { return string(d) + "reports/" + EscapeSegment(reportID) }
+func (d data) all() string                   { return d.p }
+func (d data) tenant() string                { return d.p + "tenant" }
+func (d data) users() string                 { return d.p + "users/" }
+func (d data) user(user string) string       { return d.p + "users/" + d.token(user) }
+func (d data) reports() string               { return d.p + "reports/" }
+func (d data) report(reportID string) string { return d.p + "reports/" + EscapeSegment(reportID) }
+
+// token is the token of an outside id in this tenant's keys.
+func (d data) token(id string) string {
+	if d.tok == nil {
+		return Token(id)
+	}
+	return d.tok.Token(id)
+}
 
 // mappingRef names one mapping: the tokens of its mail and user, and its
 // issue id (escaped). Index keys end in the three; the record's key is
 // built from them.
 type mappingRef struct{ mail, user, issue string }
 
-func refOf(m *Mapping) mappingRef {
-	return mappingRef{mail: Token(m.MailID), user: Token(m.UserID), issue: EscapeSegment(m.Jira.ID)}
+func (d data) refOf(m *Mapping) mappingRef {
+	return mappingRef{mail: d.token(m.MailID), user: d.token(m.UserID), issue: EscapeSegment(m.Jira.ID)}
 }
 
 func (d data) mapping(r mappingRef) string {
-	return string(d) + "m/" + r.mail + "/" + r.user + "/" + r.issue
+	return d.p + "m/" + r.mail + "/" + r.user + "/" + r.issue
 }
 
 // Index kinds: the segment after the data prefix.
@@ -94,16 +111,16 @@ const (
 // mappingKeys lists every key that holds mapping m: its record first, then
 // its index entries.
 func (d data) mappingKeys(m *Mapping) []string {
-	r := refOf(m)
+	r := d.refOf(m)
 	out := make([]string, 0, 5)
 	out = append(out, d.mapping(r))
 	if m.ConversationID != "" {
-		out = append(out, string(d)+idxConversation+Token(m.ConversationID)+"/"+r.user+"/"+r.mail+"/"+r.issue)
+		out = append(out, d.p+idxConversation+d.token(m.ConversationID)+"/"+r.user+"/"+r.mail+"/"+r.issue)
 	}
 	return append(out,
-		string(d)+idxIssue+r.issue+"/"+r.user+"/"+r.mail,
-		string(d)+idxIssueKey+EscapeSegment(m.Jira.Key)+"/"+r.user+"/"+r.mail+"/"+r.issue,
-		string(d)+idxUser+r.user+"/"+r.mail+"/"+r.issue,
+		d.p+idxIssue+r.issue+"/"+r.user+"/"+r.mail,
+		d.p+idxIssueKey+EscapeSegment(m.Jira.Key)+"/"+r.user+"/"+r.mail+"/"+r.issue,
+		d.p+idxUser+r.user+"/"+r.mail+"/"+r.issue,
 	)
 }
 

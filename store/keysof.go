@@ -36,22 +36,22 @@ func (s *Store) KeysOf(ctx context.Context, instanceID, kind, id string) ([]IDKe
 	if in.DataID == "" {
 		return nil, fmt.Errorf("store: instance %s has no data id (an older layout): %w", instanceID, ErrNotFound)
 	}
-	d := s.k.data(in.DataID)
-	cluster := in.Shard
-	if cluster == "" {
-		cluster = DirectoryShard
+	t, err := s.tenantOf(in)
+	if err != nil {
+		return nil, err
 	}
-	tok := Token(id)
+	d, cluster := t.d, t.sh.name
+	tok := d.token(id)
 	switch kind {
 	case IDUser:
 		return []IDKey{
 			{Key: d.user(id), What: "the user's record (name, e-mail)", Cluster: cluster},
-			{Key: string(d) + idxUser + tok + "/", Prefix: true, What: "the user's mappings (index keys, no values)", Cluster: cluster},
+			{Key: d.p + idxUser + tok + "/", Prefix: true, What: "the user's mappings (index keys, no values)", Cluster: cluster},
 		}, nil
 	case IDConversation:
-		return []IDKey{{Key: string(d) + idxConversation + tok + "/", Prefix: true, What: "the conversation's mappings (index keys, no values)", Cluster: cluster}}, nil
+		return []IDKey{{Key: d.p + idxConversation + tok + "/", Prefix: true, What: "the conversation's mappings (index keys, no values)", Cluster: cluster}}, nil
 	case IDMail:
-		return []IDKey{{Key: string(d) + idxMail + tok + "/", Prefix: true, What: "the e-mail's mapping records", Cluster: cluster}}, nil
+		return []IDKey{{Key: d.p + idxMail + tok + "/", Prefix: true, What: "the e-mail's mapping records", Cluster: cluster}}, nil
 	}
 	return nil, invalid("kind", "must be user, conversation or mail")
 }

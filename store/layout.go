@@ -15,7 +15,13 @@ import (
 // (docs/key-layout.md). Version 1 is the layout before the layout key
 // existed: every record of a tenant under P instances/<id>/, each mapping
 // held whole by its record and four index entries.
-const LayoutVersion = 2
+//
+// Version 2 keeps each tenant's data under P d/<dataId>/ with compact
+// mappings; version 3 makes every outside id in those keys a token of the
+// tenant's scheme (Instance.Tokens): user records by their user id's token
+// instead of the escaped id, and, with an encryption key file, keyed tokens
+// (HMAC under the file's key) instead of unkeyed SHA-256 ones.
+const LayoutVersion = 3
 
 // layoutRecord is the value of P layout.
 type layoutRecord struct {
@@ -90,6 +96,7 @@ type migration struct {
 // migrations are every step, in order: migrations[i] goes from i+1 to i+2.
 var migrations = []migration{
 	{from: 1, name: "tenant data under d/<dataId>/, mappings compact (one record, key-only indexes)", tenant: migrateV1Tenant},
+	{from: 2, name: "ids in keys as tokens of the tenant's scheme (keyed with an encryption key file)", tenant: migrateV2Tenant},
 }
 
 // MigrateProgress reports a migration's progress, tenant by tenant.
@@ -228,4 +235,22 @@ func (s *Store) lock(ctx context.Context, key string, wait bool) (unlock func(),
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// migrateV2Tenant gives a tenant of layout 2 the keys of layout 3: its data
+// re-keyed to the store's token scheme (RekeyTenant), which also writes
+// the record's "tokens". No relay of layout 2 runs meanwhile, so the old
+// copy goes at once.
+func migrateV2Tenant(ctx context.Context, s *Store, id string) error {
+	in, _, err := s.readRecord(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil // erased meanwhile
+	} else if err != nil {
+		return err
+	}
+	if in.Tokens != "" && in.Move == nil {
+		return nil // migrated, or registered by a relay of layout 3
+	}
+	_, err = s.RekeyTenant(ctx, id, MoveOptions{Grace: time.Millisecond})
+	return err
 }

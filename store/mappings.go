@@ -124,7 +124,7 @@ func (s *Store) linkMapping(ctx context.Context, t tenant, m Mapping) (*Mapping,
 	if err != nil {
 		return nil, false, err
 	}
-	key := d.mapping(refOf(&m))
+	key := d.mapping(d.refOf(&m))
 	if err := s.quotas.checkMappings(ctx, t); err != nil {
 		// At the quota a mapping held already may still be linked again.
 		resp, gerr := kv.Get(ctx, key, clientv3.WithCountOnly())
@@ -234,7 +234,7 @@ func (s *Store) replaceMapping(ctx context.Context, kv clientv3.KV, d data, old,
 		}
 	}
 	resp, err := kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(d.mapping(refOf(upd))), "=", rev), markerExists(d)).
+		If(clientv3.Compare(clientv3.ModRevision(d.mapping(d.refOf(upd))), "=", rev), markerExists(d)).
 		Then(ops...).Else(clientv3.OpGet(d.tenant(), clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return false, err // the caller wraps it, after a look for a lease gone
@@ -270,9 +270,9 @@ func (d data) resolve(q *MappingQuery) (mappingQuery, error) {
 	var mq mappingQuery
 	switch q.By {
 	case ByConversation:
-		mq = mappingQuery{kind: idxConversation, value: Token(v), match: func(m *Mapping) bool { return m.ConversationID == v }}
+		mq = mappingQuery{kind: idxConversation, value: d.token(v), match: func(m *Mapping) bool { return m.ConversationID == v }}
 	case ByMail:
-		mq = mappingQuery{kind: idxMail, value: Token(v), match: func(m *Mapping) bool { return m.MailID == v }}
+		mq = mappingQuery{kind: idxMail, value: d.token(v), match: func(m *Mapping) bool { return m.MailID == v }}
 	case ByIssueID:
 		if !ValidNumericID(v) {
 			return mappingQuery{}, invalid("issueId", "must be Jira's numeric issue id")
@@ -284,9 +284,9 @@ func (d data) resolve(q *MappingQuery) (mappingQuery, error) {
 		}
 		mq = mappingQuery{kind: idxIssueKey, value: EscapeSegment(v), match: func(m *Mapping) bool { return m.Jira.Key == v }}
 	}
-	mq.prefix = string(d) + mq.kind + mq.value + "/"
+	mq.prefix = d.p + mq.kind + mq.value + "/"
 	if user != "" {
-		mq.prefix += Token(user) + "/"
+		mq.prefix += d.token(user) + "/"
 		match := mq.match
 		mq.match = func(m *Mapping) bool { return m.UserID == user && match(m) }
 	}
@@ -363,7 +363,7 @@ const maxTxnOps = 128
 // An entry whose record is gone (an index entry without its record cannot
 // be written, but may be left by hand) is skipped.
 func (s *Store) recordsOf(ctx context.Context, kv clientv3.KV, id string, d data, kind, value string, kvs []*mvccpb.KeyValue, rev int64) ([]storedMapping, error) {
-	base := len(string(d)) + len(kind) + len(value) + 1
+	base := len(d.p) + len(kind) + len(value) + 1
 	gets := make([]clientv3.Op, 0, len(kvs))
 	for _, e := range kvs {
 		r, ok := refFromIndex(kind, value, string(e.Key[base:]))
@@ -445,7 +445,7 @@ type storedMapping struct {
 // names, in pages of 500 keys.
 func (s *Store) allMappings(ctx context.Context, t tenant, kind, value string) ([]storedMapping, error) {
 	id, d, kv := t.in.ID, t.d, t.sh.kv
-	p := string(d) + kind + value + "/"
+	p := d.p + kind + value + "/"
 	var out []storedMapping
 	from, end := p, clientv3.GetPrefixRangeEnd(p)
 	for {
@@ -562,9 +562,9 @@ func (s *Store) UnlinkMappings(ctx context.Context, id, mailID, issueID, userID 
 
 func (s *Store) unlinkMappings(ctx context.Context, t tenant, mailID, issueID, userID string) (int, error) {
 	id, d, kv := t.in.ID, t.d, t.sh.kv
-	p := string(d) + idxMail + Token(mailID) + "/"
+	p := d.p + idxMail + t.d.token(mailID) + "/"
 	if userID != "" {
-		p += Token(userID) + "/"
+		p += t.d.token(userID) + "/"
 	}
 	var ms []storedMapping
 	from, end := p, clientv3.GetPrefixRangeEnd(p)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,7 +22,11 @@ import (
 // prefix (without it), its value, whether it was on a lease, and the keys
 // its tenants were registered with.
 type layoutFixture struct {
-	WrittenBy string               `json:"writtenBy"`
+	WrittenBy string `json:"writtenBy"`
+	// Records names the layout-1 fixture whose records this one holds
+	// (a newer fixture is an older one migrated by the relay of its
+	// layout); empty: its own.
+	Records   string               `json:"records"`
 	Instances []string             `json:"instances"`
 	Keys      map[string][2]string `json:"keys"`
 	KVs       []struct {
@@ -70,6 +75,17 @@ type v1Records struct {
 
 func recordsOfV1(t *testing.T, f *layoutFixture) map[string]*v1Records {
 	t.Helper()
+	if f.Records != "" {
+		b, err := os.ReadFile(filepath.Join("testdata", f.Records))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var of layoutFixture
+		if err := json.Unmarshal(b, &of); err != nil {
+			t.Fatal(err)
+		}
+		return recordsOfV1(t, &of)
+	}
 	out := map[string]*v1Records{}
 	for _, id := range f.Instances {
 		out[id] = &v1Records{users: map[string]store.User{}}
@@ -178,6 +194,18 @@ func checkMigrated(t *testing.T, cli *clientv3.Client, prefix string, s *store.S
 				t.Errorf("%s: error report %s lost its lease", id, kv.Key)
 			}
 		}
+		// Layout 3: no user id stands in a key (user records are under
+		// their id's token), and the tenant's data is under one data id.
+		for _, k := range keysUnder(t, cli, prefix) {
+			for uid := range want.users {
+				if strings.Contains(k, "/"+store.EscapeSegment(uid)) {
+					t.Errorf("%s: user id %q stands in key %s", id, uid, k)
+				}
+			}
+			if strings.HasPrefix(k, prefix+"dataids/") && strings.Contains(valueOf(t, cli, k), id) && k != prefix+"dataids/"+in.DataID {
+				t.Errorf("%s: a second data id is left: %s", id, k)
+			}
+		}
 		// Nothing of layout 1 is left: the directory holds the record and
 		// the configuration only.
 		if got := keysUnder(t, cli, prefix+"instances/"+id+"/"); !slices.Equal(got, []string{prefix + "instances/" + id + "/config", prefix + "instances/" + id + "/instance"}) {
@@ -226,8 +254,9 @@ func TestMigrateFromEveryOlderLayout(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			if len(seen) != len(f.Instances) {
-				t.Errorf("progress %q, want one per tenant", seen)
+			from, _ := strconv.Atoi(want)
+			if len(seen) != len(f.Instances)*(store.LayoutVersion-from) {
+				t.Errorf("progress %q, want one per tenant and step", seen)
 			}
 			checkMigrated(t, cli, prefix, runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli}), f)
 

@@ -94,7 +94,7 @@ func migrateV1Tenant(ctx context.Context, s *Store, id string) error {
 			return etcdErr("switch tenant", err)
 		}
 		if tr.Succeeded {
-			s.cache.putInstance(cacheEntry(id, val, tr.Header.Revision))
+			s.cache.putInstance(s.cacheEntry(id, val, tr.Header.Revision))
 			if err := s.migrateHook("switched", id); err != nil {
 				return err
 			}

@@ -24,6 +24,8 @@ type MoveReport struct {
 	Hold time.Duration
 	// Total is the whole move, the old copy's deletion included.
 	Total time.Duration
+
+	started time.Time
 }
 
 // MoveOptions tune a move.
@@ -76,8 +78,8 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 	}
 	d := s.k.data(in.DataID)
 	if in.Move != nil {
-		// A move whose mover died: undo it, then move afresh.
-		if err := s.undoMove(ctx, id, src, d, in.Move.To); err != nil {
+		// A move or re-key whose process died: undo it, then move afresh.
+		if err := s.undoStopped(ctx, id, src, d, in.Move); err != nil {
 			return nil, err
 		}
 	}
@@ -122,21 +124,12 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 	rep.Copied = n
 	wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer stop()
-	w := &catchUp{s: s, dst: dst, d: d, leases: leases,
+	replay := &moveReplay{dst: dst, d: d, leases: leases}
+	w := &catchUp{s: s, d: d, apply: replay.apply,
 		ch:      src.watcher.Watch(wctx, d.all(), clientv3.WithPrefix(), clientv3.WithRev(copyRev+1)),
 		watcher: src.watcher, ctx: wctx, seen: copyRev}
-	for round := 0; round < 20; round++ {
-		now, err := src.kv.Get(ctx, d.tenant(), clientv3.WithCountOnly())
-		if err != nil {
-			return fail(etcdErr("read the old shard", err))
-		}
-		before := w.applied
-		if err := w.until(now.Header.Revision); err != nil {
-			return fail(err)
-		}
-		if w.applied-before < 64 {
-			break
-		}
+	if err := w.rounds(ctx, src, d); err != nil {
+		return fail(err)
 	}
 	// 3. Hold: fence, catch up to the fence, mark the target, switch.
 	holdStart := time.Now()
@@ -217,7 +210,7 @@ func (s *Store) readRecord(ctx context.Context, id string) (*Instance, int64, er
 	if len(resp.Kvs) == 0 {
 		return nil, 0, fmt.Errorf("store: instance %s: %w", id, ErrNotFound)
 	}
-	in, err := decodeInstance(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	in, err := s.decodeInstance(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -271,17 +264,39 @@ func (s *Store) copyPrefix(ctx context.Context, src, dst *shard, d data, leases 
 	}
 }
 
-// catchUp replays the old shard's changes to a tenant onto the target.
+// catchUp replays the changes made to a tenant's data since it was copied
+// onto the copy (a move's target shard, a re-key's new data id).
 type catchUp struct {
-	s       *Store
-	dst     *shard
-	d       data
-	leases  *leaseMap
+	s *Store
+	d data // the data being left
+	// apply replays one watch response's events and returns how many it
+	// replayed.
+	apply   func(ctx context.Context, events []*clientv3.Event) (int, error)
 	ch      clientv3.WatchChan
 	watcher clientv3.Watcher
 	ctx     context.Context
 	seen    int64 // every change up to this revision is replayed
 	applied int
+}
+
+// rounds catches up in rounds, each to the revision src is at when it
+// starts, until a round replays little (at most 20): the backlog left for
+// the hold is then small.
+func (c *catchUp) rounds(ctx context.Context, src *shard, d data) error {
+	for round := 0; round < 20; round++ {
+		now, err := src.kv.Get(ctx, d.tenant(), clientv3.WithCountOnly())
+		if err != nil {
+			return etcdErr("read the data being left", err)
+		}
+		before := c.applied
+		if err := c.until(now.Header.Revision); err != nil {
+			return err
+		}
+		if c.applied-before < 64 {
+			return nil
+		}
+	}
+	return nil
 }
 
 // until replays changes until every one up to rev is on the target. It
@@ -293,32 +308,42 @@ func (c *catchUp) until(rev int64) error {
 	defer tick.Stop()
 	for c.seen < rev {
 		if err := c.watcher.RequestProgress(c.ctx); err != nil {
-			return etcdErr("watch the old shard", err)
+			return etcdErr("watch the data being left", err)
 		}
 		select {
 		case <-c.ctx.Done():
-			return etcdErr("watch the old shard", c.ctx.Err())
+			return etcdErr("watch the data being left", c.ctx.Err())
 		case <-tick.C:
 		case resp, ok := <-c.ch:
 			if !ok {
-				return etcdErr("watch the old shard", errors.New("the watch ended"))
+				return etcdErr("watch the data being left", errors.New("the watch ended"))
 			}
 			if err := resp.Err(); err != nil {
-				return etcdErr("watch the old shard", err)
+				return etcdErr("watch the data being left", err)
 			}
-			if err := c.apply(resp.Events); err != nil {
+			n, err := c.apply(c.ctx, resp.Events)
+			if err != nil {
 				return err
 			}
+			c.applied += n
 			c.seen = max(c.seen, resp.Header.Revision)
 		}
 	}
 	return nil
 }
 
+// moveReplay replays a tenant's changes on its old shard onto the move's
+// target, under the same keys.
+type moveReplay struct {
+	dst    *shard
+	d      data
+	leases *leaseMap
+}
+
 // apply replays a watch response's events onto the target: the last event
 // of each key (the key's state at the response's end), in transactions of
 // at most maxTxnOps, one round trip each.
-func (c *catchUp) apply(events []*clientv3.Event) error {
+func (c *moveReplay) apply(ctx context.Context, events []*clientv3.Event) (int, error) {
 	last := map[string]int{}
 	var order []string
 	for i, ev := range events {
@@ -330,7 +355,6 @@ func (c *catchUp) apply(events []*clientv3.Event) error {
 			order = append(order, k)
 		}
 		last[k] = i
-		c.seen = max(c.seen, ev.Kv.ModRevision)
 	}
 	ops := make([]clientv3.Op, 0, len(order))
 	for _, k := range order {
@@ -339,9 +363,9 @@ func (c *catchUp) apply(events []*clientv3.Event) error {
 			ops = append(ops, clientv3.OpDelete(k))
 			continue
 		}
-		op, ok, err := c.leases.put(c.ctx, ev.Kv)
+		op, ok, err := c.leases.put(ctx, ev.Kv)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if ok {
 			ops = append(ops, op)
@@ -350,12 +374,11 @@ func (c *catchUp) apply(events []*clientv3.Event) error {
 		}
 	}
 	for i := 0; i < len(ops); i += maxTxnOps {
-		if _, err := c.dst.kv.Txn(c.ctx).Then(ops[i:min(i+maxTxnOps, len(ops))]...).Commit(); err != nil {
-			return etcdErr("replay changes", err)
+		if _, err := c.dst.kv.Txn(ctx).Then(ops[i:min(i+maxTxnOps, len(ops))]...).Commit(); err != nil {
+			return 0, etcdErr("replay changes", err)
 		}
 	}
-	c.applied += len(events)
-	return nil
+	return len(events), nil
 }
 
 // leaseMap gives each lease of the old shard its counterpart on the

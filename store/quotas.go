@@ -65,7 +65,7 @@ func countRange(ctx context.Context, kv clientv3.KV, p string) (int64, error) {
 // held is how many mappings (or users) the tenant holds, counted again
 // from etcd when the count is stale.
 func (q *quotas) held(ctx context.Context, t tenant, users bool) (int64, error) {
-	limit, prefix := q.maxMappings, string(t.d)+idxMail
+	limit, prefix := q.maxMappings, t.d.p+idxMail
 	if users {
 		limit, prefix = q.maxUsers, t.d.users()
 	}

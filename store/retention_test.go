@@ -182,7 +182,11 @@ func TestRetentionDaysAreValidated(t *testing.T) {
 	}
 	for _, d := range []int{0, 1, 30, store.MaxRetentionDays} {
 		in, err := s.PatchInstance(context.Background(), id, store.InstancePatch{MappingRetentionDays: &d})
-		if err != nil || in.MappingRetentionDays == nil || *in.MappingRetentionDays != d || *in.View().MappingRetentionDays != d {
+		var view store.InstanceView
+		if err == nil {
+			view, err = in.View()
+		}
+		if err != nil || in.MappingRetentionDays == nil || *in.MappingRetentionDays != d || view.MappingRetentionDays == nil || *view.MappingRetentionDays != d {
 			t.Errorf("retention of %d days: %v, %v", d, in, err)
 		}
 	}

@@ -27,11 +27,19 @@ type RewriteReport struct {
 	// Unreadable values are sealed with a key the key file does not list
 	// (left as they are), by the key's name.
 	Unreadable map[string]int64
+	// Rekeyed tenants were moved to keyed tokens of the primary key
+	// (RekeyTenant) before the values were rewritten; Skipped tenants were
+	// left as they are (RekeyAll: being moved by another process, a record
+	// that does not decode, a value of a key the file does not list).
+	Rekeyed, Skipped int
 }
 
-// RewriteValues seals with the primary key every value the store seals
-// (users, mapping records, configurations, error reports) that is
-// plaintext or sealed with another key, in the directory and every shard.
+// RewriteValues brings the store to the primary key: first every tenant
+// whose keys are not tokens of it is re-keyed (RekeyAll: copied to a new
+// data id, its values sealed anew on the way), then every value the store
+// seals (users, mapping records, configurations, error reports, and the
+// licence in each instance record) that is plaintext or sealed with
+// another key is sealed with it, in the directory and every shard.
 // Each rewrite is a compare-and-swap on the key's ModRevision and keeps
 // its lease, so a write made meanwhile is never lost (it is judged again).
 // It may be stopped (ctx) and run again: it starts over and skips what is
@@ -40,6 +48,13 @@ func (s *Store) RewriteValues(ctx context.Context, progress func(RewriteReport))
 	rep := RewriteReport{Unreadable: map[string]int64{}}
 	if s.vals.keys == nil {
 		return rep, errors.New("store: rewrite: no encryption key file")
+	}
+	// Tokens first: a tenant re-keyed has its data sealed anew on the way,
+	// so the values left for the rewrite are the directory's and those of
+	// tenants on their scheme already.
+	var err error
+	if rep.Rekeyed, rep.Skipped, err = s.RekeyAll(ctx, MoveOptions{}, nil); err != nil {
+		return rep, err
 	}
 	clusters := []*shard{s.dir}
 	for _, name := range slices.Sorted(maps.Keys(s.shards)) {
@@ -91,24 +106,14 @@ func (s *Store) rewriteCluster(ctx context.Context, sh *shard, rep *RewriteRepor
 // retrying with the value as it is now when a write came first.
 func (s *Store) rewriteOne(ctx context.Context, sh *shard, key string, val []byte, rev int64, primary string, rep *RewriteReport) error {
 	for {
-		name, sealed := seal.KeyOf(val)
-		switch {
-		case sealed && name == primary:
-			rep.Current++
-			return nil
-		case sealed && !s.vals.keys.Has(name):
-			rep.Unreadable[name]++
-			return nil
-		}
-		plain, err := s.vals.open([]byte(key), val, "value", key)
-		if err != nil {
-			rep.Unreadable["(does not open)"]++
+		next, ok := s.rewritten(key, val, primary, rep)
+		if !ok {
 			return nil
 		}
 		cctx, cancel := s.ctx(ctx)
 		resp, err := sh.kv.Txn(cctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-			Then(clientv3.OpPut(key, s.vals.seal(key, plain), clientv3.WithIgnoreLease())).
+			Then(clientv3.OpPut(key, next, clientv3.WithIgnoreLease())).
 			Else(clientv3.OpGet(key)).Commit()
 		cancel()
 		if err != nil {
@@ -127,15 +132,41 @@ func (s *Store) rewriteOne(ctx context.Context, sh *shard, key string, val []byt
 	}
 }
 
+// rewritten is val (under key) sealed with the primary key; ok is false
+// when there is nothing to write (sealed with it already, or a value this
+// relay cannot open, counted in rep). An instance record is rewritten with
+// its licence sealed (license.go).
+func (s *Store) rewritten(key string, val []byte, primary string, rep *RewriteReport) (next string, ok bool) {
+	if isInstanceRecord(s.k.prefix, key) {
+		return s.rewrittenInstance(key, val, primary, rep)
+	}
+	name, sealed := seal.KeyOf(val)
+	switch {
+	case sealed && name == primary:
+		rep.Current++
+		return "", false
+	case sealed && !s.vals.keys.Has(name):
+		rep.Unreadable[name]++
+		return "", false
+	}
+	plain, err := s.vals.open([]byte(key), val, "value", key)
+	if err != nil {
+		rep.Unreadable["(does not open)"]++
+		return "", false
+	}
+	return s.vals.seal(key, plain), true
+}
+
 // sealable reports whether key holds a value the store seals: a user, a
-// mapping record, an error report, or a configuration.
+// mapping record, an error report, a configuration, or an instance record
+// (its licence).
 func (s *Store) sealable(key string) bool {
 	rest, ok := strings.CutPrefix(key, s.k.prefix)
 	if !ok {
 		return false
 	}
 	if id, ok := strings.CutPrefix(rest, "instances/"); ok {
-		return strings.HasSuffix(id, "/config") && strings.Count(id, "/") == 1
+		return (strings.HasSuffix(id, "/config") || strings.HasSuffix(id, "/instance")) && strings.Count(id, "/") == 1
 	}
 	d, ok := strings.CutPrefix(rest, "d/")
 	if !ok {

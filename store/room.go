@@ -79,7 +79,7 @@ func (s *Store) LargestTenants(ctx context.Context, n int) ([]TenantMappings, er
 			continue // a shard this relay has no client of
 		}
 		cctx, cancel := s.ctx(ctx)
-		c, err := countRange(cctx, t.sh.kv, string(t.d)+idxMail)
+		c, err := countRange(cctx, t.sh.kv, t.d.p+idxMail)
 		cancel()
 		if err != nil {
 			continue // its shard does not answer: the others are still counted

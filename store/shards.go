@@ -120,7 +120,7 @@ func (s *Store) tenant(ctx context.Context, id string) (tenant, error) {
 	return s.tenantOf(in)
 }
 
-func (s *Store) tenantOf(in *Instance) (tenant, error) {
+func (s *Store) tenantOf(in *Instance) (t tenant, err error) {
 	if !validDataID(in.DataID) {
 		return tenant{}, corrupt("instance", in.ID)
 	}
@@ -128,7 +128,11 @@ func (s *Store) tenantOf(in *Instance) (tenant, error) {
 	if !ok {
 		return tenant{}, fmt.Errorf("store: tenant %s lives on shard %q, which this relay has no client of (--etcd-shards): %w", in.ID, in.Shard, ErrUnavailable)
 	}
-	return tenant{in: in, d: s.k.data(in.DataID), sh: sh}, nil
+	d := s.k.data(in.DataID)
+	if d.tok, err = s.tokenizer(in.Tokens, in.DataID, in.ID); err != nil {
+		return tenant{}, err
+	}
+	return tenant{in: in, d: d, sh: sh}, nil
 }
 
 // errFenced: a write found its tenant's marker gone on the shard it wrote
@@ -177,17 +181,17 @@ func (s *Store) awaitMove(ctx context.Context, was tenant) (tenant, error) {
 		if len(resp.Kvs) == 0 {
 			return tenant{}, fmt.Errorf("store: instance %s: %w", was.in.ID, ErrNotFound)
 		}
-		in, err := decodeInstance(was.in.ID, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+		in, err := s.decodeInstance(was.in.ID, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 		if err != nil {
 			return tenant{}, err
 		}
 		if in.Move == nil {
 			s.cache.putInstance(in)
 			t, err := s.tenantOf(in)
-			if err != nil || in.Shard != was.in.Shard {
+			if err != nil || in.Shard != was.in.Shard || in.DataID != was.in.DataID {
 				return t, err
 			}
-			// The same shard: a move was undone (its marker is back) or the
+			// The same shard and data: a move was undone (its marker is back) or the
 			// tenant's data is being erased (it is not).
 			cctx, cancel := s.ctx(ctx)
 			m, err := t.sh.kv.Get(cctx, t.d.tenant(), clientv3.WithCountOnly())

@@ -75,6 +75,7 @@ type Store struct {
 	cache   *cache
 	lease   clientv3.Lease
 	vals    values
+	toks    tokenizers
 
 	// dir is the directory's cluster as a shard; shards the others.
 	dir    *shard

@@ -629,7 +629,7 @@ func TestKeyLayout(t *testing.T) {
 		data + "reports/" + rep.ID,
 		data + "tenant",
 		data + "u/" + user + "/" + mail + "/10710",
-		data + "users/1220",
+		data + "users/" + user,
 		prefix + "dataids/" + r.Instance.DataID,
 		prefix + "instances/" + id + "/config",
 		prefix + "instances/" + id + "/instance",
@@ -653,8 +653,11 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("%s = %s, want %s", k, got, v)
 		}
 	}
-	if v := valueOf(t, cli, prefix+"layout"); !strings.HasPrefix(v, `{"version":2,`) {
+	if v := valueOf(t, cli, prefix+"layout"); !strings.HasPrefix(v, `{"version":3,`) {
 		t.Errorf("layout = %s", v)
+	}
+	if v := valueOf(t, cli, prefix+"instances/"+id+"/instance"); !strings.Contains(v, `"tokens":"sha256"`) {
+		t.Errorf("the record of a tenant written without a key file names no unkeyed tokens: %s", v)
 	}
 	resp, err := cli.Get(ctx, prefix+"urls/https%3A%2F%2Facme.atlassian.net")
 	if err != nil {

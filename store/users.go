@@ -193,7 +193,7 @@ func (s *Store) DeleteUser(ctx context.Context, id, userID string) error {
 // only the user's own: a token shared with another user id (one chance in
 // 2^72) is skipped.
 func (s *Store) userMappings(ctx context.Context, t tenant, userID string) ([]storedMapping, error) {
-	all, err := s.allMappings(ctx, t, idxUser, Token(userID))
+	all, err := s.allMappings(ctx, t, idxUser, t.d.token(userID))
 	if err != nil {
 		return nil, err
 	}

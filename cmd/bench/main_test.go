@@ -243,7 +243,7 @@ func TestCapacity(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	t.Logf("stdout:\n%s", stdout.String())
-	for _, want := range []string{"layout 1 (old)", "layout 2 (current)", "DB in use B per mapping", "lookups/s by conversation", "mappings in 8 GiB"} {
+	for _, want := range []string{"layout 1 (old)", "layout 3 (current)", "DB in use B per mapping", "lookups/s by conversation", "mappings in 8 GiB"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("the table has no %q", want)
 		}

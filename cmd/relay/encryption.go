@@ -32,19 +32,23 @@ const encryptionUsage = `relay encryption: etcd values for operators
   relay encryption status [--encryption-key-file FILE] [relay flags]
       count the values under --etcd-prefix in the directory and every shard
       by how they are stored: plaintext, empty (key-only entries), or the
-      key that sealed them (with the key file: its keys even at 0, and a
+      key that sealed them (an instance record counts as its licence is
+      stored) (with the key file: its keys even at 0, and a
       key it does not list marked). The relay flags (or RELAY_* variables,
       or --config) name the clusters, as for relay shards.
 
   relay encryption key-of --instance ID (--user U | --conversation C | --mail M) [relay flags]
       print where an id of the tenant stands in etcd (the keys hold the ids'
-      tokens): one line per key or prefix, KEY, "prefix" or "key", what is
-      there, and the cluster (directory or a shard), e.g.
+      tokens; a tenant whose record says "tokens":"hmac:<key>" needs
+      --encryption-key-file with that key): one line per key or prefix, KEY,
+      "prefix" or "key", what is there, and the cluster (directory or a
+      shard), e.g.
       etcdctl get --prefix "$(relay encryption key-of --instance ID --conversation C | cut -f1)"
 
   relay encryption rewrite --encryption-key-file FILE [relay flags]
       seal with the file's first key every value the relays seal (users,
-      mapping records, configurations, error reports) that is plaintext or
+      mapping records, configurations, error reports, the licences in
+      instance records) that is plaintext or
       sealed with another key, in the directory and every shard: one
       compare-and-swap per value, leases kept, so relays may keep writing.
       Stop it at any time and run it again. Then compact and defragment
@@ -232,6 +236,14 @@ func runKeyOf(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	if err != nil {
 		return usage("%v", err)
 	}
+	// A tenant of keyed tokens (its record's "tokens":"hmac:<key>") needs
+	// the key file to compute them.
+	var sealKeys *seal.Keyring
+	if cfg.EncryptionKeyFile != "" {
+		if sealKeys, err = seal.Load(cfg.EncryptionKeyFile); err != nil {
+			return usage("--encryption-key-file: %v", err)
+		}
+	}
 	dir, _, shards, err := operatorClients(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay encryption key-of: %v\n", err)
@@ -239,7 +251,7 @@ func runKeyOf(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	defer dir.Close()
 	defer closeAll(shards)
-	st, err := operatorStore(cfg, dir, shards, nil)
+	st, err := operatorStore(cfg, dir, shards, sealKeys)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay encryption key-of: %v\n", err)
 		return exitFail

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,7 +22,9 @@ const statusPage = 1000
 
 // valueCounts counts the values under the prefix of one cluster by how
 // they are stored: "plaintext", "empty" (key-only entries) or the name of
-// the key that sealed them.
+// the key that sealed them. An instance record, readable JSON, counts as
+// its licence is stored (store.SealedWith): by the key that sealed it,
+// else plaintext.
 type valueCounts map[string]int64
 
 // encryptionStatus prints, for the directory and every shard, how many
@@ -64,7 +68,72 @@ func encryptionStatus(ctx context.Context, w io.Writer, cfg configs.Config, keys
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", name, kind, counts[kind], note)
 		}
 	}
+	// The tenants by the tokens in their keys: a tenant not on tokens of
+	// the primary key is re-keyed by the rewrite, and its key must stay in
+	// the file until then.
+	schemes, err := countTokens(ctx, dir, cfg.EtcdPrefix, cfg.EtcdRequestTimeout)
+	if err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	fmt.Fprintln(tw, "\nTOKENS\tTENANTS\tNOTE")
+	for _, scheme := range slices.Sorted(maps.Keys(schemes)) {
+		note := ""
+		switch name := store.TokensKey(scheme); {
+		case scheme == store.TokensUnkeyed:
+			note = "unkeyed: ids can be matched against a listing"
+			if keys != nil {
+				note += "; relay encryption rewrite re-keys them"
+			}
+		case name == "":
+			note = "layout 2 (not migrated)"
+		case keys == nil:
+			note = "keyed"
+		case !keys.Has(name):
+			note = "keyed with a key the file does not list: encryption_key_missing"
+		case name == keys.Primary():
+			note = "the primary key"
+		default:
+			note = "an older key: relay encryption rewrite re-keys them"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", scheme, schemes[scheme], note)
+	}
 	return tw.Flush()
+}
+
+// countTokens counts the directory's instance records by their "tokens".
+func countTokens(ctx context.Context, c *clientv3.Client, prefix string, timeout time.Duration) (map[string]int, error) {
+	out := map[string]int{}
+	p := prefix + "instances/"
+	end := clientv3.GetPrefixRangeEnd(p)
+	from := p
+	for {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := c.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(statusPage))
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range resp.Kvs {
+			if !strings.HasSuffix(string(kv.Key), "/instance") {
+				continue
+			}
+			var rec struct {
+				Tokens string `json:"tokens"`
+			}
+			if json.Unmarshal(kv.Value, &rec) != nil {
+				out["(record does not decode)"]++
+				continue
+			}
+			if rec.Tokens == "" {
+				rec.Tokens = "(none)"
+			}
+			out[rec.Tokens]++
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
 
 // countValues reads every value under prefix, a page at a time, and counts
@@ -87,7 +156,7 @@ func countValues(ctx context.Context, c *clientv3.Client, prefix string, timeout
 		}
 		rev = resp.Header.Revision
 		for _, kv := range resp.Kvs {
-			switch name, sealed := seal.KeyOf(kv.Value); {
+			switch name, sealed := store.SealedWith(prefix, kv.Key, kv.Value); {
 			case sealed:
 				counts[name]++
 			case len(kv.Value) == 0:
@@ -123,6 +192,11 @@ func encryptionRewrite(ctx context.Context, w, errw io.Writer, cfg configs.Confi
 			last = time.Now()
 		}
 	})
+	fmt.Fprintf(w, "tokens of %s: %d tenants re-keyed", keys.Primary(), rep.Rekeyed)
+	if rep.Skipped > 0 {
+		fmt.Fprintf(w, ", %d left as they are (being moved by another process, a record that does not decode, or a value of a key the file does not list: see the log; run the rewrite again once fixed)", rep.Skipped)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "sealed with %s: %d rewritten, %d already, %d judged again after a concurrent write\n", keys.Primary(), rep.Rewritten, rep.Current, rep.Retried)
 	for _, name := range slices.Sorted(maps.Keys(rep.Unreadable)) {
 		fmt.Fprintf(w, "left as they are: %d values sealed with %s, which the key file does not list\n", rep.Unreadable[name], name)

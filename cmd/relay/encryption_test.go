@@ -174,6 +174,14 @@ func TestEncryptionStatus(t *testing.T) {
 	}
 	puts["/jr/d/a/users/old"] = string(k0.Seal(nil, []byte("k"), []byte("v")))
 	puts["/other/x"] = "outside the prefix"
+	// Instance records count as their licence is stored: one sealed with
+	// k1 (a JSON string), one in plaintext.
+	lic := k1.Seal(nil, []byte("k\x00license"), []byte(`{"key":"L"}`))
+	head := len(seal.Prefix + "k1:")
+	puts["/jr/instances/abcdefghijklmnopqrstuvwxyz/instance"] = `{"id":"abcdefghijklmnopqrstuvwxyz","license":"` + string(lic[:head]) + base64.StdEncoding.EncodeToString(lic[head:]) + `"}`
+	puts["/jr/instances/bcdefghijklmnopqrstuvwxyza/instance"] = `{"id":"bcdefghijklmnopqrstuvwxyza","tokens":"sha256","license":{"key":"L"}}`
+	puts["/jr/instances/cdefghijklmnopqrstuvwxyzab/instance"] = `{"id":"cdefghijklmnopqrstuvwxyzab","tokens":"hmac:k1"}`
+	puts["/jr/instances/defghijklmnopqrstuvwxyzabc/instance"] = `{"id":"defghijklmnopqrstuvwxyzabc","tokens":"hmac:k0"}`
 	for k, v := range puts {
 		if _, err := cli.Put(ctx, k, v); err != nil {
 			t.Fatal(err)
@@ -187,8 +195,11 @@ func TestEncryptionStatus(t *testing.T) {
 	for _, want := range []string{
 		"directory  empty      2",
 		"directory  k0         1      sealed with a key the file does not list: encryption_key_missing",
-		"directory  k1         1203   the primary key",
-		"directory  plaintext  1",
+		"directory  k1         1204   the primary key",
+		"directory  plaintext  4",
+		"hmac:k0  1        keyed with a key the file does not list: encryption_key_missing",
+		"hmac:k1  1        the primary key",
+		"sha256   1        unkeyed: ids can be matched against a listing; relay encryption rewrite re-keys them",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
