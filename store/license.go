@@ -300,3 +300,34 @@ func (s *Store) rewrittenInstance(key string, val []byte, primary string, rep *R
 	}
 	return string(out), true
 }
+
+// OpenRecordLicense is an instance record read under key (as etcdctl
+// prints it) with its licence opened by keys, for operators' tools: the
+// record's JSON with "license" an object again, and the name of the key
+// that sealed it. A record whose licence is not sealed comes back as it
+// is, with name "". A licence sealed with a key keys does not list (or
+// keys nil) → a *seal.KeyMissingError; one that does not open → an error
+// saying so.
+func OpenRecordLicense(keys *seal.Keyring, key, value []byte) (record []byte, name string, err error) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(value, &fields) != nil {
+		return value, "", nil
+	}
+	sealed, name, ok := sealedLicenseValue(fields["license"])
+	if !ok {
+		return value, "", nil
+	}
+	if keys == nil {
+		return nil, name, &seal.KeyMissingError{Name: name}
+	}
+	lic, _, err := keys.Open(licenseAAD(string(key)), sealed)
+	if err != nil {
+		return nil, name, err
+	}
+	if !json.Valid(lic) {
+		return nil, name, fmt.Errorf("store: the licence of %s is no JSON", key)
+	}
+	fields["license"] = lic
+	out, err := json.Marshal(fields)
+	return out, name, err
+}

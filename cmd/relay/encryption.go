@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -192,6 +193,25 @@ func plainOf(key, value []byte, rev, lease int64, keys *seal.Keyring) plainKV {
 			return p
 		}
 		value = plain
+	} else if bytes.HasSuffix(key, []byte("/instance")) {
+		// An instance record: readable JSON, its licence sealed inside.
+		rec, name, err := store.OpenRecordLicense(keys, key, value)
+		if name != "" {
+			p.SealedWith = name
+		}
+		var km *seal.KeyMissingError
+		switch {
+		case errors.As(err, &km) && keys == nil:
+			p.Error = "licence sealed: give --encryption-key-file"
+			return p
+		case errors.As(err, &km):
+			p.Error = "encryption_key_missing: the key file does not list key " + km.Name
+			return p
+		case err != nil:
+			p.Error = "the licence does not open: cut short, altered, or moved from another etcd key"
+			return p
+		}
+		value = rec
 	}
 	switch {
 	case len(value) > 0 && json.Valid(value):

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jira-relay/jira-relay/internal/etcdtest"
 	"github.com/jira-relay/jira-relay/internal/seal"
@@ -320,6 +321,61 @@ func TestEncryptionKeyOf(t *testing.T) {
 	} {
 		if code, _, _ := run(args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// TestEncryptionDecryptLicence: an instance record whose licence a relay
+// sealed prints with the licence opened (and sealed_with) given the key
+// file, and with an error, never the sealed string as a licence, without.
+func TestEncryptionDecryptLicence(t *testing.T) {
+	_, cli := etcdtest.Start(t)
+	keyFile := writeKeys(t, t.TempDir(), "keys.yaml", "k1")
+	k1, _ := seal.Load(keyFile)
+	ctx := context.Background()
+	st, err := store.New(cli, cli, store.Options{Prefix: "/q/", Lease: cli, Keys: k1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := st.Register(ctx, store.NewInstance{URL: "https://licence.atlassian.net", JiraVersion: "1", AddinVersion: "1",
+		License: &store.License{Key: "LIC-canary-0042", Seats: 25, ExpiresAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "/q/instances/" + reg.Instance.ID + "/instance"
+	resp, err := cli.Get(ctx, key, clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) != 1 || strings.Contains(string(resp.Kvs[0].Value), "LIC-canary") {
+		t.Fatalf("the stored record: %v, %v", resp, err)
+	}
+	answer, _ := json.Marshal(map[string]any{"kvs": []map[string]any{{"key": []byte(key), "value": resp.Kvs[0].Value, "mod_revision": resp.Kvs[0].ModRevision}}})
+	for _, withKeys := range []bool{true, false} {
+		args := []string{"decrypt"}
+		if withKeys {
+			args = append(args, "--encryption-key-file", keyFile)
+		}
+		var out, errb bytes.Buffer
+		if code := runEncryption(ctx, args, nil, bytes.NewReader(answer), &out, &errb); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		var line struct {
+			Value struct {
+				URL     string `json:"url"`
+				License struct {
+					Key   string `json:"key"`
+					Seats int    `json:"seats"`
+				} `json:"license"`
+			} `json:"value"`
+			SealedWith string `json:"sealed_with"`
+			Error      string `json:"error"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		switch {
+		case withKeys && (line.Value.License.Key != "LIC-canary-0042" || line.Value.License.Seats != 25 || line.Value.URL != "https://licence.atlassian.net" || line.SealedWith != "k1"):
+			t.Errorf("with the key file: %s", out.String())
+		case !withKeys && (line.Error == "" || line.SealedWith != "k1" || strings.Contains(out.String(), "LIC-canary")):
+			t.Errorf("without the key file: %s", out.String())
 		}
 	}
 }
