@@ -243,9 +243,16 @@ func (s *Store) lock(ctx context.Context, key string, wait bool) (unlock func(),
 // copy goes at once.
 func migrateV2Tenant(ctx context.Context, s *Store, id string) error {
 	in, _, err := s.readRecord(ctx, id)
-	if errors.Is(err, ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return nil // erased meanwhile
-	} else if err != nil {
+	case errors.Is(err, ErrCorrupt):
+		// A record that does not decode serves nothing either way (its
+		// requests answer record_corrupt) and is erased as it is: it does
+		// not hold the store back.
+		s.log.Warn("store: migrate: tenant left as it is: its record does not decode", "instance", id)
+		return nil
+	case err != nil:
 		return err
 	}
 	if in.Tokens != "" && in.Move == nil {

@@ -124,6 +124,15 @@ type runbookEnv struct {
 	// retainedLease the lease their keys went on.
 	retained      []map[string]any
 	retainedLease clientv3.LeaseID
+
+	// binDir holds the relay binary (built by buildRelay while the test
+	// sets up, relayBuilt says when), first on the runbook's PATH: the
+	// runbook's `relay encryption` commands run it.
+	binDir     string
+	relayBuilt <-chan error
+	// keyed is the section "A tenant with keyed tokens": a relay run with a
+	// key file and its tenant (erased again after the section).
+	keyed keyedTenant
 }
 
 // TestRunbook runs every ```sh block of docs/operations.md, in order, with
@@ -146,12 +155,17 @@ func TestRunbook(t *testing.T) {
 	lookTool(t, "xxd", "apt-get install -y xxd")
 
 	sections := parseRunbook(t, readRepoFile(t, "docs/operations.md"))
+	// The relay binary, for the runbook's `relay encryption` commands, built
+	// while the relay and the data are set up.
+	binDir := t.TempDir()
+	relayBuilt := buildRelay(t, binDir)
 	e, cli := etcdtest.Start(t)
 	// Named as an operator names the relays of a fleet (--relay-id): the
 	// "Running a fleet" section shows their member keys.
 	r := startRelay(t, cli, func(c *configs.Config) { c.RelayID = "relay-1" })
 	env := newRunbookEnv(t, r.URL, cli, e.Endpoints()[0])
 	env.relay = r
+	env.binDir, env.relayBuilt = binDir, relayBuilt
 
 	checks := env.checks()
 	var setup string
@@ -282,6 +296,7 @@ func newRunbookEnv(t *testing.T, relayURL string, cli *clientv3.Client, endpoint
 		"snapshotFile":   filepath.Join(env.dir, "relay.snapshot.db"),
 		"dataDir":        filepath.Join(env.dir, "relay-data"),
 		"peerUrl":        fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t)),
+		"keyFile":        filepath.Join(env.dir, "keys.yaml"),
 	}
 	return env
 }
@@ -359,7 +374,7 @@ func (env *runbookEnv) userAKeys() []string {
 	d := env.acmeData
 	u, c := store.Token(env.userA), store.Token(env.conv)
 	m1, m2 := store.Token(env.mailA1), store.Token(env.mailA2)
-	keys := []string{d + "users/" + store.EscapeSegment(env.userA)}
+	keys := []string{d + "users/" + u}
 	for _, mp := range []struct{ conv, mail, id, key string }{{c, m1, "10001", "OPS-1"}, {c, m1, "10002", "OPS-2"}, {"", m2, "10003", "OPS-3"}} {
 		keys = append(keys,
 			d+"m/"+mp.mail+"/"+u+"/"+mp.id,
@@ -443,7 +458,9 @@ func (env *runbookEnv) bash(what, script string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-euo", "pipefail", "-c", script)
 	cmd.Dir = env.dir
-	cmd.Env = append(cleanEnv("ETCDCTL_"), "LC_ALL=C.UTF-8")
+	// No etcdctl or relay settings of the test's environment; the relay
+	// binary first on the PATH.
+	cmd.Env = append(cleanEnv("ETCDCTL_", "RELAY_", "PATH="), "LC_ALL=C.UTF-8", "PATH="+env.binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		env.t.Errorf("%s: %v\n--- script ---\n%s\n--- output ---\n%s", what, err, script, out)
@@ -544,6 +561,9 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Shard: "eu-1"}, "eu-1"},
 					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Shard: "eu-1", Move: &store.Move{To: "directory", Since: time.Now().UTC()}}, "eu-1, moving to directory"},
 					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Move: &store.Move{To: "eu2", Since: time.Now().UTC()}}, "directory, moving to eu2"},
+					// A re-key to other tokens, under a new data id on the same cluster.
+					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Tokens: store.TokensUnkeyed, Move: &store.Move{To: store.DirectoryShard, Since: time.Now().UTC(), DataID: "ghijkm", Tokens: "hmac:k1"}}, "directory, re-keying to ghijkm"},
+					{store.Instance{ID: env.acme.ID, DataID: "abcdef", Shard: "eu-1", Tokens: "hmac:k1", Move: &store.Move{To: "eu-1", Since: time.Now().UTC(), DataID: "ghijkm", Tokens: "hmac:k2"}}, "eu-1, re-keying to ghijkm"},
 				} {
 					rec, err := json.Marshal(c.in)
 					if err != nil {
@@ -554,6 +574,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 						t.Errorf("relay_shard of %s = %q, want %q", rec, got, c.want)
 					}
 				}
+				env.checkRelayDataID(setup)
 			},
 		},
 		"Health of the cluster": {
@@ -569,9 +590,10 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				if !strings.HasPrefix(out, fmt.Sprintf(`{"version":%d,"migratedAt":"`, store.LayoutVersion)) {
 					t.Errorf("layout: the output does not start with the layout record:\n%s", out)
 				}
-				if strings.Contains(out, "/jira-relay/layout-lock") || strings.Contains(out, "/jira-relay/migrations/") {
+				if strings.Contains(out, "/jira-relay/layout-lock") || strings.Contains(out, "/jira-relay/migrations/") || strings.Contains(out, "/jira-relay/moves/") {
 					t.Errorf("layout: a migration is shown under way on a migrated store:\n%s", out)
 				}
+				env.mustContain("layout", out, "no re-key noted\n")
 			},
 		},
 		"List the tenants": {
@@ -589,9 +611,9 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 					`{"instanceId":"`+env.acme.ID+`"}`,
 					`"url":"`+env.acme.URL+`"`, `"clientKeySha256":"`, `"dataId":"`+env.acmeDataID+`"`,
 					env.config,
-					"\n"+env.acmeDataID+"\ndirectory\n",
-					env.acmeData+"users/"+store.EscapeSegment(env.userA)+"\n",
-					env.acmeData+"users/"+store.EscapeSegment(env.userB)+"\n",
+					"\n"+env.acmeDataID+"\ndirectory\n"+`"tokens":"`+store.TokensUnkeyed+`"`+"\n",
+					env.acmeData+"users/"+store.Token(env.userA)+"\n",
+					env.acmeData+"users/"+store.Token(env.userB)+"\n",
 					"\n4 mappings\n",
 					fmt.Sprintf("\n%d data keys\n", len(env.keys(env.acmeData))))
 				if strings.Contains(out, env.acme.Admin) || strings.Contains(out, env.acme.Client) {
@@ -651,7 +673,7 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 						listed = append(listed, l)
 					}
 				}
-				if len(listed) == 0 || listed[len(listed)-1] != env.acmeData+"users/"+store.EscapeSegment(env.userA) {
+				if len(listed) == 0 || listed[len(listed)-1] != env.acmeData+"users/"+store.Token(env.userA) {
 					t.Errorf("relay_user_keys must list the user record last:\n%s", strings.Join(listed, "\n"))
 				}
 				// The user's own index entries (u/) come after every record and
@@ -677,6 +699,10 @@ func (env *runbookEnv) checks() map[string]sectionCheck {
 				userBKeys = env.keysOfUserB()
 				otherKeys = env.tenantKeys(env.other.ID, env.otherData)
 			},
+		},
+		"A tenant with keyed tokens": {
+			before: env.keyedBefore,
+			after:  env.keyedAfter,
 		},
 		"Error reports of a tenant": {
 			before: func() {
@@ -1134,7 +1160,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 func (env *runbookEnv) keysOfUserB() []string {
 	var out []string
 	for _, k := range env.keys(env.acmeData) {
-		if slices.Contains(strings.Split(k, "/"), store.Token(env.userB)) || k == env.acmeData+"users/"+store.EscapeSegment(env.userB) {
+		if slices.Contains(strings.Split(k, "/"), store.Token(env.userB)) {
 			out = append(out, k)
 		}
 	}
@@ -1163,8 +1189,9 @@ func (env *runbookEnv) checkUserAErased(what string) {
 	if left := env.presentUserAKeys(); len(left) > 0 {
 		t.Errorf("%s: keys of the user are left: %q", what, left)
 	}
-	// No key names the user: by its token (mapping records and index
-	// entries) or by its escaped id (the user record).
+	// No key names the user: by its token (the user record, mapping
+	// records and index entries), nor by its id, escaped (as layout 2 named
+	// user records).
 	tok, esc := store.Token(env.userA), store.EscapeSegment(env.userA)
 	for _, k := range env.keys(env.acmeData) {
 		if slices.Contains(strings.Split(k, "/"), tok) || strings.Contains(k, esc) {
