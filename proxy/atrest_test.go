@@ -3,7 +3,11 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/jira-relay/jira-relay/configs"
@@ -25,8 +29,10 @@ var atRestCanaries = []string{
 	"canary-user-7f3a",                 // a user id (in the path of its user record)
 }
 
-// dumpEtcd is every key and value of the member, then a snapshot of it.
-func dumpEtcd(t *testing.T, cli *clientv3.Client) (kvs, snapshot []byte) {
+// dumpEtcd is every key and value of the member, as the client reads them
+// and as etcdctl get --prefix "" -w json prints them (decoded), then a
+// snapshot of it.
+func dumpEtcd(t *testing.T, cli *clientv3.Client, endpoints []string) (kvs, snapshot []byte) {
 	t.Helper()
 	ctx := context.Background()
 	resp, err := cli.Get(ctx, "", clientv3.WithFromKey())
@@ -39,6 +45,30 @@ func dumpEtcd(t *testing.T, cli *clientv3.Client) (kvs, snapshot []byte) {
 		b.WriteByte('=')
 		b.Write(kv.Value)
 		b.WriteByte('\n')
+	}
+	if etcdctl, err := exec.LookPath("etcdctl"); err == nil {
+		cmd := exec.Command(etcdctl, "--endpoints", strings.Join(endpoints, ","), "get", "--prefix", "", "-w", "json")
+		cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("etcdctl get: %v", err)
+		}
+		var a struct {
+			Kvs []struct {
+				Key, Value []byte // base64 in etcdctl's JSON
+			} `json:"kvs"`
+		}
+		if err := json.Unmarshal(out, &a); err != nil || len(a.Kvs) != len(resp.Kvs) {
+			t.Fatalf("etcdctl's answer: %d keys, %v; the client read %d", len(a.Kvs), err, len(resp.Kvs))
+		}
+		for _, kv := range a.Kvs {
+			b.Write(kv.Key)
+			b.WriteByte('=')
+			b.Write(kv.Value)
+			b.WriteByte('\n')
+		}
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("etcdctl is missing, and CI=true requires it: apt-get install -y etcd-client")
 	}
 	rc, err := cli.Snapshot(ctx)
 	if err != nil {
@@ -87,7 +117,7 @@ func writeThroughAPI(t *testing.T, r *relaytest.Relay) {
 func TestNothingPersonalAtRest(t *testing.T) {
 	t.Parallel()
 	for _, encrypted := range []bool{true, false} {
-		_, cli := etcdtest.Start(t)
+		e, cli := etcdtest.Start(t)
 		k := writeKeyFile(t, "k1")
 		r := relaytest.StartWithEtcd(t, cli, func(c *configs.Config) {
 			if encrypted {
@@ -95,7 +125,7 @@ func TestNothingPersonalAtRest(t *testing.T) {
 			}
 		})
 		writeThroughAPI(t, r)
-		kvs, snap := dumpEtcd(t, cli)
+		kvs, snap := dumpEtcd(t, cli, e.Endpoints())
 		for _, c := range atRestCanaries {
 			inKVs, inSnap := bytes.Contains(kvs, []byte(c)), bytes.Contains(snap, []byte(c))
 			switch {
