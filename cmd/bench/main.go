@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if sc.Name == bench.CapacityScenario {
 		return runCapacity(ctx, set, capacityFlags{count: *count, concurrency: *concurrency, readers: *readers, duration: *duration,
-			warmup: *warmup, users: *users, jsonOut: *jsonOut, profileDir: *profileDir}, sc, args, stdout, stderr, usage)
+			warmup: *warmup, users: *users, rounds: *rounds, jsonOut: *jsonOut, profileDir: *profileDir}, sc, args, stdout, stderr, usage)
 	}
 	if set["readers"] {
 		return usage("--readers is for --scenario %s", bench.CapacityScenario)
@@ -268,14 +268,14 @@ type capacityFlags struct {
 	count                int64
 	concurrency, readers int
 	duration, warmup     time.Duration
-	users                int
+	users, rounds        int
 	jsonOut, profileDir  string
 }
 
 // capacityRejects are the flags of the relay's load that mean nothing to
 // the capacity scenario, which runs etcd members of its own.
 var capacityRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
-	"mix", "sizes", "rate", "compare", "rounds", "tls", "upload-body", "conversations", "request-timeout", "html",
+	"mix", "sizes", "rate", "compare", "tls", "upload-body", "conversations", "request-timeout", "html",
 	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list", "relays", "trials", "instance-rps", "instance-burst"}
 
 // runCapacity is --scenario capacity: the old and the current key layout
@@ -289,6 +289,12 @@ func runCapacity(ctx context.Context, set map[string]bool, f capacityFlags, sc b
 	}
 	cfg := bench.CapacityConfig{N: int(sc.Count), Concurrency: sc.Concurrency, Readers: sc.Readers, Duration: sc.Duration,
 		Warmup: f.warmup, Users: f.users, Command: "go run ./cmd/bench " + strings.Join(args, " "), Log: stderr}
+	if set["rounds"] {
+		if f.rounds < 1 || f.rounds > 50 {
+			return usage("--rounds: with --scenario %s, the rounds of the plaintext and sealed pair, from 1 to 50", bench.CapacityScenario)
+		}
+		cfg.Rounds = f.rounds
+	}
 	if set["count"] {
 		if f.count < 1 || f.count > 10_000_000 {
 			return usage("--count: with --scenario %s, the mappings per layout, from 1 to 10000000", bench.CapacityScenario)

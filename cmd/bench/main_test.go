@@ -238,7 +238,7 @@ func TestCapacity(t *testing.T) {
 	out := filepath.Join(dir, "capacity.json")
 	var stdout, stderr bytes.Buffer
 	args := []string{"--scenario", "capacity", "--count", "300", "--concurrency", "16", "--readers", "8",
-		"--duration", "300ms", "--warmup", "0", "--json", out}
+		"--duration", "300ms", "--warmup", "0", "--rounds", "2", "--json", out}
 	if code := run(ctx, args, &stdout, &stderr, false); code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -268,12 +268,17 @@ func TestCapacity(t *testing.T) {
 			Fit2GiB           int64   `json:"mappingsIn2GiB"`
 			Fit8GiB           int64   `json:"mappingsIn8GiB"`
 		} `json:"layouts"`
-		Verdicts map[string]string `json:"verdicts"`
+		Verdicts     map[string]string `json:"verdicts"`
+		SealedRounds []struct {
+			SealedFirst               bool
+			WritesRatio, LookupsRatio float64
+		} `json:"sealedRounds"`
+		SealedWritesRatio float64 `json:"sealedWritesRatio"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("JSON: %v", err)
 	}
-	if rep.Scenario != "capacity" || len(rep.Layouts) != 3 || rep.Layouts[0].Layout != 1 || rep.Layouts[1].Layout != 2 || rep.Layouts[2].Layout != 2 {
+	if rep.Scenario != "capacity" || len(rep.Layouts) != 3 || rep.Layouts[0].Layout != 1 || rep.Layouts[1].Layout != 3 || rep.Layouts[2].Layout != 3 {
 		t.Fatalf("report: %s", b)
 	}
 	for _, l := range rep.Layouts {
@@ -289,9 +294,18 @@ func TestCapacity(t *testing.T) {
 			t.Errorf("layout %d: %d in 2 GiB, %d in 8 GiB", l.Layout, l.Fit2GiB, l.Fit8GiB)
 		}
 	}
+	// Two rounds of the plaintext and sealed pair, the second sealed first;
+	// the verdict's ratio is their median.
+	if len(rep.SealedRounds) != 2 || rep.SealedRounds[0].SealedFirst || !rep.SealedRounds[1].SealedFirst ||
+		rep.SealedWritesRatio != (rep.SealedRounds[0].WritesRatio+rep.SealedRounds[1].WritesRatio)/2 || rep.SealedWritesRatio <= 0 {
+		t.Errorf("sealed rounds: %+v, median writes ratio %v", rep.SealedRounds, rep.SealedWritesRatio)
+	}
+	if !strings.Contains(stdout.String(), "round 2 (sealed first)") {
+		t.Error("the table does not show the rounds")
+	}
 	old, cur := rep.Layouts[0], rep.Layouts[1]
 	if cur.KVBytesPerMapping >= old.KVBytesPerMapping || cur.InUsePerMapping >= old.InUsePerMapping {
-		t.Errorf("layout 2 is not smaller: %.0f vs %.0f B key+value, %.0f vs %.0f B in use per mapping",
+		t.Errorf("layout 3 is not smaller: %.0f vs %.0f B key+value, %.0f vs %.0f B in use per mapping",
 			cur.KVBytesPerMapping, old.KVBytesPerMapping, cur.InUsePerMapping, old.InUsePerMapping)
 	}
 	if sealed := rep.Layouts[2]; sealed.KVBytesPerMapping <= cur.KVBytesPerMapping {
