@@ -769,7 +769,7 @@ func (r *CapacityReport) WriteTable(out io.Writer) {
 	}
 	ratio := len(r.Layouts) >= 2
 	if ratio {
-		fmt.Fprint(tw, "2 / 1\t")
+		fmt.Fprint(tw, "3 / 1\t")
 	}
 	sealedRatio := len(r.Layouts) == 3
 	if sealedRatio {

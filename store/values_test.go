@@ -18,7 +18,7 @@ import (
 )
 
 // keyFile loads a key file of new keys named names, the first primary.
-func keyFile(t *testing.T, names ...string) *seal.Keyring {
+func keyFile(t testing.TB, names ...string) *seal.Keyring {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("keys:\n")
