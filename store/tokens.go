@@ -56,8 +56,13 @@ func (s *Store) tokensScheme() string {
 }
 
 // tokenizers caches each tenant's tokenizer (a key derivation per tenant
-// and key, not per request): "<key>\x00<dataId>" → *seal.Tokenizer.
-type tokenizers struct{ m sync.Map }
+// and key, not per request), by key name and data id.
+type tokenizers struct {
+	mu sync.RWMutex
+	m  map[tokenizerKey]*seal.Tokenizer
+}
+
+type tokenizerKey struct{ name, dataID string }
 
 // tokenizer is the tokenizer of scheme for the tenant of dataID: nil for
 // unkeyed tokens (and for a record of layout 2, which has none),
@@ -73,9 +78,12 @@ func (s *Store) tokenizer(scheme, dataID, instanceID string) (*seal.Tokenizer, e
 	if s.vals.keys == nil {
 		return nil, fmt.Errorf("store: the keys of instance %s are tokens of key %q, and this relay has no --encryption-key-file: %w", instanceID, name, ErrEncryptionKeyMissing)
 	}
-	ck := name + "\x00" + dataID
-	if t, ok := s.toks.m.Load(ck); ok {
-		return t.(*seal.Tokenizer), nil
+	ck := tokenizerKey{name, dataID}
+	s.toks.mu.RLock()
+	t := s.toks.m[ck]
+	s.toks.mu.RUnlock()
+	if t != nil {
+		return t, nil
 	}
 	t, err := s.vals.keys.Tokens(name, dataID)
 	var km *seal.KeyMissingError
@@ -84,8 +92,16 @@ func (s *Store) tokenizer(scheme, dataID, instanceID string) (*seal.Tokenizer, e
 	} else if err != nil {
 		return nil, err
 	}
-	v, _ := s.toks.m.LoadOrStore(ck, t)
-	return v.(*seal.Tokenizer), nil
+	s.toks.mu.Lock()
+	defer s.toks.mu.Unlock()
+	if s.toks.m == nil {
+		s.toks.m = map[tokenizerKey]*seal.Tokenizer{}
+	}
+	if old := s.toks.m[ck]; old != nil {
+		return old, nil
+	}
+	s.toks.m[ck] = t
+	return t, nil
 }
 
 // TokensKey is the key file's key name a token scheme uses, "" for
