@@ -1,21 +1,46 @@
 // Command hopcost measures what one extra loopback hop costs on this
-// machine, without the relay: bytes written straight to a sink, through a
-// user-space copy (what any reverse proxy does), and through splice(2)
-// (Go's (*net.TCPConn).ReadFrom between two plain TCP sockets). It bounds
-// the relay-vs-direct upload ratio the machine allows: a proxy that copies
-// cannot beat the "copy" row, and one that splices cannot beat "splice".
+// machine, without the relay: bytes written straight to a sink, and
+// through a bare Go hop that moves them on, in each of the relay's modes:
+//
+//   - direct: the sender writes plain TCP to the sink;
+//   - copy: a hop that copies in user space (what any reverse proxy does);
+//   - splice: a hop that splices (Go's (*net.TCPConn).ReadFrom between two
+//     plain TCP sockets);
+//   - direct-tls: the sender speaks TLS to a TLS sink;
+//   - tls-upstream: plain to the hop, which re-encrypts toward a TLS sink
+//     (verifying it against the test CA): the relay with --upstream-ca;
+//   - tls-both: TLS to the hop, which terminates it and re-encrypts toward
+//     the TLS sink: the relay with --tls-cert and an HTTPS upstream.
+//
+// The hop runs in a process of its own (this binary, re-run with -hop), so
+// its CPU per GiB is measured alone: that is the floor a proxy of the same
+// mode cannot go below (bench/peers compares the relay's against it). The
+// throughput bounds the proxy-vs-direct ratio the machine allows. TLS is
+// 1.3 with AES-128-GCM or ChaCha20 as Go picks, HTTP/1.1 not involved.
 //
 //	go run ./bench/hopcost -rounds 5 -bytes 4294967296
 package main
 
 import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,54 +48,125 @@ import (
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
+// modes in the order they are printed; hopped modes run a hop process.
+var modes = []string{"direct", "copy", "splice", "direct-tls", "tls-upstream", "tls-both"}
+
+func hopped(mode string) bool { return mode != "direct" && mode != "direct-tls" }
+
+// tlsToHop: the sender speaks TLS to whatever it dials.
+func tlsToHop(mode string) bool { return mode == "direct-tls" || mode == "tls-both" }
+
+// tlsSink: the sink the mode ends at speaks TLS.
+func tlsSink(mode string) bool { return strings.Contains(mode, "tls") }
+
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds; each runs every mode once, order rotated")
 	total := flag.Int64("bytes", 2<<30, "bytes sent per mode per round")
+	only := flag.String("modes", strings.Join(modes, ","), "the modes to run, comma-separated")
+	hopMode := flag.String("hop", "", "internal: run as the hop of this mode")
+	sinkAddr := flag.String("sink", "", "internal: the hop's sink")
+	dir := flag.String("certs", "", "internal: the directory of ca.pem, cert.pem, key.pem")
 	flag.Parse()
+	if *hopMode != "" {
+		if err := runHop(*hopMode, *sinkAddr, *dir); err != nil {
+			fmt.Fprintln(os.Stderr, "hopcost hop:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	want := strings.Split(*only, ",")
+	for _, m := range want {
+		if !slices.Contains(modes, m) {
+			fmt.Fprintf(os.Stderr, "hopcost: unknown mode %q (modes: %s)\n", m, strings.Join(modes, ", "))
+			os.Exit(2)
+		}
+	}
 	if *rounds < 1 || *total < 1<<20 {
 		fmt.Fprintln(os.Stderr, "hopcost: -rounds ≥ 1 and -bytes ≥ 1 MiB")
 		os.Exit(2)
 	}
-	if err := run(*rounds, *total); err != nil {
+	if err := run(*rounds, *total, want); err != nil {
 		fmt.Fprintln(os.Stderr, "hopcost:", err)
 		os.Exit(1)
 	}
 }
 
-type result struct{ mibs, cpuPerGiB float64 }
+// result is one mode's run: throughput, the hop process's CPU per GiB
+// (0 without a hop) and the whole run's (sender, sink and hop).
+type result struct{ mibs, hopCPUPerGiB, allCPUPerGiB float64 }
 
-func run(rounds int, total int64) error {
-	sink, err := startSink()
+func run(rounds int, total int64, want []string) error {
+	certs, err := writeCerts()
 	if err != nil {
 		return err
 	}
-	defer sink.Close()
-	modes := []string{"direct", "copy", "splice"}
+	defer os.RemoveAll(certs)
+	tc, err := loadTLS(certs)
+	if err != nil {
+		return err
+	}
+	plain, err := startSink(nil)
+	if err != nil {
+		return err
+	}
+	defer plain.Close()
+	secure, err := startSink(tc.server)
+	if err != nil {
+		return err
+	}
+	defer secure.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	got := map[string][]result{}
 	for r := range rounds {
-		for i := range modes {
-			m := modes[(i+r)%len(modes)]
-			res, err := measure(m, sink.Addr().String(), total)
+		for i := range want {
+			m := want[(i+r)%len(want)]
+			sink := plain.Addr().String()
+			if tlsSink(m) {
+				sink = secure.Addr().String()
+			}
+			res, err := measure(self, m, sink, certs, tc, total)
 			if err != nil {
 				return fmt.Errorf("%s: %w", m, err)
 			}
 			got[m] = append(got[m], res)
 		}
 	}
-	direct := median(got["direct"]).mibs
-	fmt.Printf("%-7s %10s %10s %14s\n", "mode", "MiB/s", "× direct", "CPU s / GiB")
+	fmt.Printf("%-13s %9s %10s %14s %18s\n", "mode", "MiB/s", "× direct", "hop CPU s/GiB", "all CPU s/GiB")
 	for _, m := range modes {
+		if len(got[m]) == 0 {
+			continue
+		}
 		md := median(got[m])
-		fmt.Printf("%-7s %10.0f %10.3f %14.3f\n", m, md.mibs, md.mibs/direct, md.cpuPerGiB)
+		ratio := "-"
+		base := "direct"
+		if tlsToHop(m) || m == "tls-upstream" {
+			base = "direct-tls"
+		}
+		if b := got[base]; len(b) > 0 && m != base {
+			ratio = fmt.Sprintf("%.3f", md.mibs/median(b).mibs)
+		}
+		hop := "-"
+		if hopped(m) {
+			hop = fmt.Sprintf("%.3f", md.hopCPUPerGiB)
+		}
+		fmt.Printf("%-13s %9.0f %10s %14s %18.3f\n", m, md.mibs, ratio, hop, md.allCPUPerGiB)
 	}
+	fmt.Println("× direct: of direct for copy and splice, of direct-tls for the TLS modes; medians of the rounds")
 	return nil
 }
 
-// startSink reads and drops everything sent to it, 64 KiB at a time.
-func startSink() (net.Listener, error) {
+// startSink reads and drops everything sent to it, 64 KiB at a time; over
+// TLS when tc is set.
+func startSink(tc *tls.Config) (net.Listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	go func() {
 		for {
@@ -92,24 +188,41 @@ func startSink() (net.Listener, error) {
 	return ln, nil
 }
 
-// measure sends total bytes through the mode's path and returns throughput
-// and the whole process's CPU per GiB (sender, hop and sink share it).
-func measure(mode, sinkAddr string, total int64) (result, error) {
+// measure sends total bytes through the mode's path: straight to the sink,
+// or through a hop process started for this run.
+func measure(self, mode, sinkAddr, certs string, tc *tlsConfigs, total int64) (result, error) {
 	target := sinkAddr
-	hopDone := make(chan error, 1)
-	if mode != "direct" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var hop *exec.Cmd
+	if hopped(mode) {
+		hop = exec.Command(self, "-hop", mode, "-sink", sinkAddr, "-certs", certs)
+		hop.Stderr = os.Stderr
+		out, err := hop.StdoutPipe()
 		if err != nil {
 			return result{}, err
 		}
-		defer ln.Close()
-		go func() { hopDone <- hop(ln, mode, sinkAddr) }()
-		target = ln.Addr().String()
-	} else {
-		hopDone <- nil
+		if err := hop.Start(); err != nil {
+			return result{}, err
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			_ = hop.Process.Kill()
+			_ = hop.Wait()
+			return result{}, fmt.Errorf("the hop did not say where it listens: %v", err)
+		}
+		target = strings.TrimSpace(line)
 	}
-	c, err := net.Dial("tcp", target)
+	var c net.Conn
+	var err error
+	if tlsToHop(mode) {
+		c, err = tls.Dial("tcp", target, tc.client)
+	} else {
+		c, err = net.Dial("tcp", target)
+	}
 	if err != nil {
+		if hop != nil {
+			_ = hop.Process.Kill()
+			_ = hop.Wait()
+		}
 		return result{}, err
 	}
 	buf := make([]byte, 256<<10)
@@ -124,35 +237,136 @@ func measure(mode, sinkAddr string, total int64) (result, error) {
 		}
 	}
 	_ = c.Close()
-	if err := <-hopDone; err != nil {
-		return result{}, err
-	}
-	took, cpu := time.Since(t0), cpuTime()-cpu0
 	gib := float64(sent) / (1 << 30)
-	return result{mibs: float64(sent) / (1 << 20) / took.Seconds(), cpuPerGiB: cpu.Seconds() / gib}, nil
+	var hopCPU time.Duration
+	if hop != nil {
+		if err := hop.Wait(); err != nil {
+			return result{}, fmt.Errorf("the hop: %w", err)
+		}
+		if ru, ok := hop.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			hopCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	// The sink may still hold the last bytes: direct runs end when the
+	// sender's writes return, as they always did (a hopped run ends when
+	// the hop has written everything on).
+	took, cpu := time.Since(t0), cpuTime()-cpu0
+	return result{mibs: float64(sent) / (1 << 20) / took.Seconds(), hopCPUPerGiB: hopCPU.Seconds() / gib,
+		allCPUPerGiB: (cpu + hopCPU).Seconds() / gib}, nil
 }
 
-// hop accepts one connection and moves its bytes to the sink.
-func hop(ln net.Listener, mode, sinkAddr string) error {
+// runHop is the hop process: it listens, says where on stdout, accepts one
+// connection and moves its bytes to the sink, then exits.
+func runHop(mode, sinkAddr, certs string) error {
+	if !hopped(mode) || sinkAddr == "" {
+		return errors.New("-hop needs a hopped mode and -sink")
+	}
+	tc, err := loadTLS(certs)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println(ln.Addr().String())
 	c, err := ln.Accept()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	up, err := net.Dial("tcp", sinkAddr)
+	var up net.Conn
+	if tlsSink(mode) {
+		up, err = tls.Dial("tcp", sinkAddr, tc.client)
+	} else {
+		up, err = net.Dial("tcp", sinkAddr)
+	}
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	if mode == "splice" {
+	switch mode {
+	case "splice":
 		_, err = up.(*net.TCPConn).ReadFrom(&io.LimitedReader{R: c.(*net.TCPConn), N: 1 << 62})
-	} else {
+	case "tls-both":
+		_, err = io.CopyBuffer(writerOnly{up}, readerOnly{tls.Server(c, tc.server)}, make([]byte, 256<<10))
+	default: // copy, tls-upstream
 		_, err = io.CopyBuffer(writerOnly{up}, readerOnly{c}, make([]byte, 256<<10))
 	}
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
 	return err
+}
+
+// tlsConfigs are the sink's and hop's server side and every client's
+// (trusting the test CA only).
+type tlsConfigs struct{ server, client *tls.Config }
+
+func loadTLS(dir string) (*tlsConfigs, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, errors.New("ca.pem holds no certificate")
+	}
+	return &tlsConfigs{
+		server: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		client: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+	}, nil
+}
+
+// writeCerts makes a test CA and a certificate for 127.0.0.1 it signed,
+// in a temporary directory.
+func writeCerts() (string, error) {
+	dir, err := os.MkdirTemp("", "hopcost-certs-")
+	if err != nil {
+		return "", err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hopcost test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		return "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	for name, b := range map[string]*pem.Block{
+		"ca.pem":   {Type: "CERTIFICATE", Bytes: caDER},
+		"cert.pem": {Type: "CERTIFICATE", Bytes: leafDER},
+		"key.pem":  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 func cpuTime() time.Duration {
