@@ -69,7 +69,9 @@ func NewEndpoint(rawURL string, maxConns int, caFile string, allowRemote bool) (
 		return set.add(c), nil
 	}
 	if u.Scheme == "https" {
-		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		// One session cache per endpoint, shared by its connections: a new
+		// connection resumes a session instead of a full handshake.
+		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(0)}
 		if caFile != "" {
 			pem, err := os.ReadFile(caFile)
 			if err != nil {

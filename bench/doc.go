@@ -14,5 +14,6 @@
 // fake Jira they make up, /proc sampling), report.go, report_table.go,
 // report_json.go and report_html.go (the result and its views), compare.go
 // (relay vs direct), progress.go (the live line), run.go (one whole run) and
-// peers.go (the proxy comparison behind bench/peers/run.sh).
+// peers.go (the proxy comparison behind bench/peers/run.sh, in its plain,
+// tls-upstream and tls-both modes) with certs.go (the test CA it makes).
 package bench

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -83,7 +85,11 @@ func StartStack(ctx context.Context, cfg *Config, dir string, tls bool) (_ *Stac
 	}()
 	env := CleanEnv()
 	fargs := []string{"--listen", "127.0.0.1:0", "--no-hash", "--max-records", "64"}
-	if tls {
+	switch {
+	case tls && cfg.certs != nil:
+		s.CAFile = cfg.certs.CA
+		fargs = append(fargs, "--tls", "--tls-cert", cfg.certs.Cert, "--tls-key", cfg.certs.Key)
+	case tls:
 		s.CAFile = filepath.Join(dir, "fakejira-ca.pem")
 		fargs = append(fargs, "--tls", "--ca-out", s.CAFile)
 	}
@@ -139,6 +145,14 @@ func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir 
 	if cfg.Relays > 1 {
 		name = "relay " + strconv.Itoa(i+1)
 	}
+	scheme, ready := "http", &http.Client{Timeout: time.Second}
+	if cfg.frontTLS && cfg.certs != nil {
+		var err error
+		scheme = "https"
+		if ready, err = caClient(cfg.certs.CA); err != nil {
+			return nil, err
+		}
+	}
 	for try := 1; ; try++ {
 		var ports [4]int
 		for k := range ports {
@@ -156,7 +170,7 @@ func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir 
 		if i > 0 {
 			rargs = fleetMemberArgs(rargs, etcdURL)
 		}
-		r := &startedRelay{url: "http://127.0.0.1:" + strconv.Itoa(ports[0])}
+		r := &startedRelay{url: scheme + "://127.0.0.1:" + strconv.Itoa(ports[0])}
 		if i == 0 {
 			r.etcd = "http://127.0.0.1:" + strconv.Itoa(ports[1])
 		}
@@ -166,7 +180,7 @@ func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir 
 			return nil, err
 		}
 		r.proc = proc
-		err = waitReady(ctx, proc, r.url+"/readyz", 90*time.Second)
+		err = waitReady(ctx, proc, ready, r.url+"/readyz", 90*time.Second)
 		if err == nil {
 			return r, nil
 		}
@@ -177,9 +191,24 @@ func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir 
 	}
 }
 
-// waitReady polls url until it answers 200, the process exits, or timeout.
-func waitReady(ctx context.Context, p *Process, url string, timeout time.Duration) error {
-	c := &http.Client{Timeout: time.Second}
+// caClient is an HTTP client that trusts only the CA in caFile.
+func caClient(caFile string) (*http.Client, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil,
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+// waitReady polls url with c until it answers 200, the process exits, or
+// timeout.
+func waitReady(ctx context.Context, p *Process, c *http.Client, url string, timeout time.Duration) error {
+	defer c.CloseIdleConnections()
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := c.Get(url)
@@ -265,6 +294,9 @@ func relayArgs(cfg *Config, dataDir string, ports [4]int, caFile string, tls boo
 	}
 	if tls {
 		args = append(args, "--upstream-ca", caFile)
+	}
+	if cfg.frontTLS && cfg.certs != nil {
+		args = append(args, "--tls-cert", cfg.certs.Cert, "--tls-key", cfg.certs.Key)
 	}
 	// Always a free port: the relay's default, 127.0.0.1:9090, would make
 	// two runs at once (or a relay already on the machine) collide.

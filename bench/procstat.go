@@ -143,15 +143,50 @@ func (s *RSSSampler) Stop() {
 	<-s.done
 }
 
-// GroupCPU is the CPU time (utime+stime) of every live process in the
-// process group pgid (a proxy's master and its workers; the relay alone).
+// GroupCPU is the CPU time of the process tree in the process group pgid
+// (a proxy's master and its workers; the relay alone): utime+stime of every
+// live member, plus cutime+cstime, what the members' reaped children used,
+// so that a worker that exits does not take its time with it.
 func GroupCPU(pgid int) (time.Duration, error) {
-	ents, err := os.ReadDir("/proc")
+	var total time.Duration
+	found := false
+	err := scanGroup(pgid, func(_ int, f [][]byte) {
+		var ticks int64
+		for _, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+			v, err := strconv.ParseInt(string(f[k]), 10, 64)
+			if err != nil {
+				return
+			}
+			ticks += v
+		}
+		total += time.Duration(ticks) * time.Second / clockTicks
+		found = true
+	})
 	if err != nil {
 		return 0, err
 	}
-	var total time.Duration
-	found := false
+	if !found {
+		return ReadCPU(pgid)
+	}
+	return total, nil
+}
+
+// GroupPids are the live processes of the process group pgid.
+func GroupPids(pgid int) []int {
+	var pids []int
+	_ = scanGroup(pgid, func(pid int, _ [][]byte) { pids = append(pids, pid) })
+	return pids
+}
+
+// scanGroup calls f with the pid and the fields after the command of
+// /proc/<pid>/stat (f[0] is the state) of every live process in the group
+// pgid.
+func scanGroup(pgid int, f func(pid int, fields [][]byte)) error {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	want := strconv.Itoa(pgid)
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -165,17 +200,11 @@ func GroupCPU(pgid int) (time.Duration, error) {
 		if i < 0 {
 			continue
 		}
-		f := bytes.Fields(b[i+1:])
-		if len(f) < 13 || string(f[2]) != strconv.Itoa(pgid) {
+		fs := bytes.Fields(b[i+1:])
+		if len(fs) < 15 || string(fs[2]) != want {
 			continue
 		}
-		if d, err := ReadCPU(pid); err == nil {
-			total += d
-			found = true
-		}
+		f(pid, fs)
 	}
-	if !found {
-		return ReadCPU(pgid)
-	}
-	return total, nil
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"math"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -94,6 +95,106 @@ func svgChart(title string, xa, ya axis, ss []series) template.HTML {
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // every text in it went through esc
+}
+
+// barGroup is one group of bars of svgBars: a label and one value per
+// series (NaN: no bar).
+type barGroup struct {
+	Label  string
+	Values []float64
+}
+
+// svgBars draws grouped vertical bars on an inline SVG: one group per
+// barGroup, one bar per series in each, each bar labelled with its value;
+// a legend names the series. No script, no external resource.
+func svgBars(title, yLabel string, names []string, colors []string, groups []barGroup, format func(float64) string) template.HTML {
+	const w, h, left, right, top, bottom = 920.0, 340.0, 70.0, 20.0, 30.0, 40.0
+	pw, ph := w-left-right, h-top-bottom
+	ymax := 0.0
+	for _, g := range groups {
+		for _, v := range g.Values {
+			if !math.IsNaN(v) {
+				ymax = math.Max(ymax, v)
+			}
+		}
+	}
+	yt := niceTicks(math.Max(ymax*1.08, 1e-9), 6)
+	top0 := yt[len(yt)-1]
+	py := func(v float64) float64 { return top + ph - v/top0*ph }
+	var b strings.Builder
+	esc := template.HTMLEscapeString
+	legendRows := (len(names) + 4) / 5
+	fh := h + float64(legendRows)*18
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`,
+		w, fh, w, fh)
+	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14" font-weight="bold">%s</text>`, left, esc(title))
+	for _, t := range yt {
+		y := py(t)
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#eee"/><text x="%.1f" y="%.1f" text-anchor="end">%s</text>`,
+			left, y, left+pw, y, left-6, y+4, esc(numFormat(t)))
+	}
+	fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#999"/>`, left, top, pw, ph)
+	fmt.Fprintf(&b, `<text transform="translate(16,%.1f) rotate(-90)" text-anchor="middle">%s</text>`, top+ph/2, esc(yLabel))
+	gw := pw / float64(max(len(groups), 1))
+	bw := gw * 0.8 / float64(max(len(names), 1))
+	for gi, g := range groups {
+		x0 := left + float64(gi)*gw + gw*0.1
+		for si, v := range g.Values {
+			if math.IsNaN(v) || si >= len(names) {
+				continue
+			}
+			x, y := x0+float64(si)*bw, py(v)
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`,
+				x+1, y, math.Max(bw-2, 1), top+ph-y, colors[si%len(colors)], esc(g.Label+" · "+names[si]+": "+format(v)))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%s</text>`, x+bw/2, y-3, esc(format(v)))
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, left+float64(gi)*gw+gw/2, top+ph+18, esc(g.Label))
+	}
+	for i, n := range names {
+		lx, ly := left+float64(i%5)*(pw/5), h+float64(i/5)*18
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="14" height="10" fill="%s"/><text x="%.1f" y="%.1f">%s</text>`,
+			lx, ly-9, colors[i%len(colors)], lx+20, ly, esc(n))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) // every text in it went through esc
+}
+
+// peersCharts are the proxy comparison as bars: per mode, one bar per path
+// for throughput, and one per path for the CPU per GiB of its own processes
+// (direct has none).
+func (r *Result) peersCharts() (mib, cpu template.HTML) {
+	if len(r.Peers) == 0 {
+		return "", ""
+	}
+	var names []string
+	for _, p := range r.Peers {
+		for _, row := range p.Rows {
+			if !slices.Contains(names, row.Path) {
+				names = append(names, row.Path)
+			}
+		}
+	}
+	var mg, cg []barGroup
+	for _, p := range r.Peers {
+		m, c := barGroup{Label: p.Mode}, barGroup{Label: p.Mode}
+		for _, n := range names {
+			mv, cv := math.NaN(), math.NaN()
+			for _, row := range p.Rows {
+				if row.Path == n {
+					mv = row.MiBPerSec
+					if row.Processes > 0 {
+						cv = row.CPUPerGiB
+					}
+				}
+			}
+			m.Values, c.Values = append(m.Values, mv), append(c.Values, cv)
+		}
+		mg, cg = append(mg, m), append(cg, c)
+	}
+	f1 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+	f2 := func(v float64) string { return fmt.Sprintf("%.2f", v) }
+	return svgBars("Upload throughput per path and mode (median of the rounds)", "MiB/s", names, palette, mg, f1),
+		svgBars("CPU seconds per GiB of each path's own processes (direct: none)", "CPU s/GiB", names, palette, cg, f2)
 }
 
 // niceTicks are about n round values from 0 to max.
@@ -214,7 +315,11 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 </head><body>
 <h1>jira-relay bench: {{.Scenario}}</h1>
 <p>{{.Command}}<br/>started {{.Started.Format "2006-01-02 15:04:05 MST"}} · {{.Machine.CPUs}} CPUs · {{.Machine.CPUModel}} · {{.Machine.GoVersion}}</p>
-<h2>Throughput over time</h2>
+{{if .PeersMiB}}<h2 id="peers">Proxy comparison</h2>
+<p>{{range .Peers}}{{.Mode}}: {{.Protocol}}.<br/>{{end}}</p>
+{{.PeersMiB}}
+{{.PeersCPU}}
+{{end}}<h2>Throughput over time</h2>
 {{.ReqChart}}
 {{if .MiBChart}}{{.MiBChart}}{{end}}
 <h2>Latency by percentile</h2>
@@ -244,8 +349,10 @@ func (r *Result) WriteHTML(path string) error {
 	data := struct {
 		*Result
 		ReqChart, MiBChart, LatChart template.HTML
+		PeersMiB, PeersCPU           template.HTML
 		Table                        string
 	}{Result: r}
+	data.PeersMiB, data.PeersCPU = r.peersCharts()
 	yt := niceTicks(ymax, 6)
 	data.ReqChart = svgChart("Requests per second, per operation", xa,
 		axis{Label: "req/s", Min: 0, Max: yt[len(yt)-1], Ticks: yt, Format: numFormat}, reqs)

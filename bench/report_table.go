@@ -71,7 +71,7 @@ func (r *Result) WriteTable(out io.Writer) {
 		fmt.Fprintf(tw, "relay−direct\t\t\t%+.3f\t%+.3f\t\t\n", c.P50AddedMs, c.P99AddedMs)
 		tw.Flush()
 	}
-	if p := r.Peers; p != nil {
+	for _, p := range r.Peers {
 		fmt.Fprintln(out)
 		p.WriteTable(out)
 	}

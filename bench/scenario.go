@@ -146,8 +146,15 @@ type Config struct {
 	// --admin-listen /debug/pprof) for every phase against it.
 	ProfileDir string
 
-	PeersDir string   // peers mode: directory of the proxies' config templates
-	Peers    []string // peers mode: which proxies (nginx, haproxy, caddy)
+	PeersDir   string   // peers mode: directory of the proxies' config templates
+	Peers      []string // peers mode: which proxies (nginx, haproxy, caddy)
+	PeersModes []string // peers mode: plain, tls-upstream, tls-both (one after the other); none: plain
+
+	// certs, in the peers comparison's TLS modes: StartStack's fake Jira
+	// serves HTTPS with this certificate (with its tls argument) instead of
+	// one of its own, and with frontTLS the relay's front door serves it too.
+	certs    *TestCerts
+	frontTLS bool
 
 	Command string    // the command line, for the report
 	Log     io.Writer // progress and notes (stderr)

@@ -11,8 +11,16 @@
 # one table of medians follows. Every phase is bounded by --duration; every
 # process and temp dir is removed at the end, also on Ctrl-C.
 #
+# MODE (default plain) is passed as --peers-mode: plain (HTTP on both hops),
+# tls-upstream (the fake Jira serves HTTPS and every path verifies it against
+# a test CA made for the run), tls-both (every front door serves HTTPS too),
+# a comma list of them, or all: the modes run one after the other, one table
+# each (--html FILE draws them as bars). HTTP/1.1 and keep-alive on every hop.
+#
 #   bench/peers/run.sh                                 # 5 rounds of 10 s per target
 #   ROUNDS=3 bench/peers/run.sh --duration 5s --json peers.json
+#   MODE=tls-both bench/peers/run.sh                   # TLS on both hops
+#   MODE=all bench/peers/run.sh --html peers.html      # the three modes, charted
 #   bench/peers/run.sh --peer-list nginx,caddy         # any bench flag passes through
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,4 +37,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx haproxy caddy
 fi
 
-exec go run ./cmd/bench --peers bench/peers --scenario upload-64mib --rounds "${ROUNDS:-5}" "$@"
+exec go run ./cmd/bench --peers bench/peers --peers-mode "${MODE:-plain}" --scenario upload-64mib --rounds "${ROUNDS:-5}" "$@"

@@ -22,7 +22,7 @@ type fleetFlags struct {
 // starts its own fleet and plays its own requests.
 var fleetRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
 	"mix", "sizes", "count", "compare", "rounds", "tls", "upload-body", "users", "conversations", "request-timeout", "html",
-	"peers", "peer-list", "readers", "profile", "warmup"}
+	"peers", "peer-list", "peers-mode", "readers", "profile", "warmup"}
 
 // runFleet is --scenario fleet: N relays on one etcd, the fleet-wide
 // tenant limit and the propagation delays.

@@ -13,6 +13,7 @@
 //	go run ./cmd/bench --scenario fleet --relays 3      # the fleet-wide limit and propagation delays
 //	go run ./cmd/bench --target http://127.0.0.1:8080 --instance-id ID --client-key KEY
 //	bench/peers/run.sh                                  # relay vs nginx, HAProxy and Caddy
+//	go run ./cmd/bench --peers bench/peers --peers-mode all   # the same in plain, tls-upstream and tls-both
 //
 // Run `go run ./cmd/bench -h` for every flag and the scenarios. The library
 // is package bench at the repository root.
@@ -111,6 +112,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	profileDir := fs.String("profile", "", "write CPU profiles to DIR: the relay's per phase (via its --admin-listen) and the generator's")
 	peersDir := fs.String("peers", "", "proxy comparison: directory of the proxies' config templates (bench/peers)")
 	peerList := fs.String("peer-list", "nginx,haproxy,caddy", "with --peers: the proxies to compare")
+	peersMode := fs.String("peers-mode", bench.PeersPlain, "with --peers: plain, tls-upstream (the fake Jira over HTTPS, verified by every path), "+
+		"tls-both (every front door over HTTPS too), a comma list of them run one after the other, or all")
 	readers := fs.Int("readers", 0, "with --scenario capacity: concurrent lookups (--concurrency is the writers, --count the mappings per layout)")
 	relays := fs.Int("relays", 1, "relays to start on one etcd (relay 1 embeds it, the others use it, one --etcd-prefix): a fleet; workers are pinned to the relays round-robin (--scenario fleet: default 3)")
 	trials := fs.Int("trials", 0, "with --scenario fleet: trials per kind of propagation (default 50)")
@@ -207,6 +210,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	if cfg.Mix, err = bench.ParseMix(pick("mix", *mix, sc.Mix)); err != nil {
 		return usage("--mix: %v", err)
 	}
+	if set["peers-mode"] && *peersDir == "" {
+		return usage("--peers-mode is for --peers")
+	}
+	if cfg.PeersModes, err = bench.ParsePeersModes(*peersMode); err != nil {
+		return usage("--peers-mode: %v", err)
+	}
 	if *profileDir != "" {
 		cfg.ProfileDir = *profileDir
 		if *target != "" {
@@ -276,7 +285,7 @@ type capacityFlags struct {
 // the capacity scenario, which runs etcd members of its own.
 var capacityRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
 	"mix", "sizes", "rate", "compare", "tls", "upload-body", "conversations", "request-timeout", "html",
-	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list", "relays", "trials", "instance-rps", "instance-burst"}
+	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list", "peers-mode", "relays", "trials", "instance-rps", "instance-burst"}
 
 // runCapacity is --scenario capacity: the old and the current key layout
 // on etcd members of their own, side by side.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -49,6 +50,7 @@ type smokeResult struct {
 	Compare   *struct {
 		ThroughputRatio float64 `json:"throughputRatio"`
 	} `json:"compare"`
+	json, html []byte // the files as written
 }
 
 // runSmoke runs the harness in-process and checks what every run must
@@ -98,6 +100,7 @@ func runSmoke(t *testing.T, extra ...string) smokeResult {
 		t.Fatal(err)
 	}
 	checkHTML(t, h)
+	res.json, res.html = b, h
 
 	left, _ := os.ReadDir(tmp)
 	for _, e := range left {
@@ -194,13 +197,90 @@ func TestSmokeRelays(t *testing.T) {
 	}
 }
 
+// TestSmokePeers: the proxy comparison in its three modes in one run, each
+// a short smoke (one round of 300 ms, small bodies): every path of every
+// mode moves uploads with no failure, the proxies installed here (nginx,
+// HAProxy, Caddy; without them, direct and the relay only) are measured,
+// their processes are gone afterwards, and the HTML page has the peers
+// charts. No speed is checked.
+func TestSmokePeers(t *testing.T) {
+	var installed []string
+	for _, p := range []string{"nginx", "haproxy", "caddy"} {
+		if _, err := exec.LookPath(p); err == nil {
+			installed = append(installed, p)
+		} else if _, err := os.Stat("/usr/sbin/" + p); err == nil {
+			installed = append(installed, p)
+		}
+	}
+	t.Logf("proxies installed: %v", installed)
+	smoke := runSmoke(t, "--peers", "../../bench/peers", "--peers-mode", "all", "--scenario", "upload-64mib",
+		"--sizes", "64KiB-256KiB:1", "--duration", "300ms", "--warmup", "100ms", "--rounds", "1", "--concurrency", "2")
+	var res struct {
+		Phases []struct {
+			Name  string `json:"name"`
+			Proxy *struct {
+				Pid int `json:"pid"`
+			} `json:"proxy"`
+		} `json:"phases"`
+		Peers []struct {
+			Mode string `json:"mode"`
+			Rows []struct {
+				Path      string  `json:"path"`
+				Requests  int64   `json:"requests"`
+				Errors    int64   `json:"errors"`
+				MiBPerSec float64 `json:"mibPerSec"`
+				CPUPerGiB float64 `json:"cpuSecondsPerGiB"`
+				Processes int     `json:"processes"`
+			} `json:"rows"`
+			Missing []string `json:"missing"`
+		} `json:"peers"`
+	}
+	if err := json.Unmarshal(smoke.json, &res); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	var modes []string
+	for _, m := range res.Peers {
+		modes = append(modes, m.Mode)
+		paths := map[string]bool{}
+		for _, r := range m.Rows {
+			paths[r.Path] = true
+			if r.Requests == 0 || r.Errors != 0 || r.MiBPerSec <= 0 {
+				t.Errorf("%s %s: %d requests, %d errors, %.1f MiB/s", m.Mode, r.Path, r.Requests, r.Errors, r.MiBPerSec)
+			}
+			if r.Path != "direct" && (r.Processes < 1 || r.CPUPerGiB <= 0) {
+				t.Errorf("%s %s: %d processes, %.3f CPU s/GiB", m.Mode, r.Path, r.Processes, r.CPUPerGiB)
+			}
+		}
+		for _, want := range append([]string{"direct", "relay"}, installed...) {
+			if !paths[want] {
+				t.Errorf("%s: no row for %s (missing: %v)", m.Mode, want, m.Missing)
+			}
+		}
+	}
+	if strings.Join(modes, ",") != "plain,tls-upstream,tls-both" {
+		t.Errorf("modes %v, want plain, tls-upstream, tls-both", modes)
+	}
+	for _, p := range res.Phases {
+		if p.Proxy != nil {
+			if err := syscall.Kill(p.Proxy.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("%s: pid %d still exists after the run (kill 0: %v)", p.Name, p.Proxy.Pid, err)
+			}
+		}
+	}
+	for _, want := range []string{`id="peers"`, "Upload throughput per path and mode", "CPU seconds per GiB of each path", "tls-both"} {
+		if !strings.Contains(string(smoke.html), want) {
+			t.Errorf("the HTML has no %q", want)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"-h"}, &out, &errb, false); code != exitOK {
 		t.Fatalf("-h: exit %d", code)
 	}
 	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "capacity", "--readers", "--compare", "--tls",
-		"fleet", "--relays", "--trials", "--instance-rps"} {
+		"fleet", "--relays", "--trials", "--instance-rps", "-peers-mode"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("-h does not mention %s", want)
 		}
@@ -212,7 +292,9 @@ func TestUsage(t *testing.T) {
 		{"--relays", "2", "--peers", "bench/peers"}, {"--trials", "3"}, {"--instance-rps", "5"}, {"--scenario", "capacity", "--relays", "2"},
 		{"--scenario", "fleet", "--relays", "1"}, {"--scenario", "fleet", "--mix", "upload:1"}, {"--scenario", "fleet", "--trials", "0"},
 		{"--scenario", "fleet", "--instance-rps", "0"}, {"--scenario", "fleet", "--instance-burst", "0"}, {"--scenario", "fleet", "--rate", "-1"},
-		{"--scenario", "fleet", "--relays", "5", "--concurrency", "4"}, {"--scenario", "fleet", "--target", "http://127.0.0.1:1"}} {
+		{"--scenario", "fleet", "--relays", "5", "--concurrency", "4"}, {"--scenario", "fleet", "--target", "http://127.0.0.1:1"},
+		{"--peers-mode", "tls-both"}, {"--peers", "bench/peers", "--peers-mode", "tls"}, {"--peers", "bench/peers", "--peers-mode", "plain,plain"},
+		{"--scenario", "capacity", "--peers-mode", "plain"}, {"--scenario", "fleet", "--peers-mode", "plain"}} {
 		errb.Reset()
 		if code := run(context.Background(), bad, &out, &errb, false); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (%s)", bad, code, exitUsage, errb.String())

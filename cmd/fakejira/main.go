@@ -1,7 +1,7 @@
 // Command fakejira runs the fake Jira Cloud of internal/fakejira standalone,
 // for the load benchmark and manual testing.
 //
-//	fakejira [--listen 127.0.0.1:8089] [--tls --ca-out ca.pem] [--base-path /ex/jira/<cloudId>] [--no-hash]
+//	fakejira [--listen 127.0.0.1:8089] [--tls [--ca-out ca.pem | --tls-cert cert.pem --tls-key key.pem]] [--base-path /ex/jira/<cloudId>] [--no-hash]
 //
 // It prints its base URL as the first line of standard output (scripts read
 // it, which matters with --listen 127.0.0.1:0), serves GET /_fakejira/stats
@@ -10,6 +10,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -32,6 +33,8 @@ func run(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8089", "address to listen on (port 0 picks a free one)")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a freshly generated CA (see --ca-out)")
 	caOut := fs.String("ca-out", "", "with --tls, write the CA certificate (PEM) to this file, for the relay's --upstream-ca")
+	certFile := fs.String("tls-cert", "", "with --tls, serve this certificate (PEM file) instead of one signed by a generated CA")
+	keyFile := fs.String("tls-key", "", "key (PEM file) of --tls-cert")
 	basePath := fs.String("base-path", "", `path prefix of every Jira path, e.g. "/ex/jira/<cloudId>"`)
 	noHash := fs.Bool("no-hash", false, "do not SHA-256 uploaded files (benchmarks)")
 	maxRecords := fs.Int("max-records", 1000, "upload records kept in memory (0 = all)")
@@ -44,14 +47,30 @@ func run(args []string) error {
 	if *caOut != "" && !*useTLS {
 		return fmt.Errorf("--ca-out needs --tls")
 	}
+	var cert *tls.Certificate
+	switch {
+	case (*certFile == "") != (*keyFile == ""):
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	case *certFile != "" && !*useTLS:
+		return fmt.Errorf("--tls-cert needs --tls")
+	case *certFile != "" && *caOut != "":
+		return fmt.Errorf("--ca-out writes the generated CA: there is none with --tls-cert")
+	case *certFile != "":
+		c, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert: %w", err)
+		}
+		cert = &c
+	}
 
 	s, err := fakejira.Start(fakejira.Options{
-		TLS:        *useTLS,
-		BasePath:   *basePath,
-		Addr:       *listen,
-		NoHash:     *noHash,
-		MaxRecords: *maxRecords,
-		Admin:      true,
+		TLS:         *useTLS,
+		Certificate: cert,
+		BasePath:    *basePath,
+		Addr:        *listen,
+		NoHash:      *noHash,
+		MaxRecords:  *maxRecords,
+		Admin:       true,
 	})
 	if err != nil {
 		return err

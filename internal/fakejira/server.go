@@ -28,6 +28,10 @@ type Options struct {
 	// TLS serves HTTPS with a server certificate for 127.0.0.1, ::1 and
 	// localhost, signed by a CA generated in memory (see Server.CAPEM).
 	TLS bool
+	// Certificate, with TLS, is served instead of one signed by a generated
+	// CA (CAPEM is then nil; Client trusts the certificate's chain). Default
+	// nil.
+	Certificate *tls.Certificate
 	// BasePath prefixes every Jira path, e.g. "/ex/jira/<cloudId>" as for
 	// OAuth 2.0 (3LO) apps. Default "" (site URL style). A trailing slash is
 	// dropped and a missing leading slash added.
@@ -121,19 +125,32 @@ func Start(opts Options) (*Server, error) {
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 	}
 	if opts.TLS {
-		ca, err := newCA()
-		if err != nil {
-			return nil, fmt.Errorf("fakejira: %w", err)
+		pool := x509.NewCertPool()
+		var cert tls.Certificate
+		if opts.Certificate != nil {
+			cert = *opts.Certificate
+			for _, der := range cert.Certificate {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					return nil, fmt.Errorf("fakejira: Options.Certificate: %w", err)
+				}
+				pool.AddCert(c)
+			}
+		} else {
+			ca, err := newCA()
+			if err != nil {
+				return nil, fmt.Errorf("fakejira: %w", err)
+			}
+			s.caPEM = ca.pem
+			cert = ca.server
+			pool.AddCert(ca.cert)
 		}
-		s.caPEM = ca.pem
 		s.tlsConf = &tls.Config{
-			Certificates: []tls.Certificate{ca.server},
+			Certificates: []tls.Certificate{cert},
 			NextProtos:   []string{"http/1.1"},
 			MinVersion:   tls.VersionTLS12,
 		}
 		s.scheme = "https"
-		pool := x509.NewCertPool()
-		pool.AddCert(ca.cert)
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	s.client = &http.Client{Transport: transport}
@@ -188,7 +205,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) BasePath() string { return s.base }
 
 // CAPEM returns the PEM-encoded certificate of the CA that signed the server
-// certificate (for the relay's --upstream-ca), or nil without Options.TLS.
+// certificate (for the relay's --upstream-ca), or nil without Options.TLS
+// or with Options.Certificate.
 func (s *Server) CAPEM() []byte {
 	if s.caPEM == nil {
 		return nil
