@@ -681,9 +681,9 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 					// A re-key's copy, under its own data id.
 					ops = append(ops, clientv3.OpDelete(s.k.dataID(in.Move.DataID)), deletePrefix(s.k.data(in.Move.DataID).all()))
 				}
-				// Data on another shard (or a move's target) goes first: an
-				// erase that stops half-way leaves the directory naming it,
-				// so it can be run again.
+				// Data on another shard (or a move's target), and copies
+				// a re-key left, go first: an erase that stops half-way
+				// leaves the directory naming them, so it can be run again.
 				if err := s.eraseShardData(ctx, in); err != nil {
 					return err
 				}
@@ -727,8 +727,14 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 }
 
 // eraseShardData deletes a tenant's data from the shards other than the
-// directory that may hold it: its own and, during a move, the target.
+// directory that may hold it: its own and, during a move, the target; and
+// the copies a re-key left (sweepDataIDs).
 func (s *Store) eraseShardData(ctx context.Context, in *Instance) error {
+	if sh, ok := s.shardOf(in.Shard); ok {
+		if err := s.sweepDataIDs(ctx, in, sh, 0); err != nil {
+			return err
+		}
+	}
 	names := []string{in.Shard}
 	dataIDs := []string{in.DataID}
 	if in.Move != nil {

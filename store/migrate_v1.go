@@ -136,6 +136,7 @@ func copyV1Tenant(ctx context.Context, s *Store, id string, d data) (int64, erro
 	dir := s.k.directory(id)
 	var rev int64
 	var ops []clientv3.Op
+	size := 0
 	flush := func() error {
 		if len(ops) == 0 {
 			return nil
@@ -143,19 +144,19 @@ func copyV1Tenant(ctx context.Context, s *Store, id string, d data) (int64, erro
 		cctx, cancel := s.ctx(ctx)
 		defer cancel()
 		_, err := s.kv.Txn(cctx).Then(ops...).Commit()
-		ops = ops[:0]
+		ops, size = ops[:0], 0
 		if leaseGone(err) {
 			return errRetryCopy
 		}
 		return etcdErr("copy tenant", err)
 	}
 	add := func(o ...clientv3.Op) error {
-		if len(ops)+len(o) > maxTxnOps {
+		if len(ops)+len(o) > maxTxnOps || size+opsBytes(o) > maxTxnBytes {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		ops = append(ops, o...)
+		ops, size = append(ops, o...), size+opsBytes(o)
 		return nil
 	}
 	for _, part := range []string{"users/", "mappings/", "error-reports/"} {

@@ -98,11 +98,21 @@ func (s *Store) MoveTenant(ctx context.Context, id, to string, opts MoveOptions)
 		return nil, err
 	}
 	fail := func(err error) (*MoveReport, error) {
-		// A switch etcd applied while the client saw an error: the move is
-		// done, nothing to undo (undoing would clear the only copy in use).
-		if in, _, rerr := s.readRecord(context.WithoutCancel(ctx), id); rerr == nil && in.Move == nil && in.ShardName() == dst.name {
-			return nil, fmt.Errorf("%w (the switch was applied: the tenant is on %s; delete P d/%s/ on %s by hand)", err, dst.name, in.DataID, src.name)
+		// Undo only a move the record shows as this one, not switched: a
+		// switch etcd applied while the client saw an error is done
+		// (undoing would clear the only copy in use), and a record that
+		// cannot be read says neither.
+		cur, _, rerr := s.readRecord(context.WithoutCancel(ctx), id)
+		switch {
+		case rerr == nil && cur.Move == nil && cur.ShardName() == dst.name:
+			return nil, fmt.Errorf("%w (the switch was applied: the tenant is on %s; delete P d/%s/ on %s by hand)", err, dst.name, cur.DataID, src.name)
+		case rerr != nil && !errors.Is(rerr, ErrNotFound):
+			return nil, fmt.Errorf("%w (and the tenant's record could not be read to undo the move: %v; move the tenant again to undo it)", err, rerr)
+		case rerr == nil && (cur.Move == nil || cur.Move.To != dst.name || cur.Move.DataID != ""):
+			return nil, fmt.Errorf("%w (the tenant's record changed meanwhile: the move was left as it is)", err)
 		}
+		// Noted and not switched, or erased meanwhile (the target's copy
+		// goes all the same).
 		if uerr := s.undoMove(context.WithoutCancel(ctx), id, src, d, dst.name); uerr != nil && !errors.Is(uerr, ErrNotFound) {
 			return nil, fmt.Errorf("%w (and undoing the move failed: %v; move the tenant again to undo it)", err, uerr)
 		}
@@ -251,8 +261,8 @@ func (s *Store) copyPrefix(ctx context.Context, src, dst *shard, d data, leases 
 				ops = append(ops, op)
 			}
 		}
-		for i := 0; i < len(ops); i += maxTxnOps {
-			if _, err := dst.kv.Txn(ctx).Then(ops[i:min(i+maxTxnOps, len(ops))]...).Commit(); err != nil {
+		for _, b := range txnBatches(singles(ops)) {
+			if _, err := dst.kv.Txn(ctx).Then(flatten(b)...).Commit(); err != nil {
 				return 0, 0, etcdErr("copy tenant", err)
 			}
 		}
@@ -326,7 +336,17 @@ func (c *catchUp) until(rev int64) error {
 				return err
 			}
 			c.applied += n
-			c.seen = max(c.seen, resp.Header.Revision)
+			// A response's header revision is where the watch's catch-up
+			// stood when it was sent, not how far its events reach: a watch
+			// far behind gets its backlog in batches (1,000 revisions each),
+			// every one stamped with the store's current revision. Only a
+			// progress notice says that everything up to its revision was
+			// delivered.
+			if len(resp.Events) > 0 {
+				c.seen = max(c.seen, resp.Events[len(resp.Events)-1].Kv.ModRevision)
+			} else if resp.IsProgressNotify() {
+				c.seen = max(c.seen, resp.Header.Revision)
+			}
 		}
 	}
 	return nil
@@ -341,8 +361,8 @@ type moveReplay struct {
 }
 
 // apply replays a watch response's events onto the target: the last event
-// of each key (the key's state at the response's end), in transactions of
-// at most maxTxnOps, one round trip each.
+// of each key (the key's state at the response's end), in transactions
+// within etcd's bounds (txnBatches), one round trip each.
 func (c *moveReplay) apply(ctx context.Context, events []*clientv3.Event) (int, error) {
 	last := map[string]int{}
 	var order []string
@@ -373,8 +393,8 @@ func (c *moveReplay) apply(ctx context.Context, events []*clientv3.Event) (int, 
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
-	for i := 0; i < len(ops); i += maxTxnOps {
-		if _, err := c.dst.kv.Txn(ctx).Then(ops[i:min(i+maxTxnOps, len(ops))]...).Commit(); err != nil {
+	for _, b := range txnBatches(singles(ops)) {
+		if _, err := c.dst.kv.Txn(ctx).Then(flatten(b)...).Commit(); err != nil {
 			return 0, etcdErr("replay changes", err)
 		}
 	}

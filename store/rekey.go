@@ -30,7 +30,9 @@ import (
 //  3. hold: fence the old data (delete its marker: writes wait), replay up
 //     to the fence, mark the new data, switch the record to the new data id
 //     and tokens in one transaction;
-//  4. after opts.Grace, delete the old data and its P dataids/ entry.
+//  4. mark the old data id retired; after opts.Grace, delete the old data
+//     and its P dataids/ entry (an erase, or the next re-key of the tenant,
+//     deletes what a process that stopped left: sweepDataIDs).
 //
 // A re-key that fails is undone; one whose process died is undone by the
 // next move or re-key of the tenant. A tenant on the current scheme
@@ -81,6 +83,9 @@ func (s *Store) rekeyTenant(ctx context.Context, id string) (*MoveReport, func()
 			return nil, nil, err
 		}
 	}
+	if err := s.sweepDataIDs(ctx, &Instance{ID: id, DataID: in.DataID}, sh, retiredGrace); err != nil {
+		return nil, nil, err
+	}
 	rep := &MoveReport{From: in.Tokens, To: target, started: start}
 	if in.Tokens == target {
 		return rep, nil, nil
@@ -104,8 +109,16 @@ func (s *Store) rekeyTenant(ctx context.Context, id string) (*MoveReport, func()
 		return nil, nil, err
 	}
 	fail := func(err error) (*MoveReport, func() error, error) {
-		if cur, _, rerr := s.readRecord(context.WithoutCancel(ctx), id); rerr == nil && cur.Move == nil && cur.DataID == newID {
-			return nil, nil, fmt.Errorf("%w (the switch was applied: the tenant's data is P d/%s/; delete P d/%s/ by hand)", err, newID, in.DataID)
+		// Undo only a re-key the record shows as this one, not switched
+		// (see MoveTenant's).
+		cur, _, rerr := s.readRecord(context.WithoutCancel(ctx), id)
+		switch {
+		case rerr == nil && cur.Move == nil && cur.DataID == newID:
+			return nil, nil, fmt.Errorf("%w (the switch was applied: the tenant's data is P d/%s/; delete P d/%s/ and P dataids/%s by hand, or erase nothing and re-key again: it clears them)", err, newID, in.DataID, in.DataID)
+		case rerr != nil && !errors.Is(rerr, ErrNotFound):
+			return nil, nil, fmt.Errorf("%w (and the tenant's record could not be read to undo the re-key: %v; re-key the tenant again to undo it)", err, rerr)
+		case rerr == nil && (cur.Move == nil || cur.Move.DataID != newID):
+			return nil, nil, fmt.Errorf("%w (the tenant's record changed meanwhile: the re-key was left as it is)", err)
 		}
 		if uerr := s.undoStopped(context.WithoutCancel(ctx), id, sh, src, &Move{To: sh.name, DataID: newID}); uerr != nil && !errors.Is(uerr, ErrNotFound) {
 			return nil, nil, fmt.Errorf("%w (and undoing the re-key failed: %v; re-key the tenant again to undo it)", err, uerr)
@@ -150,18 +163,70 @@ func (s *Store) rekeyTenant(ctx context.Context, id string) (*MoveReport, func()
 	rep.Hold = time.Since(holdStart)
 	rep.CaughtUp = w.applied
 	stop()
-	// The old data id stops naming the tenant at once (an erase now looks
-	// for the new one only); the old copy goes after the grace.
-	if _, err := s.kv.Delete(context.WithoutCancel(ctx), s.k.dataID(in.DataID)); err != nil {
-		return rep, nil, etcdErr("delete the old data id (delete P dataids/"+in.DataID+" by hand)", err)
+	// The old copy goes after the grace, then its data id: until then the
+	// entry, marked retired, names the tenant, so that an erase or the
+	// next re-key of the tenant finds a copy this process did not get to
+	// delete (sweepDataIDs).
+	retired, _ := encode("data id entry", dataIDEntry{InstanceID: id, Retired: new(s.nowUTC())})
+	if _, err := s.kv.Put(context.WithoutCancel(ctx), s.k.dataID(in.DataID), retired); err != nil {
+		s.log.Warn("store: re-key: the old data id could not be marked retired; it goes with its copy", "instance", id, "err", err)
 	}
 	old := func() error {
-		if _, err := sh.kv.Delete(context.WithoutCancel(ctx), src.all(), clientv3.WithPrefix()); err != nil {
-			return etcdErr("delete the old copy (delete P d/"+in.DataID+"/ on "+sh.name+" by hand)", err)
+		bg := context.WithoutCancel(ctx)
+		if _, err := sh.kv.Delete(bg, src.all(), clientv3.WithPrefix()); err != nil {
+			return etcdErr("delete the old copy (delete P d/"+in.DataID+"/ on "+sh.name+" and P dataids/"+in.DataID+" by hand, or re-key the tenant again)", err)
+		}
+		if _, err := s.kv.Delete(bg, s.k.dataID(in.DataID)); err != nil {
+			return etcdErr("delete the old data id (delete P dataids/"+in.DataID+" by hand, or re-key the tenant again)", err)
 		}
 		return nil
 	}
 	return rep, old, nil
+}
+
+// dataIDEntry is the value of P dataids/<dataId>: the tenant the data id
+// belongs to and, once a re-key left it, since when it is retired (its copy
+// is deleted after the re-key's grace).
+type dataIDEntry struct {
+	InstanceID string     `json:"instanceId"`
+	Retired    *time.Time `json:"retired,omitempty"`
+}
+
+// retiredGrace is how long a retired data id's copy is left to the re-key
+// that retired it before sweepDataIDs takes it: far longer than a grace.
+const retiredGrace = time.Minute
+
+// sweepDataIDs deletes the data ids (P dataids/) that name tenant in but
+// that it neither uses nor is re-keying to, each with its copy on sh: the
+// leftovers of a re-key whose process stopped after the switch, or after
+// reserving its data id and before noting it. A retired id younger than
+// minAge is left to the re-key that retired it. It reads the whole
+// P dataids/ (one entry per tenant): it runs on an erase and before a
+// re-key, not per request.
+func (s *Store) sweepDataIDs(ctx context.Context, in *Instance, sh *shard, minAge time.Duration) error {
+	kvs, err := s.indexKeysOf(ctx, s.k.dataIDs(), in.ID)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		d, _ := strings.CutPrefix(string(kv.Key), s.k.dataIDs())
+		if !validDataID(d) || d == in.DataID || (in.Move != nil && d == in.Move.DataID) {
+			continue
+		}
+		var e dataIDEntry
+		if json.Unmarshal(kv.Value, &e) == nil && e.Retired != nil && s.now().Sub(*e.Retired) < minAge {
+			continue
+		}
+		if _, err := sh.kv.Delete(ctx, s.k.data(d).all(), clientv3.WithPrefix()); err != nil {
+			return etcdErr("delete a left-over copy (P d/"+d+"/)", err)
+		}
+		if _, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+			Then(clientv3.OpDelete(string(kv.Key))).Commit(); err != nil {
+			return etcdErr("delete a left-over data id (P dataids/"+d+")", err)
+		}
+		s.log.Info("store: deleted a left-over copy of a tenant's data", "instance", in.ID, "dataId", d)
+	}
+	return nil
 }
 
 // RekeyAll re-keys every tenant not on the current token scheme
@@ -317,7 +382,7 @@ func (r *rekeyer) copyAll(ctx context.Context) (int64, int, error) {
 
 // apply replays a watch response's events: the ops of each event in turn,
 // then the last op of each key (the state at the response's end), in
-// transactions of at most maxTxnOps.
+// transactions within etcd's bounds.
 func (r *rekeyer) apply(ctx context.Context, events []*clientv3.Event) (int, error) {
 	var all []clientv3.Op
 	for _, ev := range events {
@@ -327,8 +392,10 @@ func (r *rekeyer) apply(ctx context.Context, events []*clientv3.Event) (int, err
 			if ops, err = r.del(ev.PrevKv); err != nil {
 				return 0, err
 			}
-		} else if ev.Type == clientv3.EventTypeDelete {
-			return 0, fmt.Errorf("store: re-key: the watch gave no previous value of a deleted key: %w", ErrUnavailable)
+		} else if ev.Type == clientv3.EventTypeDelete || ev.IsModify() {
+			// The previous value names the target's keys to drop (a
+			// mapping's index entries); etcd leaves it out once compacted.
+			return 0, fmt.Errorf("store: re-key: the watch gave no previous value of a changed key (compacted meanwhile?): %w", ErrUnavailable)
 		}
 		if ev.Type == clientv3.EventTypePut {
 			put, err := r.put(ev.Kv)
@@ -457,23 +524,14 @@ func isIndexEntry(rel string) bool {
 }
 
 // commit writes groups of ops (each group the keys of one source key) in
-// transactions of at most maxTxnOps. A group on a lease that expired
-// meanwhile is dropped: its source keys went with the lease, and their
-// deletion reaches the watch.
+// transactions within etcd's bounds (txnBatches). A group on a lease that
+// expired meanwhile is dropped: its source keys went with the lease, and
+// their deletion reaches the watch.
 func (r *rekeyer) commit(ctx context.Context, groups [][]clientv3.Op) error {
-	for len(groups) > 0 {
-		n, size := 0, 0
-		for n < len(groups) && (n == 0 || size+len(groups[n]) <= maxTxnOps) {
-			size += len(groups[n])
-			n++
-		}
-		var ops []clientv3.Op
-		for _, g := range groups[:n] {
-			ops = append(ops, g...)
-		}
-		_, err := r.sh.kv.Txn(ctx).Then(ops...).Commit()
+	for _, b := range txnBatches(groups) {
+		_, err := r.sh.kv.Txn(ctx).Then(flatten(b)...).Commit()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			for _, g := range groups[:n] {
+			for _, g := range b {
 				if _, err := r.sh.kv.Txn(ctx).Then(g...).Commit(); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 					return etcdErr("re-key tenant", err)
 				}
@@ -481,7 +539,6 @@ func (r *rekeyer) commit(ctx context.Context, groups [][]clientv3.Op) error {
 		} else if err != nil {
 			return etcdErr("re-key tenant", err)
 		}
-		groups = groups[n:]
 	}
 	return nil
 }

@@ -305,3 +305,153 @@ func TestMigrateV2IntoKeyedTokens(t *testing.T) {
 		}
 	}
 }
+
+// A re-key (and a move) copies in transactions that etcd accepts however
+// large the values: a tenant with many error reports near the 64 KiB bound
+// (sealed, a little more) takes many transactions, not one over etcd's
+// 1.5 MiB request bound.
+func TestRekeyLargeValues(t *testing.T) {
+	cli, p := etcdtest.Shared(t)
+	ctx := context.Background()
+	plain := runStoreWith(t, cli, cli, store.Options{Prefix: p, Lease: cli})
+	id := register(t, plain, "https://large-values.atlassian.net").Instance.ID
+	big := strings.Repeat("stack frame line\n", 3500) // ≈ 60 KiB
+	const reports = 40                                // ≈ 2.4 MB in all
+	for i := range reports {
+		if _, err := plain.AddErrorReport(ctx, id, store.ErrorReport{Message: fmt.Sprint("report ", i), Stack: big}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyed := runStoreWith(t, cli, cli, store.Options{Prefix: p, Keys: keyFile(t, "k1"), Lease: cli})
+	rep, err := keyed.RekeyTenant(ctx, id, store.MoveOptions{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatalf("re-key of a tenant with %d reports of %d bytes: %v", reports, len(big), err)
+	}
+	if rep.Copied < reports {
+		t.Errorf("copied %d keys, want at least the %d reports", rep.Copied, reports)
+	}
+	got, _, err := keyed.ErrorReports(ctx, id, 100, "")
+	if err != nil || len(got) != reports || got[0].Stack != big {
+		t.Fatalf("reports after the re-key: %d, %v; want %d whole", len(got), err, reports)
+	}
+}
+
+// What a re-key whose process stopped leaves (an old copy with its data id
+// after the switch, or a data id reserved and never noted) is deleted by
+// the tenant's next re-key, or by its erase; a copy retired a moment ago is
+// left to the grace of the re-key that retired it, except by an erase.
+func TestRekeyLeftoversSwept(t *testing.T) {
+	cli, p := etcdtest.Shared(t)
+	ctx := context.Background()
+	keyed := runStoreWith(t, cli, cli, store.Options{Prefix: p, Keys: keyFile(t, "k1"), Lease: cli})
+	put := func(k, v string) {
+		t.Helper()
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, erase := range []bool{false, true} {
+		id := register(t, keyed, fmt.Sprintf("https://leftovers-%v.atlassian.net", erase)).Instance.ID
+		writeCanaries(t, keyed, id)
+		entry := func(retired string) string {
+			if retired == "" {
+				return `{"instanceId":"` + id + `"}`
+			}
+			return `{"instanceId":"` + id + `","retired":"` + retired + `"}`
+		}
+		old := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+		young := time.Now().UTC().Format(time.RFC3339)
+		for d, v := range map[string]string{"oldold": entry(old), "unnotd": entry(""), "youngg": entry(young)} {
+			put(p+"dataids/"+d, v)
+			put(p+"d/"+d+"/users/x", "left")
+		}
+		want := []string{"youngg"} // a re-key leaves it to its grace
+		if erase {
+			if err := keyed.DeleteInstance(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			want = nil
+		} else {
+			rep, err := keyed.RekeyTenant(ctx, id, store.MoveOptions{Grace: time.Millisecond})
+			if err != nil || rep.From != rep.To {
+				t.Fatalf("re-key of a tenant on the current scheme: %+v, %v", rep, err)
+			}
+			readsBack(t, keyed, id)
+		}
+		for _, d := range []string{"oldold", "unnotd", "youngg"} {
+			left := len(keysUnder(t, cli, p+"d/"+d+"/")) + len(keysUnder(t, cli, p+"dataids/"+d))
+			if kept := slices.Contains(want, d); kept != (left == 2) {
+				t.Errorf("erase=%v: data id %s: %d keys left, want kept=%v", erase, d, left, kept)
+			}
+		}
+	}
+}
+
+// After a re-key the old data id names the tenant, marked retired, until
+// the old copy is deleted after the grace; then both are gone.
+func TestRekeyRetiresOldDataID(t *testing.T) {
+	cli, p := etcdtest.Shared(t)
+	ctx := context.Background()
+	plain := runStoreWith(t, cli, cli, store.Options{Prefix: p, Lease: cli})
+	reg := register(t, plain, "https://retired.atlassian.net")
+	id, oldID := reg.Instance.ID, reg.Instance.DataID
+	writeCanaries(t, plain, id)
+	keyed := runStoreWith(t, cli, cli, store.Options{Prefix: p, Keys: keyFile(t, "k1"), Lease: cli})
+	done := make(chan error, 1)
+	go func() {
+		_, err := keyed.RekeyTenant(ctx, id, store.MoveOptions{Grace: 2 * time.Second})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(valueOf(t, cli, p+"dataids/"+oldID), `"retired"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old data id was never marked retired: %q", valueOf(t, cli, p+"dataids/"+oldID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(keysUnder(t, cli, p+"d/"+oldID+"/")) == 0 {
+		t.Error("the old copy went before the grace")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if left := keysUnder(t, cli, p+"d/"+oldID+"/"); len(left) != 0 {
+		t.Errorf("old copy left after the grace: %q", left)
+	}
+	if left := keysUnder(t, cli, p+"dataids/"+oldID); len(left) != 0 {
+		t.Error("old data id left after the grace")
+	}
+	readsBack(t, keyed, id)
+}
+
+// A tenant whose record does not decode does not hold the step from
+// layout 2 back: it is left with its layout-2 keys (logged); once its record
+// is repaired, the rewrite (RewriteValues, relay encryption rewrite) gives
+// it the keys of layout 3, and it reads back whole.
+func TestMigrateV2CorruptRecordRepairedLater(t *testing.T) {
+	cli, prefix := etcdtest.Shared(t)
+	ctx := context.Background()
+	f := loadFixture(t, cli, prefix, "testdata/layout-v2.json")
+	recKey := prefix + "instances/" + f.Instances[0] + "/instance"
+	rec := valueOf(t, cli, recKey)
+	if _, err := cli.Put(ctx, recKey, "{garbled"); err != nil {
+		t.Fatal(err)
+	}
+	keys := keyFile(t, "k1")
+	s, err := store.New(cli, cli, store.Options{Prefix: prefix, Lease: cli, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx, nil); err != nil {
+		t.Fatalf("migration with a record that does not decode: %v", err)
+	}
+	if _, err := cli.Put(ctx, recKey, rec); err != nil { // the repair
+		t.Fatal(err)
+	}
+	live := runStoreWith(t, cli, cli, store.Options{Prefix: prefix, Lease: cli, Keys: keys})
+	rep, err := live.RewriteValues(ctx, nil)
+	if err != nil || rep.Rekeyed != 1 {
+		t.Fatalf("rewrite after the repair: %+v, %v; want the repaired tenant re-keyed", rep, err)
+	}
+	checkMigrated(t, cli, prefix, live, f)
+}

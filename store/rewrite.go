@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -34,7 +33,8 @@ type RewriteReport struct {
 	Rekeyed, Skipped int
 }
 
-// RewriteValues brings the store to the primary key: first every tenant
+// RewriteValues brings the store to the primary key (without a key file:
+// only its first step, to unkeyed tokens): first every tenant
 // whose keys are not tokens of it is re-keyed (RekeyAll: copied to a new
 // data id, its values sealed anew on the way), then every value the store
 // seals (users, mapping records, configurations, error reports, and the
@@ -46,15 +46,18 @@ type RewriteReport struct {
 // current. progress, when not nil, is called after each page.
 func (s *Store) RewriteValues(ctx context.Context, progress func(RewriteReport)) (RewriteReport, error) {
 	rep := RewriteReport{Unreadable: map[string]int64{}}
-	if s.vals.keys == nil {
-		return rep, errors.New("store: rewrite: no encryption key file")
-	}
 	// Tokens first: a tenant re-keyed has its data sealed anew on the way,
 	// so the values left for the rewrite are the directory's and those of
 	// tenants on their scheme already.
 	var err error
 	if rep.Rekeyed, rep.Skipped, err = s.RekeyAll(ctx, MoveOptions{}, nil); err != nil {
 		return rep, err
+	}
+	if s.vals.keys == nil {
+		// Without a key file there is nothing to seal with: the re-key
+		// (to unkeyed tokens: a tenant of layout 2 whose record was
+		// repaired after the migration) is all there is to do.
+		return rep, nil
 	}
 	clusters := []*shard{s.dir}
 	for _, name := range slices.Sorted(maps.Keys(s.shards)) {

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -89,7 +90,19 @@ func (s *Store) PutUser(ctx context.Context, id string, u User) (*User, bool, er
 			}
 			return s.quotas.usersExceeded()
 		}
-		created = resp.Responses[0].GetResponsePut().PrevKv == nil
+		prev := resp.Responses[0].GetResponsePut().PrevKv
+		if prev != nil {
+			if _, ok := s.otherUser(prev, id, u.UserID); ok {
+				// Two user ids of one token: put the other user back.
+				if _, err := t.sh.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Header.Revision)).
+					Then(clientv3.OpPut(key, string(prev.Value))).Commit(); err != nil {
+					return etcdErr("put user", err)
+				}
+				s.log.Error("store: two user ids of one token; the second was refused", "instance", id, "token", t.d.token(u.UserID))
+				return fmt.Errorf("store: user: another user id of the instance has the same token: %w", ErrExists)
+			}
+		}
+		created = prev == nil
 		if created {
 			s.quotas.userAdded(t.in.ID)
 		}
@@ -127,7 +140,27 @@ func (s *Store) User(ctx context.Context, id, userID string) (*User, error) {
 	if err := json.Unmarshal(v, u); err != nil {
 		return nil, corrupt("user", id)
 	}
+	if u.UserID != userID {
+		return nil, fmt.Errorf("store: user: %w", ErrNotFound) // another user id of the same token
+	}
 	return u, nil
+}
+
+// otherUser reports whether the user record kv belongs to a user id other
+// than userID (two ids of one token), and which; a record that does not
+// open or decode belongs to nobody.
+func (s *Store) otherUser(kv *mvccpb.KeyValue, id, userID string) (string, bool) {
+	v, err := s.vals.open(kv.Key, kv.Value, "user", id)
+	if err != nil {
+		return "", false
+	}
+	var u struct {
+		UserID string `json:"userId"`
+	}
+	if json.Unmarshal(v, &u) != nil || u.UserID == userID {
+		return "", false
+	}
+	return u.UserID, true
 }
 
 // ExportUser returns the user record and every mapping of the user.
@@ -173,19 +206,41 @@ func (s *Store) DeleteUser(ctx context.Context, id, userID string) error {
 		}
 		cctx, cancel := s.ctx(ctx)
 		defer cancel()
-		resp, err := t.sh.kv.Txn(cctx).If(markerExists(t.d)).Then(clientv3.OpDelete(t.d.user(userID))).Commit()
-		if err != nil {
-			return etcdErr("delete user", err)
+		// The record goes only if it is this user's (not another user id
+		// of the same token), as read; a write meanwhile makes it read
+		// again.
+		key := t.d.user(userID)
+		for {
+			cur, err := t.sh.kv.Get(cctx, key)
+			if err != nil {
+				return etcdErr("delete user", err)
+			}
+			var rev int64
+			var ops []clientv3.Op
+			if len(cur.Kvs) == 1 {
+				rev = cur.Kvs[0].ModRevision
+				if _, other := s.otherUser(cur.Kvs[0], id, userID); !other {
+					ops = append(ops, clientv3.OpDelete(key))
+				}
+			}
+			resp, err := t.sh.kv.Txn(cctx).If(markerExists(t.d), clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+				Then(ops...).Else(clientv3.OpGet(t.d.tenant(), clientv3.WithCountOnly())).Commit()
+			if err != nil {
+				return etcdErr("delete user", err)
+			}
+			if !resp.Succeeded {
+				if resp.Responses[0].GetResponseRange().Count == 0 {
+					return errFenced
+				}
+				continue // the record changed since it was read
+			}
+			if len(ops) > 0 {
+				s.quotas.userRemoved(t.in.ID)
+			} else if deleted == 0 {
+				return fmt.Errorf("store: user: %w", ErrNotFound)
+			}
+			return nil
 		}
-		if !resp.Succeeded {
-			return errFenced
-		}
-		if resp.Responses[0].GetResponseDeleteRange().Deleted > 0 {
-			s.quotas.userRemoved(t.in.ID)
-		} else if deleted == 0 {
-			return fmt.Errorf("store: user: %w", ErrNotFound)
-		}
-		return nil
 	})
 }
 

@@ -46,7 +46,7 @@ const encryptionUsage = `relay encryption: etcd values for operators
       shard), e.g.
       etcdctl get --prefix "$(relay encryption key-of --instance ID --conversation C | cut -f1)"
 
-  relay encryption rewrite --encryption-key-file FILE [relay flags]
+  relay encryption rewrite [--encryption-key-file FILE] [relay flags]
       seal with the file's first key every value the relays seal (users,
       mapping records, configurations, error reports, the licences in
       instance records) that is plaintext or
@@ -54,7 +54,11 @@ const encryptionUsage = `relay encryption: etcd values for operators
       compare-and-swap per value, leases kept, so relays may keep writing.
       Stop it at any time and run it again. Then compact and defragment
       (docs/operations.md) so that old revisions stop holding the old
-      values, and only then take the old key out of the file.
+      values, and only then take the old key out of the file. It first
+      re-keys every tenant whose etcd keys are not tokens of the first key
+      (copied online to a new data id). Without --encryption-key-file it
+      only re-keys tenants to unkeyed tokens (a tenant of layout 2 whose
+      record was repaired after the migration) and seals nothing.
 `
 
 // etcdctlAnswer is the part of "etcdctl get -w json" the decoder reads:
@@ -111,8 +115,6 @@ func runEncryption(ctx context.Context, args, environ []string, stdin io.Reader,
 		}
 		if sub == "status" {
 			err = encryptionStatus(ctx, stdout, cfg, keys)
-		} else if keys == nil {
-			return usage("rewrite needs --encryption-key-file: the key to seal with is its first")
 		} else {
 			err = encryptionRewrite(ctx, stdout, stderr, cfg, keys)
 		}

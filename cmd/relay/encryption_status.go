@@ -84,8 +84,12 @@ func encryptionStatus(ctx context.Context, w io.Writer, cfg configs.Config, keys
 			if keys != nil {
 				note += "; relay encryption rewrite re-keys them"
 			}
+		case scheme == "(record does not decode)":
+			note = "erase or repair the record (docs/operations.md); after a repair, relay encryption rewrite re-keys it"
+		case scheme == "(none)":
+			note = "keys of layout 2 (a record repaired after the migration): relay encryption rewrite re-keys them"
 		case name == "":
-			note = "layout 2 (not migrated)"
+			note = "not a scheme this relay knows: the tenant answers record_corrupt"
 		case keys == nil:
 			note = "keyed"
 		case !keys.Has(name):
@@ -172,8 +176,10 @@ func countValues(ctx context.Context, c *clientv3.Client, prefix string, timeout
 	}
 }
 
-// encryptionRewrite seals every sealable value with the key file's first
-// key, printing progress to errw and the result to w.
+// encryptionRewrite re-keys the tenants not on the current token scheme
+// and seals every sealable value with the key file's first key (without a
+// key file: the re-key only), printing progress to errw and the result to
+// w.
 func encryptionRewrite(ctx context.Context, w, errw io.Writer, cfg configs.Config, keys *seal.Keyring) error {
 	dir, _, shards, err := operatorClients(cfg)
 	if err != nil {
@@ -192,11 +198,19 @@ func encryptionRewrite(ctx context.Context, w, errw io.Writer, cfg configs.Confi
 			last = time.Now()
 		}
 	})
-	fmt.Fprintf(w, "tokens of %s: %d tenants re-keyed", keys.Primary(), rep.Rekeyed)
+	scheme := store.TokensUnkeyed + " (unkeyed: no --encryption-key-file)"
+	if keys != nil {
+		scheme = keys.Primary()
+	}
+	fmt.Fprintf(w, "tokens of %s: %d tenants re-keyed", scheme, rep.Rekeyed)
 	if rep.Skipped > 0 {
 		fmt.Fprintf(w, ", %d left as they are (being moved by another process, a record that does not decode, or a value of a key the file does not list: see the log; run the rewrite again once fixed)", rep.Skipped)
 	}
 	fmt.Fprintln(w)
+	if keys == nil {
+		fmt.Fprintln(w, "values: left as they are (no --encryption-key-file to seal with)")
+		return err
+	}
 	fmt.Fprintf(w, "sealed with %s: %d rewritten, %d already, %d judged again after a concurrent write\n", keys.Primary(), rep.Rewritten, rep.Current, rep.Retried)
 	for _, name := range slices.Sorted(maps.Keys(rep.Unreadable)) {
 		fmt.Fprintf(w, "left as they are: %d values sealed with %s, which the key file does not list\n", rep.Unreadable[name], name)

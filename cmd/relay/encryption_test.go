@@ -258,8 +258,23 @@ func TestEncryptionRewrite(t *testing.T) {
 	if code := runEncryption(ctx, args, nil, nil, &out, &errb); code != exitOK || !strings.Contains(out.String(), "0 rewritten, 3 already") {
 		t.Errorf("a second run: exit %d, %s", code, out.String())
 	}
-	if code := runEncryption(ctx, []string{"rewrite", "--etcd-endpoints", strings.Join(e.Endpoints(), ",")}, nil, nil, &out, &errb); code != exitUsage {
-		t.Errorf("rewrite without a key file: exit %d, want 2", code)
+	// Without a key file: the re-key to unkeyed tokens only (the one
+	// record here does not decode: left as it is), nothing sealed or
+	// opened.
+	out.Reset()
+	if code := runEncryption(ctx, []string{"rewrite", "--etcd-endpoints", strings.Join(e.Endpoints(), ","), "--etcd-prefix", "/jr/"}, nil, nil, &out, &errb); code != exitOK ||
+		!strings.Contains(out.String(), "tokens of sha256 (unkeyed: no --encryption-key-file): 0 tenants re-keyed, 1 left as they are") ||
+		!strings.Contains(out.String(), "values: left as they are") {
+		t.Errorf("rewrite without a key file: exit %d, %s", code, out.String())
+	}
+	after, err := cli.Get(ctx, "/jr/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kv := range after.Kvs {
+		if kv.ModRevision != resp.Kvs[i].ModRevision {
+			t.Errorf("rewrite without a key file changed %s", kv.Key)
+		}
 	}
 }
 
