@@ -61,14 +61,29 @@ func newUpstreams(cfg configs.Config, policy urlPolicy, log *slog.Logger) (*upst
 			return nil, errors.New("relay: --upstream-ca holds no PEM certificate")
 		}
 	}
-	return &upstreams{
-		cfg:     cfg,
-		policy:  policy,
-		log:     log,
-		tlsConf: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		byID:    map[string]*upstream{},
-	}, nil
+	tlsConf := &tls.Config{
+		RootCAs:    roots,
+		MinVersion: tls.VersionTLS12,
+		// One session cache for every upstream (each upstream's clone
+		// shares it; an entry is keyed by the server name): a new
+		// connection to a Jira host seen before resumes a session with an
+		// abbreviated handshake instead of a full one (no certificate
+		// chain to send and verify, no signature). Bounded, LRU.
+		ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize),
+		// Records are full-size from the first byte: dynamic record
+		// sizing (small records for a new connection's first 128 KiB)
+		// speeds up a browser's first paint, not an upload to Jira; each
+		// record costs its own encryption call and header.
+		DynamicRecordSizingDisabled: true,
+	}
+	return &upstreams{cfg: cfg, policy: policy, log: log, tlsConf: tlsConf, byID: map[string]*upstream{}}, nil
 }
+
+// sessionCacheSize bounds the upstream TLS session cache: one entry per
+// Jira host name (all Jira Cloud sites are reached through one,
+// api.atlassian.com), each a few KiB (a ticket and the server's
+// certificate chain).
+const sessionCacheSize = 256
 
 // get returns the instance's upstream, made on first use. The URL policy
 // is checked when an upstream is made, so a narrowed --allowed-upstreams
@@ -228,14 +243,18 @@ func (up *upstream) openLeft(openTimeout time.Duration) time.Duration {
 // and its handling of a peer that stopped reading apply to HTTP, not to TLS
 // records, and what it discards is never encrypted. (fasthttp takes a
 // connection with a Handshake method for a TLS connection already made.)
+// Below TLS, a recordBatch gathers each write's records into one write to
+// the socket.
 func dialUpstream(dialer *net.Dialer, addr string, tlsConf *tls.Config, dialTimeout, idle, response time.Duration) (net.Conn, error) {
 	raw, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	c := raw
+	var batch *recordBatch
 	if tlsConf != nil {
-		tc := tls.Client(raw, tlsConf)
+		batch = &recordBatch{Conn: raw}
+		tc := tls.Client(batch, tlsConf)
 		hctx, cancel := context.Background(), context.CancelFunc(func() {})
 		if dialTimeout > 0 {
 			hctx, cancel = context.WithTimeout(hctx, dialTimeout)
@@ -248,7 +267,7 @@ func dialUpstream(dialer *net.Dialer, addr string, tlsConf *tls.Config, dialTime
 		}
 		c = tc
 	}
-	ic := &idleConn{Conn: c, idle: idle, response: response}
+	ic := &idleConn{Conn: c, idle: idle, response: response, batch: batch}
 	ic.local = connAddr{Addr: raw.LocalAddr(), c: ic}
 	return ic, nil
 }
@@ -276,7 +295,8 @@ type idleConn struct {
 	idle, response time.Duration
 	awaiting       bool // a request was written; its answer has not started
 	local          connAddr
-	stopped        atomic.Bool // the peer stopped reading; writes are discarded
+	stopped        atomic.Bool  // the peer stopped reading; writes are discarded
+	batch          *recordBatch // under TLS: gathers a write's records into one (nil: plain)
 }
 
 // connAddr is the local address of an upstream connection. It carries the
@@ -310,10 +330,24 @@ func (c *idleConn) Write(p []byte) (int, error) {
 	if c.idle > 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	}
-	n, err := c.Conn.Write(p)
+	n, err := c.write(p)
 	if err != nil && peerGone(err) {
 		c.stopped.Store(true)
 		return len(p), nil
+	}
+	return n, err
+}
+
+// write writes p to the connection; over TLS, its records reach the socket
+// in one write (see recordBatch).
+func (c *idleConn) write(p []byte) (int, error) {
+	if c.batch == nil {
+		return c.Conn.Write(p)
+	}
+	c.batch.begin()
+	n, err := c.Conn.Write(p)
+	if ferr := c.batch.end(); err == nil {
+		err = ferr
 	}
 	return n, err
 }
