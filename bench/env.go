@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -70,12 +71,26 @@ func binaries(ctx context.Context, cfg *Config, dir string) (relay, fake string,
 
 // StartStack builds (or takes) the binaries and starts the fake Jira and the
 // relay with embedded etcd on free loopback ports, data under dir; with tls
-// the fake Jira serves HTTPS and the relay trusts its CA via --upstream-ca.
+// the fake Jira serves HTTPS and the relay trusts its CA via --upstream-ca;
+// with cfg.TLSFront too, the relay's front door serves HTTPS (Stack.CAFile
+// is then the one CA both certificates chain to).
 // The relay's limiter is opened wide so that the bench measures throughput.
 func StartStack(ctx context.Context, cfg *Config, dir string, tls bool) (_ *Stack, err error) {
 	relayBin, fakeBin, err := binaries(ctx, cfg, dir)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TLSFront && cfg.certs == nil {
+		if !tls {
+			return nil, errors.New("--tls-front needs --tls (TLS on both hops)")
+		}
+		cdir := filepath.Join(dir, "certs")
+		if err := os.Mkdir(cdir, 0o700); err != nil {
+			return nil, err
+		}
+		if cfg.certs, err = WriteTestCerts(cdir); err != nil {
+			return nil, err
+		}
 	}
 	s := &Stack{}
 	defer func() {
@@ -129,6 +144,12 @@ func StartStack(ctx context.Context, cfg *Config, dir string, tls bool) (_ *Stac
 	return s, nil
 }
 
+// frontHTTPS reports whether the relay's front door serves HTTPS, with
+// cfg.certs: in the peers comparison's tls-both mode, or with TLSFront.
+func (c *Config) frontHTTPS() bool {
+	return (c.frontTLS || c.TLSFront) && c.certs != nil
+}
+
 // startedRelay is one relay process and its addresses.
 type startedRelay struct {
 	proc             *Process
@@ -146,7 +167,7 @@ func startRelay(ctx context.Context, cfg *Config, bin string, env []string, dir 
 		name = "relay " + strconv.Itoa(i+1)
 	}
 	scheme, ready := "http", &http.Client{Timeout: time.Second}
-	if cfg.frontTLS && cfg.certs != nil {
+	if cfg.frontHTTPS() {
 		var err error
 		scheme = "https"
 		if ready, err = caClient(cfg.certs.CA); err != nil {
@@ -295,7 +316,7 @@ func relayArgs(cfg *Config, dataDir string, ports [4]int, caFile string, tls boo
 	if tls {
 		args = append(args, "--upstream-ca", caFile)
 	}
-	if cfg.frontTLS && cfg.certs != nil {
+	if cfg.frontHTTPS() {
 		args = append(args, "--tls-cert", cfg.certs.Cert, "--tls-key", cfg.certs.Key)
 	}
 	// Always a free port: the relay's default, 127.0.0.1:9090, would make

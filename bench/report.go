@@ -17,7 +17,8 @@ type Result struct {
 	RelayHWM    int64           `json:"relayHwmBytes,omitempty"` // VmHWM at the end: the peak over the relay's whole life
 	Phases      []PhaseResult   `json:"phases"`
 	Compare     *Comparison     `json:"compare,omitempty"`
-	Peers       []*PeersResult  `json:"peers,omitempty"` // the proxy comparison, one per mode
+	Peers       []*PeersResult  `json:"peers,omitempty"`   // the proxy comparison, one per mode
+	Anchors     *AnchorsResult  `json:"anchors,omitempty"` // the anchors scenario: relay vs nginx and vs the etcd floor
 	Interrupted bool            `json:"interrupted,omitempty"`
 	Notes       []string        `json:"notes,omitempty"`
 	hists       [][]*Histogram  // per phase, per op: for the HTML percentile chart

@@ -197,6 +197,44 @@ func (r *Result) peersCharts() (mib, cpu template.HTML) {
 		svgBars("CPU seconds per GiB of each path's own processes (direct: none)", "CPU s/GiB", names, palette, cg, f2)
 }
 
+// anchorsCharts are the anchors scenario as bars: per anchor, the relay's
+// and its reference's requests per second, and their CPU per request on
+// the serving side and in the bench process.
+func (r *Result) anchorsCharts() (reqs, cpu template.HTML) {
+	if r.Anchors == nil || len(r.Anchors.Rows) == 0 {
+		return "", ""
+	}
+	var rg, cg []barGroup
+	for i := 0; i < len(r.Anchors.Rows); {
+		a := r.Anchors.Rows[i]
+		label := fmt.Sprintf("%s ×%d", anchorLabel(mustOp(a.Anchor)), a.Concurrency)
+		g, c := barGroup{Label: label}, barGroup{Label: label}
+		for range 3 {
+			g.Values, c.Values = append(g.Values, math.NaN()), append(c.Values, math.NaN(), math.NaN())
+		}
+		for ; i < len(r.Anchors.Rows) && r.Anchors.Rows[i].Anchor == a.Anchor && r.Anchors.Rows[i].Concurrency == a.Concurrency; i++ {
+			row, k := r.Anchors.Rows[i], 2 // the relay 0, the reference 1, a path besides 2
+			switch {
+			case row.Reference:
+				k = 1
+			case row.Path == "relay":
+				k = 0
+			}
+			g.Values[k] = row.ReqPerSec
+			c.Values[2*k], c.Values[2*k+1] = row.ServerCPUMicros, row.ClientCPUMicros
+		}
+		rg, cg = append(rg, g), append(cg, c)
+	}
+	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+	f1 := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	return svgBars("Requests per second: the relay and its reference (median of the rounds)", "req/s",
+			[]string{"relay", "reference (nginx; etcd floor on the relay's etcd)", "etcd floor in-process (no goal)"}, palette, rg, f0),
+		svgBars("CPU µs per request: serving processes and the bench process", "CPU µs/req",
+			[]string{"relay: relay process", "relay: bench (load generator)", "reference: nginx / the relay process's etcd", "reference: bench (generator / floor loop)",
+				"in-process floor: relay process (idle)", "in-process floor: bench (loop and etcd)"},
+			palette, cg, f1)
+}
+
 // niceTicks are about n round values from 0 to max.
 func niceTicks(max float64, n int) []float64 {
 	if max <= 0 {
@@ -319,6 +357,10 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <p>{{range .Peers}}{{.Mode}}: {{.Protocol}}.<br/>{{end}}</p>
 {{.PeersMiB}}
 {{.PeersCPU}}
+{{end}}{{if .AnchorsReq}}<h2 id="anchors">Anchors</h2>
+<p>{{range .Anchors.Verdicts}}{{.Anchor}} ×{{.Concurrency}}: {{.Goal}}: {{.Verdict}}.<br/>{{end}}</p>
+{{.AnchorsReq}}
+{{.AnchorsCPU}}
 {{end}}<h2>Throughput over time</h2>
 {{.ReqChart}}
 {{if .MiBChart}}{{.MiBChart}}{{end}}
@@ -350,9 +392,11 @@ func (r *Result) WriteHTML(path string) error {
 		*Result
 		ReqChart, MiBChart, LatChart template.HTML
 		PeersMiB, PeersCPU           template.HTML
+		AnchorsReq, AnchorsCPU       template.HTML
 		Table                        string
 	}{Result: r}
 	data.PeersMiB, data.PeersCPU = r.peersCharts()
+	data.AnchorsReq, data.AnchorsCPU = r.anchorsCharts()
 	yt := niceTicks(ymax, 6)
 	data.ReqChart = svgChart("Requests per second, per operation", xa,
 		axis{Label: "req/s", Min: 0, Max: yt[len(yt)-1], Ticks: yt, Format: numFormat}, reqs)

@@ -75,6 +75,10 @@ func (r *Result) WriteTable(out io.Writer) {
 		fmt.Fprintln(out)
 		p.WriteTable(out)
 	}
+	if r.Anchors != nil {
+		fmt.Fprintln(out)
+		r.Anchors.WriteTable(out)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(out, "note:", n)
 	}

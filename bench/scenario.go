@@ -50,6 +50,8 @@ var Scenarios = []Scenario{
 		Mix: "map-read:1", Sizes: "1KiB", Duration: 10 * time.Second, Concurrency: 32, Rounds: 1, Timeout: 30 * time.Second},
 	{Name: "mappings", Doc: "mapping writes and lookups together, 20:80",
 		Mix: "map-write:20,map-read:80", Sizes: "1KiB", Duration: 10 * time.Second, Concurrency: 32, Rounds: 1, Timeout: 30 * time.Second},
+	{Name: AnchorsScenario, Doc: "the data API against its floor, interleaved rounds: config 304s, relay vs nginx serving the same document as a static file (goal: ≥ 0.8 × nginx, p99 ≤ 5 ms); mapping writes and lookups, relay vs a bare etcd client loop doing the store's transactions on the relay's embedded etcd (goal: ≥ 0.7 × the floor)",
+		Mix: "config:1,map-write:1,map-read:1", Sizes: "1KiB", Duration: 10 * time.Second, Rounds: 3, Timeout: 30 * time.Second},
 	{Name: CapacityScenario, Doc: "etcd per mapping, old key layout vs current, on embedded etcd members of its own, no relay (targets: ≤ 1,200 B in use, ≥ 2,000 writes/s, ≥ 10,000 lookups/s)",
 		Duration: 10 * time.Second, Concurrency: 64, Readers: 32, Count: 5000, Rounds: 1},
 	{Name: FleetScenario, Doc: "N relays on one etcd: one tenant's open-loop load against the fleet-wide limit (target: admitted within ±20 % of burst + rps × t), and p50/p99 propagation of a Jira cool-down, a configuration change, a key rotation, a new and an erased tenant to the other relays",
@@ -75,6 +77,11 @@ func WriteScenarios(w io.Writer) {
 		if s.Name == CapacityScenario {
 			fmt.Fprintf(w, "  %-17s   = --count %d (mappings per layout) --concurrency %d (writers) --readers %d --duration %s (lookups per layout)\n",
 				"", s.Count, s.Concurrency, s.Readers, s.Duration)
+			continue
+		}
+		if s.Name == AnchorsScenario {
+			fmt.Fprintf(w, "  %-17s   = --anchors %s --duration %s --rounds %d (without nginx, the 304 row is the relay's alone)\n",
+				"", DefaultAnchors, s.Duration, s.Rounds)
 			continue
 		}
 		if s.Name == FleetScenario {
@@ -121,6 +128,7 @@ type Config struct {
 	Compare        string // "" or "direct"
 	Rounds         int
 	TLS            bool   // the fake Jira serves HTTPS; the relay trusts its CA
+	TLSFront       bool   // with TLS: the relay's front door serves HTTPS too, a test CA made for the run trusted on every path (tls-both)
 	UploadBody     string // "raw" or "multipart"
 	Users          int
 	Conversations  int
@@ -145,6 +153,10 @@ type Config struct {
 	// ProfileDir, when set, receives a CPU profile of the relay (from its
 	// --admin-listen /debug/pprof) for every phase against it.
 	ProfileDir string
+
+	// Anchors, in the anchors scenario (RunAnchors), are the operations
+	// and concurrencies compared with their references.
+	Anchors []Anchor
 
 	PeersDir   string   // peers mode: directory of the proxies' config templates
 	Peers      []string // peers mode: which proxies (nginx, haproxy, caddy)

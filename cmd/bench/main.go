@@ -8,7 +8,9 @@
 //
 //	go run ./cmd/bench                                  # the add-in mix, self-contained
 //	go run ./cmd/bench --scenario upload-64mib          # a preset (see -h)
+//	go run ./cmd/bench --scenario small-uploads --tls --tls-front   # TLS on every hop (tls-both)
 //	go run ./cmd/bench --scenario capacity              # etcd per mapping, old key layout vs current (no relay)
+//	go run ./cmd/bench --scenario anchors               # config 304s vs nginx, mapping writes and lookups vs a bare etcd loop
 //	go run ./cmd/bench --relays 3                       # the mix over 3 relays on one etcd
 //	go run ./cmd/bench --scenario fleet --relays 3      # the fleet-wide limit and propagation delays
 //	go run ./cmd/bench --target http://127.0.0.1:8080 --instance-id ID --client-key KEY
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	rounds := fs.Int("rounds", 0, "phases per target, interleaved (medians on a noisy machine)")
 	warmup := fs.Duration("warmup", time.Second, "unmeasured load against each target first; 0 = none")
 	useTLS := fs.Bool("tls", false, "the fake Jira serves HTTPS (fakejira --tls --ca-out) and the relay trusts it via --upstream-ca")
+	tlsFront := fs.Bool("tls-front", false, "with --tls: the relay's front door serves HTTPS too (--tls-cert/--tls-key from a test CA made for the run, "+
+		"which the fake Jira's certificate also chains to): TLS on every hop, relay and direct (tls-both)")
 	uploadBody := fs.String("upload-body", "raw", `how uploads reach the relay: "raw" (file body, ?filename=) or "multipart"`)
 	users := fs.Int("users", 50, "users registered (PUT users/{id}) and used by mapping writes")
 	convs := fs.Int("conversations", 256, "conversations seeded with two mappings each, for lookups")
@@ -119,6 +123,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	trials := fs.Int("trials", 0, "with --scenario fleet: trials per kind of propagation (default 50)")
 	instanceRPS := fs.Float64("instance-rps", 0, fmt.Sprintf("with --scenario fleet: every relay's --instance-rps, the fleet-wide tenant limit (default %d)", bench.DefaultFleetRPS))
 	instanceBurst := fs.Int("instance-burst", 0, fmt.Sprintf("with --scenario fleet: every relay's --instance-burst (default %d)", bench.DefaultFleetBurst))
+	anchors := fs.String("anchors", bench.DefaultAnchors, "with --scenario anchors: the anchors, a comma list of config, map-write, map-read, "+
+		"each optionally =CONCURRENCY (one may come at several); without one, --concurrency or the preset's")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		bench.WriteScenarios(stderr)
@@ -144,6 +150,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *tlsFront && !*useTLS {
+		return usage("--tls-front needs --tls (TLS on both hops)")
+	}
 	if sc.Name == bench.CapacityScenario {
 		return runCapacity(ctx, set, capacityFlags{count: *count, concurrency: *concurrency, readers: *readers, duration: *duration,
 			warmup: *warmup, users: *users, rounds: *rounds, jsonOut: *jsonOut, profileDir: *profileDir}, sc, args, stdout, stderr, usage)
@@ -161,6 +170,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 			return usage("--%s is for --scenario %s", name, bench.FleetScenario)
 		}
 	}
+	if sc.Name == bench.AnchorsScenario {
+		for _, name := range anchorsRejects {
+			if set[name] {
+				return usage("--scenario %s starts its own relay, nginx and etcd client loop and plays its own requests: --%s does not apply", bench.AnchorsScenario, name)
+			}
+		}
+	} else if set["anchors"] {
+		return usage("--anchors is for --scenario %s", bench.AnchorsScenario)
+	}
 	if *relays < 1 || *relays > bench.MaxRelays {
 		return usage("--relays must be from 1 to %d", bench.MaxRelays)
 	}
@@ -177,7 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		Scenario: sc.Name, Target: *target, InstanceID: *instanceID, ClientKey: *clientKey, AdminKey: *adminKey,
 		JiraURL: *jiraURL, RelayPid: *relayPid, CAFile: *caFile, AllowRemote: *allowRemote,
 		Duration: sc.Duration, Concurrency: sc.Concurrency, Rate: sc.Rate, Count: sc.Count, Rounds: sc.Rounds,
-		Compare: sc.Compare, RequestTimeout: sc.Timeout, Warmup: *warmup, TLS: *useTLS, UploadBody: *uploadBody,
+		Compare: sc.Compare, RequestTimeout: sc.Timeout, Warmup: *warmup, TLS: *useTLS, TLSFront: *tlsFront, UploadBody: *uploadBody,
 		Users: *users, Conversations: *convs, Src: *src, RelayBin: *relayBin, FakeJiraBin: *fakeBin, RelayFlags: relayFlags, Relays: *relays,
 		Command: "go run ./cmd/bench " + strings.Join(args, " "), Log: stderr, TTY: tty,
 	}
@@ -213,8 +231,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	if set["peers-mode"] && *peersDir == "" {
 		return usage("--peers-mode is for --peers")
 	}
+	if *tlsFront && (*peersDir != "" || *target != "") {
+		return usage("--tls-front starts the relay with a certificate of its own: not with --target, nor with --peers (use --peers-mode tls-both)")
+	}
 	if cfg.PeersModes, err = bench.ParsePeersModes(*peersMode); err != nil {
 		return usage("--peers-mode: %v", err)
+	}
+	if sc.Name == bench.AnchorsScenario {
+		conc := 0
+		if set["concurrency"] {
+			if *concurrency < 1 || *concurrency > 10000 {
+				return usage("--concurrency must be from 1 to 10000")
+			}
+			conc = *concurrency
+		}
+		if cfg.Anchors, err = bench.ParseAnchors(*anchors, conc); err != nil {
+			return usage("--anchors: %v", err)
+		}
 	}
 	if *profileDir != "" {
 		cfg.ProfileDir = *profileDir
@@ -244,6 +277,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		}
 		cfg.Compare = ""
 		res, err = bench.RunPeers(ctx, cfg)
+	} else if sc.Name == bench.AnchorsScenario {
+		res, err = bench.RunAnchors(ctx, cfg)
 	} else {
 		res, err = bench.Run(ctx, cfg)
 	}
@@ -284,7 +319,7 @@ type capacityFlags struct {
 // capacityRejects are the flags of the relay's load that mean nothing to
 // the capacity scenario, which runs etcd members of its own.
 var capacityRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
-	"mix", "sizes", "rate", "compare", "tls", "upload-body", "conversations", "request-timeout", "html",
+	"mix", "sizes", "rate", "compare", "tls", "tls-front", "upload-body", "conversations", "request-timeout", "html",
 	"src", "relay-bin", "fakejira-bin", "relay-flag", "peers", "peer-list", "peers-mode", "relays", "trials", "instance-rps", "instance-burst"}
 
 // runCapacity is --scenario capacity: the old and the current key layout
@@ -391,3 +426,9 @@ func writeReport(rep interface {
 	}
 	return exitOK
 }
+
+// anchorsRejects are the flags that mean nothing to the anchors scenario:
+// it starts its relay, nginx and etcd floor itself and plays its own
+// requests, open loop, over plain HTTP.
+var anchorsRejects = []string{"target", "instance-id", "client-key", "admin-key", "jira-url", "relay-pid", "ca", "allow-remote",
+	"mix", "sizes", "rate", "count", "compare", "tls", "tls-front", "upload-body", "peers", "peer-list", "peers-mode", "relays", "readers"}

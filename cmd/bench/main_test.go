@@ -51,12 +51,20 @@ type smokeResult struct {
 		ThroughputRatio float64 `json:"throughputRatio"`
 	} `json:"compare"`
 	json, html []byte // the files as written
+	stderr     string // the run's log
 }
 
 // runSmoke runs the harness in-process and checks what every run must
 // give: exit 0, JSON and HTML written and well-formed, no process and no
 // temp dir left behind.
 func runSmoke(t *testing.T, extra ...string) smokeResult {
+	t.Helper()
+	return runSmokeArgs(t, func(dir string) []string { return smokeArgs(dir, extra...) })
+}
+
+// runSmokeArgs is runSmoke with the whole command line from args (given
+// the test's dir, where out.json and out.html go).
+func runSmokeArgs(t *testing.T, args func(dir string) []string) smokeResult {
 	t.Helper()
 	dir := t.TempDir()
 	tmp := filepath.Join(dir, "tmp")
@@ -67,7 +75,7 @@ func runSmoke(t *testing.T, extra ...string) smokeResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, smokeArgs(dir, extra...), &stdout, &stderr, false)
+	code := run(ctx, args(dir), &stdout, &stderr, false)
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -100,7 +108,7 @@ func runSmoke(t *testing.T, extra ...string) smokeResult {
 		t.Fatal(err)
 	}
 	checkHTML(t, h)
-	res.json, res.html = b, h
+	res.json, res.html, res.stderr = b, h, stderr.String()
 
 	left, _ := os.ReadDir(tmp)
 	for _, e := range left {
@@ -182,6 +190,35 @@ func TestSmokeCompareTLS(t *testing.T) {
 	}
 	if res.Compare == nil || res.Compare.ThroughputRatio <= 0 {
 		t.Errorf("no comparison: %+v", res.Compare)
+	}
+}
+
+// TestSmokeCompareTLSFront: --tls --tls-front puts TLS on every hop: the
+// relay's front door serves HTTPS (the generator reached it at an https://
+// URL, which a plain-HTTP listener would fail at the handshake), and so does
+// the fake Jira that the relay and the direct path reach. Small uploads at
+// a rate, as the small-uploads scenario sends them.
+func TestSmokeCompareTLSFront(t *testing.T) {
+	res := runSmoke(t, "--mix", "upload:1", "--compare", "direct", "--tls", "--tls-front", "--duration", "1s", "--sizes", "1KiB", "--rate", "200")
+	targets := map[string]bool{}
+	for _, p := range res.Phases {
+		targets[p.Target] = true
+		for _, o := range p.Ops {
+			if o.Requests == 0 || o.Errors != 0 {
+				t.Errorf("%s %s: %d requests, %d errors %v", p.Name, o.Op, o.Requests, o.Errors, o.ByKind)
+			}
+		}
+	}
+	if !targets["relay"] || !targets["direct"] {
+		t.Errorf("targets %v, want relay and direct", targets)
+	}
+	if res.Compare == nil || res.Compare.ThroughputRatio <= 0 {
+		t.Errorf("no comparison: %+v", res.Compare)
+	}
+	for _, want := range []string{"bench: relay https://127.0.0.1:", "fake Jira https://127.0.0.1:"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("the log has no %q: a hop is not HTTPS\n%s", want, res.stderr)
+		}
 	}
 }
 
@@ -274,13 +311,121 @@ func TestSmokePeers(t *testing.T) {
 	}
 }
 
+// TestSmokeAnchors: the anchors scenario, one round of 300 ms per path at
+// concurrency 4: every row (the relay and its reference for config 304s,
+// mapping writes and lookups, nginx's only when installed; the in-process
+// etcd floor besides for mappings) has requests and
+// no failure, the checks that the references do what the relay does ran,
+// nginx is gone afterwards, and the HTML page has the anchors' charts. No
+// speed is checked.
+func TestSmokeAnchors(t *testing.T) {
+	_, err := exec.LookPath("nginx")
+	if err != nil {
+		_, err = os.Stat("/usr/sbin/nginx")
+	}
+	nginx := err == nil
+	smoke := runSmokeArgs(t, func(dir string) []string {
+		args := []string{"--scenario", "anchors", "--anchors", "config=4,map-write=4,map-read=4", "--duration", "300ms", "--rounds", "1",
+			"--warmup", "100ms", "--users", "5", "--conversations", "16",
+			"--json", filepath.Join(dir, "out.json"), "--html", filepath.Join(dir, "out.html")}
+		if src := os.Getenv("BENCH_SRC"); src != "" {
+			args = append(args, "--src", src)
+		}
+		return args
+	})
+	var res struct {
+		Phases []struct {
+			Name  string `json:"name"`
+			Proxy *struct {
+				Pid int `json:"pid"`
+			} `json:"proxy"`
+		} `json:"phases"`
+		Anchors *struct {
+			Rows []struct {
+				Anchor      string  `json:"anchor"`
+				Concurrency int     `json:"concurrency"`
+				Path        string  `json:"path"`
+				Reference   bool    `json:"reference"`
+				ReqPerSec   float64 `json:"reqPerSec"`
+				Requests    int64   `json:"requests"`
+				Errors      int64   `json:"errors"`
+				VsReference float64 `json:"vsReference"`
+			} `json:"rows"`
+			Verdicts []struct {
+				Anchor  string `json:"anchor"`
+				Verdict string `json:"verdict"`
+			} `json:"verdicts"`
+			Checks  []string `json:"checks"`
+			Missing []string `json:"missing"`
+		} `json:"anchors"`
+	}
+	if err := json.Unmarshal(smoke.json, &res); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if res.Anchors == nil {
+		t.Fatal("JSON: no anchors")
+	}
+	want := map[string]bool{"config relay": true, "map-write relay": true, "map-write etcd floor": true, "map-write etcd floor in-process": true,
+		"map-read relay": true, "map-read etcd floor": true, "map-read etcd floor in-process": true}
+	if nginx {
+		want["config nginx"] = true
+	}
+	for _, r := range res.Anchors.Rows {
+		name := r.Anchor + " " + r.Path
+		if !want[name] {
+			t.Errorf("unexpected row %s", name)
+		}
+		delete(want, name)
+		if r.Concurrency != 4 || r.Requests == 0 || r.Errors != 0 || r.ReqPerSec <= 0 {
+			t.Errorf("%s: concurrency %d, %d requests, %d errors, %.0f req/s", name, r.Concurrency, r.Requests, r.Errors, r.ReqPerSec)
+		}
+		if r.Reference && r.VsReference != 1 || !r.Reference && (nginx || r.Anchor != "config") && r.VsReference <= 0 {
+			t.Errorf("%s: × reference %v", name, r.VsReference)
+		}
+	}
+	for name := range want {
+		t.Errorf("no row %s (missing: %v)", name, res.Anchors.Missing)
+	}
+	if !nginx && len(res.Anchors.Missing) == 0 {
+		t.Error("nginx is not installed and the report does not say so")
+	}
+	if n := len(res.Anchors.Checks); n != 1+btoi(nginx) {
+		t.Errorf("checks %q", res.Anchors.Checks)
+	}
+	for _, v := range res.Anchors.Verdicts {
+		if !strings.HasPrefix(v.Verdict, "met") && !strings.HasPrefix(v.Verdict, "missed") && !strings.HasPrefix(v.Verdict, "measured") &&
+			(nginx || v.Anchor != "config") {
+			t.Errorf("verdict of %s: %q", v.Anchor, v.Verdict)
+		}
+	}
+	for _, p := range res.Phases {
+		if p.Proxy != nil {
+			if err := syscall.Kill(p.Proxy.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("%s: pid %d still exists after the run (kill 0: %v)", p.Name, p.Proxy.Pid, err)
+			}
+		}
+	}
+	for _, want := range []string{`id="anchors"`, "Requests per second: the relay and its reference", "CPU µs per request"} {
+		if !strings.Contains(string(smoke.html), want) {
+			t.Errorf("the HTML has no %q", want)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"-h"}, &out, &errb, false); code != exitOK {
 		t.Fatalf("-h: exit %d", code)
 	}
 	for _, want := range []string{"upload-64mib", "small-uploads", "config-304", "map-writes", "map-reads", "capacity", "--readers", "--compare", "--tls",
-		"fleet", "--relays", "--trials", "--instance-rps", "-peers-mode"} {
+		"fleet", "--relays", "--trials", "--instance-rps", "-peers-mode", "-tls-front", "anchors", "-anchors"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("-h does not mention %s", want)
 		}
@@ -294,7 +439,15 @@ func TestUsage(t *testing.T) {
 		{"--scenario", "fleet", "--instance-rps", "0"}, {"--scenario", "fleet", "--instance-burst", "0"}, {"--scenario", "fleet", "--rate", "-1"},
 		{"--scenario", "fleet", "--relays", "5", "--concurrency", "4"}, {"--scenario", "fleet", "--target", "http://127.0.0.1:1"},
 		{"--peers-mode", "tls-both"}, {"--peers", "bench/peers", "--peers-mode", "tls"}, {"--peers", "bench/peers", "--peers-mode", "plain,plain"},
-		{"--scenario", "capacity", "--peers-mode", "plain"}, {"--scenario", "fleet", "--peers-mode", "plain"}} {
+		{"--scenario", "capacity", "--peers-mode", "plain"}, {"--scenario", "fleet", "--peers-mode", "plain"},
+		{"--tls-front"}, {"--scenario", "small-uploads", "--tls-front"}, {"--tls", "--tls-front", "--peers", "bench/peers"},
+		{"--tls", "--tls-front", "--target", "http://127.0.0.1:1", "--instance-id", "i", "--client-key", "k"},
+		{"--scenario", "capacity", "--tls", "--tls-front"}, {"--scenario", "fleet", "--tls", "--tls-front"},
+		{"--anchors", "config"}, {"--scenario", "anchors", "--target", "http://127.0.0.1:1"}, {"--scenario", "anchors", "--mix", "config:1"},
+		{"--scenario", "anchors", "--sizes", "1KiB"}, {"--scenario", "anchors", "--tls"}, {"--scenario", "anchors", "--relays", "2"},
+		{"--scenario", "anchors", "--rate", "100"}, {"--scenario", "anchors", "--peers", "bench/peers"}, {"--scenario", "anchors", "--anchors", "upload"},
+		{"--scenario", "anchors", "--anchors", "config=0"}, {"--scenario", "anchors", "--anchors", "config,config=32"},
+		{"--scenario", "anchors", "--concurrency", "0"}, {"--scenario", "anchors", "--duration", "0s"}, {"--scenario", "anchors", "--rounds", "0"}} {
 		errb.Reset()
 		if code := run(context.Background(), bad, &out, &errb, false); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (%s)", bad, code, exitUsage, errb.String())
