@@ -176,21 +176,7 @@ func TestSmokeAddinMix(t *testing.T) {
 // Jira over TLS, with the relay/direct ratio.
 func TestSmokeCompareTLS(t *testing.T) {
 	res := runSmoke(t, "--mix", "upload:1", "--compare", "direct", "--tls", "--duration", "1s")
-	targets := map[string]bool{}
-	for _, p := range res.Phases {
-		targets[p.Target] = true
-		for _, o := range p.Ops {
-			if o.Requests == 0 || o.Errors != 0 {
-				t.Errorf("%s %s: %d requests, %d errors %v", p.Name, o.Op, o.Requests, o.Errors, o.ByKind)
-			}
-		}
-	}
-	if !targets["relay"] || !targets["direct"] {
-		t.Errorf("targets %v, want relay and direct", targets)
-	}
-	if res.Compare == nil || res.Compare.ThroughputRatio <= 0 {
-		t.Errorf("no comparison: %+v", res.Compare)
-	}
+	checkRelayAndDirect(t, res)
 }
 
 // TestSmokeCompareTLSFront: --tls --tls-front puts TLS on every hop: the
@@ -200,21 +186,7 @@ func TestSmokeCompareTLS(t *testing.T) {
 // a rate, as the small-uploads scenario sends them.
 func TestSmokeCompareTLSFront(t *testing.T) {
 	res := runSmoke(t, "--mix", "upload:1", "--compare", "direct", "--tls", "--tls-front", "--duration", "1s", "--sizes", "1KiB", "--rate", "200")
-	targets := map[string]bool{}
-	for _, p := range res.Phases {
-		targets[p.Target] = true
-		for _, o := range p.Ops {
-			if o.Requests == 0 || o.Errors != 0 {
-				t.Errorf("%s %s: %d requests, %d errors %v", p.Name, o.Op, o.Requests, o.Errors, o.ByKind)
-			}
-		}
-	}
-	if !targets["relay"] || !targets["direct"] {
-		t.Errorf("targets %v, want relay and direct", targets)
-	}
-	if res.Compare == nil || res.Compare.ThroughputRatio <= 0 {
-		t.Errorf("no comparison: %+v", res.Compare)
-	}
+	checkRelayAndDirect(t, res)
 	for _, want := range []string{"bench: relay https://127.0.0.1:", "fake Jira https://127.0.0.1:"} {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("the log has no %q: a hop is not HTTPS\n%s", want, res.stderr)
@@ -554,5 +526,26 @@ func TestCapacity(t *testing.T) {
 	left, _ := os.ReadDir(tmp)
 	for _, e := range left {
 		t.Errorf("temp dir %s left behind", e.Name())
+	}
+}
+
+// checkRelayAndDirect: a --compare direct run has phases of both targets,
+// every operation with requests and no errors, and a relay/direct ratio.
+func checkRelayAndDirect(t *testing.T, res smokeResult) {
+	t.Helper()
+	targets := map[string]bool{}
+	for _, p := range res.Phases {
+		targets[p.Target] = true
+		for _, o := range p.Ops {
+			if o.Requests == 0 || o.Errors != 0 {
+				t.Errorf("%s %s: %d requests, %d errors %v", p.Name, o.Op, o.Requests, o.Errors, o.ByKind)
+			}
+		}
+	}
+	if !targets["relay"] || !targets["direct"] {
+		t.Errorf("targets %v, want relay and direct", targets)
+	}
+	if res.Compare == nil || res.Compare.ThroughputRatio <= 0 {
+		t.Errorf("no comparison: %+v", res.Compare)
 	}
 }

@@ -86,3 +86,27 @@ func newCA() (*testCA, error) {
 		},
 	}, nil
 }
+
+// TestCertPEM is a test CA and the server certificate it signed for
+// 127.0.0.1, ::1 and localhost, in PEM: what clients trust (CA), the
+// server's certificate (Cert) and its key (Key, PKCS #8).
+type TestCertPEM struct{ CA, Cert, Key []byte }
+
+// NewTestCertPEM generates a test CA and a server certificate (ECDSA P-256,
+// valid from an hour ago for a year), for servers other than the fake Jira
+// that a test or bench puts on loopback with it.
+func NewTestCertPEM() (*TestCertPEM, error) {
+	ca, err := newCA()
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.server.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	return &TestCertPEM{
+		CA:   ca.pem,
+		Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.server.Certificate[0]}),
+		Key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}, nil
+}
