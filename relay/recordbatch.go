@@ -8,9 +8,9 @@ import (
 // recordBatch sits between an upstream TLS connection and its socket and
 // gathers the records of one write into one write to the socket. crypto/tls
 // writes every record (at most 16 KiB of payload) with a write call of its
-// own, so one flush of the HostClient's 64 KiB buffer cost four write
-// system calls; batched, it costs one. (The buffer copy it adds is cheaper
-// than the three system calls it saves, and the socket gets larger
+// own, so one write of a 256 KiB body chunk (upBody.WriteTo) cost sixteen
+// write system calls; batched, it costs one. (The buffer copy it adds is
+// cheaper than the system calls it saves, and the socket gets larger
 // segments.)
 //
 // idleConn brackets each write to the TLS connection with begin and end:
@@ -24,9 +24,10 @@ type recordBatch struct {
 	buf *[]byte // the gathered records while batching; nil: not batching
 }
 
-// batchSize holds the records of one 64 KiB write (the HostClient's write
-// buffer): four full records and their headers and tags.
-const batchSize = 64<<10 + 4<<10
+// batchSize holds the records of one write of a body chunk (copyChunk:
+// sixteen full records) with their headers and tags (22 bytes each in TLS
+// 1.3, 29 in TLS 1.2), with room to spare.
+const batchSize = copyChunk + 4<<10
 
 var batchPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, batchSize)
