@@ -22,11 +22,7 @@ import (
 type storeFixture struct {
 	Instances []string             `json:"instances"`
 	Keys      map[string][2]string `json:"keys"`
-	KVs       []struct {
-		Key    string `json:"key"`
-		Value  string `json:"value"`
-		Leased bool   `json:"leased"`
-	} `json:"kvs"`
+	KVs       []etcdtest.FixtureKV `json:"kvs"`
 }
 
 func readFixture(t *testing.T, name string) *storeFixture {
@@ -54,19 +50,7 @@ func TestMigrateLayout2IntoEncryptionThroughTheAPI(t *testing.T) {
 	cli, prefix := etcdtest.Shared(t)
 	ctx := context.Background()
 	f := readFixture(t, "layout-v2.json")
-	lease, err := cli.Grant(ctx, 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range f.KVs {
-		var opts []clientv3.OpOption
-		if kv.Leased {
-			opts = append(opts, clientv3.WithLease(lease.ID))
-		}
-		if _, err := cli.Put(ctx, prefix+kv.Key, kv.Value, opts...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	etcdtest.PutFixture(t, cli, prefix, f.KVs)
 	r := relaytest.StartWithEtcd(t, cli, func(c *configs.Config) {
 		c.EtcdPrefix = prefix
 		c.EncryptionKeyFile = writeKeyFile(t, "k1")

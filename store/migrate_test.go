@@ -29,15 +29,10 @@ type layoutFixture struct {
 	Records   string               `json:"records"`
 	Instances []string             `json:"instances"`
 	Keys      map[string][2]string `json:"keys"`
-	KVs       []struct {
-		Key    string `json:"key"`
-		Value  string `json:"value"`
-		Leased bool   `json:"leased"`
-	} `json:"kvs"`
+	KVs       []etcdtest.FixtureKV `json:"kvs"`
 }
 
-// loadFixture writes a fixture under prefix; leased keys go on a lease of
-// an hour, as the error reports of the old relay were.
+// loadFixture writes a fixture under prefix (etcdtest.PutFixture).
 func loadFixture(t *testing.T, cli *clientv3.Client, prefix, path string) *layoutFixture {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -48,20 +43,7 @@ func loadFixture(t *testing.T, cli *clientv3.Client, prefix, path string) *layou
 	if err := json.Unmarshal(b, &f); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	lease, err := cli.Grant(ctx, 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range f.KVs {
-		var opts []clientv3.OpOption
-		if kv.Leased {
-			opts = append(opts, clientv3.WithLease(lease.ID))
-		}
-		if _, err := cli.Put(ctx, prefix+kv.Key, kv.Value, opts...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	etcdtest.PutFixture(t, cli, prefix, f.KVs)
 	return &f
 }
 

@@ -338,3 +338,32 @@ func StoreWithInstance(t testing.TB, url string) (*store.Store, *store.Registrat
 	}
 	return st, reg
 }
+
+// FixtureKV is one key of a store written by an older relay
+// (store/testdata/layout-*.json): its key under the prefix, its value,
+// whether it was on a lease.
+type FixtureKV struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Leased bool   `json:"leased"`
+}
+
+// PutFixture writes kvs under prefix, the leased ones on one lease of an
+// hour, as the error reports of the old relays were.
+func PutFixture(t testing.TB, cli *clientv3.Client, prefix string, kvs []FixtureKV) {
+	t.Helper()
+	ctx := context.Background()
+	lease, err := cli.Grant(ctx, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range kvs {
+		var opts []clientv3.OpOption
+		if kv.Leased {
+			opts = append(opts, clientv3.WithLease(lease.ID))
+		}
+		if _, err := cli.Put(ctx, prefix+kv.Key, kv.Value, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

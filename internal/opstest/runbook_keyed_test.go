@@ -254,18 +254,7 @@ func (env *runbookEnv) keyedAfter(out string) {
 
 	// The last block: every key of user A, in the order to delete them,
 	// the user record last.
-	wantKeys := []string{d + "users/" + uA}
-	for _, mp := range []struct{ conv, mail, id, key string }{{c, m1, "10001", "OPS-1"}, {c, m1, "10002", "OPS-2"}, {"", m2, "10003", "OPS-3"}} {
-		wantKeys = append(wantKeys,
-			d+"m/"+mp.mail+"/"+uA+"/"+mp.id,
-			d+"i/"+mp.id+"/"+uA+"/"+mp.mail,
-			d+"k/"+mp.key+"/"+uA+"/"+mp.mail+"/"+mp.id,
-			d+"u/"+uA+"/"+mp.mail+"/"+mp.id)
-		if mp.conv != "" {
-			wantKeys = append(wantKeys, d+"c/"+mp.conv+"/"+uA+"/"+mp.mail+"/"+mp.id)
-		}
-	}
-	sort.Strings(wantKeys)
+	wantKeys := userKeys(d, uA, c, m1, m2)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) < len(wantKeys) {
 		t.Fatalf("keyed tokens: the output is too short:\n%s", out)

@@ -371,9 +371,13 @@ func (env *runbookEnv) linkUserA() {
 // the documented layout (docs/key-layout.md), computed independently of the
 // runbook's shell functions.
 func (env *runbookEnv) userAKeys() []string {
-	d := env.acmeData
-	u, c := store.Token(env.userA), store.Token(env.conv)
-	m1, m2 := store.Token(env.mailA1), store.Token(env.mailA2)
+	return userKeys(env.acmeData, store.Token(env.userA), store.Token(env.conv), store.Token(env.mailA1), store.Token(env.mailA2))
+}
+
+// userKeys are the keys of user A's record and three mappings (OPS-1 and
+// OPS-2 of conversation c and message m1, OPS-3 of message m2 alone) under
+// the data prefix d, given the ids' tokens, sorted.
+func userKeys(d, u, c, m1, m2 string) []string {
 	keys := []string{d + "users/" + u}
 	for _, mp := range []struct{ conv, mail, id, key string }{{c, m1, "10001", "OPS-1"}, {c, m1, "10002", "OPS-2"}, {"", m2, "10003", "OPS-3"}} {
 		keys = append(keys,
